@@ -1,0 +1,58 @@
+# Copyright (c) mmpetl contributors. All rights reserved.
+import copy
+import os.path as osp
+from typing import Optional
+
+import torch
+from mmengine.dist import master_only
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from mmpetl.checkpoint_io import atomic_output
+from mmpetl.registry import HOOKS
+from mmpetl.reparam import META_KEY, merge_adapters, stock_config
+
+
+@HOOKS.register_module()
+class ReparamCheckpointHook(Hook):
+    """Save a merged (stock) checkpoint and its stock config when training
+    ends, beside the adapter checkpoints.
+
+    Writes ``{work_dir}/{stem}_merged.pth`` and ``{stem}_merged_config.py``
+    with ``stem`` the last checkpoint's name (``epoch_N`` / ``iter_N``), the
+    same files ``tools/reparam.py`` writes.
+
+    Args:
+        out_dir (str, optional): Folder to write to. Defaults to the work dir.
+    """
+
+    priority = 'LOW'  # after CheckpointHook saved the last checkpoint
+
+    def __init__(self, out_dir: Optional[str] = None):
+        self.out_dir = out_dir
+
+    @master_only
+    def after_train(self, runner) -> None:
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        merged = merge_adapters(copy.deepcopy(model).cpu().eval())
+        stem = (f'epoch_{runner.epoch}'
+                if runner.train_loop.__class__.__name__.startswith('Epoch')
+                else f'iter_{runner.iter}')
+        out_dir = self.out_dir or runner.work_dir
+        ckpt_path = osp.join(out_dir, f'{stem}_merged.pth')
+        cfg_path = osp.join(out_dir, f'{stem}_merged_config.py')
+        stock = stock_config(runner.cfg)
+        meta = dict(
+            epoch=runner.epoch,
+            iter=runner.iter,
+            cfg=stock.pretty_text,
+            dataset_meta=getattr(runner.train_dataloader.dataset, 'metainfo',
+                                 None),
+            **{META_KEY: dict(merged=True, source='ReparamCheckpointHook')})
+        with atomic_output(ckpt_path) as tmp:
+            torch.save(dict(meta=meta, state_dict=merged.state_dict()), tmp)
+        with atomic_output(cfg_path) as tmp:
+            stock.dump(tmp)
+        runner.logger.info(f'Saved merged checkpoint {ckpt_path} and stock '
+                           f'config {cfg_path}')

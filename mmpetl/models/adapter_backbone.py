@@ -1,0 +1,159 @@
+# Copyright (c) mmpetl contributors. All rights reserved.
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from torch import nn
+
+from mmpetl.registry import MODELS
+from .adapted_linear import AdaptedLinear
+from .mergeable_adapter import MergeableAdapter
+from .attach_sites import AttachSite, find_attach_sites, normalize_sites
+
+__all__ = ['FrozenBackbone', 'AdapterBackbone', 'AttachSite']
+
+
+@MODELS.register_module()
+class FrozenBackbone(BaseModule):
+    """A stock backbone, pre-trained and frozen.
+
+    Builds ``backbone`` from its config and loads its pre-trained weights
+    (its ``init_cfg``) at construction, then freezes every parameter of it.
+    Modules that a subclass adds (adapters inside the backbone, modules owned
+    by the wrapper) are trainable; the trainable set is decided by module
+    type, never by parameter names.
+
+    Checkpoints hold only what trains: a state-dict hook drops the frozen
+    backbone's entries, and a load hook accepts their absence, so loading an
+    adapter checkpoint onto the pre-trained backbone restores the model.
+
+    With no adapters this is the linear-probe baseline, and the floor that
+    no adapter method's training cost can go below.
+
+    Args:
+        backbone (dict): Config of the stock backbone, e.g.
+            ``dict(type='VisionTransformer', arch='b', init_cfg=dict(
+            type='Pretrained', checkpoint='vit-b.pth'))``.
+        save_frozen (bool): Keep the frozen weights in checkpoints too.
+            Defaults to False.
+        init_cfg (dict, optional): Init config of the wrapper's own modules.
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 save_frozen: bool = False,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg)
+        self.backbone = MODELS.build(backbone)
+        if hasattr(self.backbone, 'init_weights'):
+            # Load the pre-trained weights now, into the stock layout, so
+            # that later checkpoints need not carry them.
+            self.backbone.init_weights()
+        self.save_frozen = save_frozen
+        self.attach_adapters()
+        self.freeze_backbone()
+        self._register_state_dict_hooks()
+
+    def attach_adapters(self) -> None:
+        """Add trainable modules to the backbone. None here."""
+
+    def is_trainable_module(self, module: nn.Module) -> bool:
+        """Whether ``module``, inside the backbone, trains."""
+        return isinstance(module, MergeableAdapter)
+
+    def freeze_backbone(self) -> None:
+        """Freeze the backbone except its trainable modules."""
+        self.backbone.requires_grad_(False)
+        for module in self.backbone.modules():
+            if self.is_trainable_module(module):
+                module.requires_grad_(True)
+
+    def frozen_state_keys(self) -> List[str]:
+        """State-dict keys (relative to this module) of the frozen part."""
+        trainable = [
+            f'backbone.{name}.' for name, module in
+            self.backbone.named_modules() if self.is_trainable_module(module)
+        ]
+        return [
+            f'backbone.{key}' for key in self.backbone.state_dict()
+            if not any(f'backbone.{key}'.startswith(p) for p in trainable)
+        ]
+
+    def _register_state_dict_hooks(self) -> None:
+
+        def drop_frozen(module, state_dict, prefix, local_metadata):
+            if module.save_frozen:
+                return
+            for key in module.frozen_state_keys():
+                state_dict.pop(prefix + key, None)
+
+        def accept_missing_frozen(module, incompatible_keys):
+            frozen = set(module.frozen_state_keys())
+            missing = incompatible_keys.missing_keys
+            for key in list(missing):
+                # Keys are absolute; ours end with one of the frozen keys.
+                if any(key.endswith(f) and
+                       (len(key) == len(f) or key[-len(f) - 1] == '.')
+                       for f in frozen):
+                    missing.remove(key)
+
+        self._register_state_dict_hook(drop_frozen)
+        self.register_load_state_dict_post_hook(accept_missing_frozen)
+
+    def forward(self, *args, **kwargs):
+        return self.backbone(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        # Heads and necks query backbone attributes (out_indices, ...).
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__('backbone'), name)
+
+
+class AdapterBackbone(FrozenBackbone):
+    """A frozen backbone with one adapter in front of each target linear.
+
+    The generic mechanism behind every mergeable method: it finds the target
+    linears (:mod:`mmpetl.models.attach_sites`), replaces each by an
+    :class:`AdaptedLinear` holding ``self.build_adapter(site)``, and freezes
+    the rest. A method is a subclass that implements :meth:`build_adapter`.
+
+    Args:
+        backbone (dict): Config of the stock backbone.
+        sites (str | Sequence[str]): Site kinds from the attach-site table.
+            Defaults to ``('attn', 'ffn')``; ``'attn'`` is the attention-only
+            variant.
+        targets (dict, optional): ``{kind: regex}`` of module paths, for a
+            backbone the table does not know. Overrides ``sites``.
+        save_frozen (bool): See :class:`FrozenBackbone`.
+        init_cfg (dict, optional): See :class:`FrozenBackbone`.
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 sites: Union[str, Sequence[str]] = ('attn', 'ffn'),
+                 targets: Optional[Dict[str, str]] = None,
+                 save_frozen: bool = False,
+                 init_cfg: Optional[dict] = None):
+        self.sites = normalize_sites(sites)
+        self.targets = targets
+        super().__init__(backbone, save_frozen=save_frozen, init_cfg=init_cfg)
+
+    def build_adapter(self, site: AttachSite) -> MergeableAdapter:
+        """The adapter for one attach site."""
+        raise NotImplementedError
+
+    def attach_adapters(self) -> None:
+        self.attach_sites = find_attach_sites(self.backbone, self.sites,
+                                              self.targets)
+        for site in self.attach_sites:
+            parent_path, _, child_name = site.path.rpartition('.')
+            parent = self.backbone.get_submodule(parent_path)
+            linear = getattr(parent, child_name)
+            setattr(parent, child_name,
+                    AdaptedLinear(linear, self.build_adapter(site)))
+        print_log(
+            f'{type(self).__name__}: {len(self.attach_sites)} adapters on '
+            f'{type(self.backbone).__name__} sites {self.sites}',
+            logger='current')

@@ -1,0 +1,138 @@
+# Copyright (c) mmpetl contributors. All rights reserved.
+from typing import Tuple
+
+import torch
+from torch import Tensor, nn
+
+from mmpetl.registry import MODELS
+from ..adapter_backbone import AdapterBackbone, AttachSite
+from ..mergeable_adapter import MergeableAdapter
+
+
+class SharedProjection(nn.Module):
+    """The down-projection ``D`` (d x h) that ARC shares between layers.
+
+    Xavier-uniform at init. Owned by the backbone wrapper, used by every
+    :class:`ARCAdapter` of its share group.
+    """
+
+    def __init__(self, in_features: int, hidden_dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(in_features, hidden_dim))
+        nn.init.xavier_uniform_(self.weight)
+
+
+class ARCAdapter(MergeableAdapter):
+    r"""ARC: Adapter Re-Composing, one site's adapter.
+
+    `Efficient Adaptation of Large Vision Transformer via Adapter
+    Re-Composing <https://arxiv.org/abs/2310.06234>`_ (Dong et al.,
+    NeurIPS 2023).
+
+    .. math::
+        a(x) = x + \mathrm{drop}(x D)\,\mathrm{diag}(\lambda)\,D^T + b
+
+    ``D`` (d x h) is shared by all adapters of a share group (one for the
+    attention sites, one for the FFN sites; per stage in Swin) and reused
+    transposed as the up-projection; only ``lambda`` (h) and ``b`` (d) belong
+    to the site. The map is linear, so it folds into the next linear:
+    ``M = I + D diag(lambda) D^T`` (symmetric), ``m = b``.
+
+    Init: ``b = 0`` and ``lambda = 0``, so the adapter is the identity at
+    init. The ARC reference code instead initialises the FFN sites' lambda
+    xavier-uniform; ``scale_init='xavier_uniform'`` reproduces that.
+
+    Args:
+        projection (SharedProjection): The shared ``D``. Held as a plain
+            reference, not a submodule: its owner saves it once.
+        dropout (float): Dropout on the hidden ``h`` units. Defaults to 0.1.
+        scale_init (str): ``'zeros'`` or ``'xavier_uniform'`` for ``lambda``.
+
+    Shapes:
+        input: (..., d) -> output: (..., d).
+    """
+
+    def __init__(self,
+                 projection: SharedProjection,
+                 dropout: float = 0.1,
+                 scale_init: str = 'zeros'):
+        super().__init__()
+        in_features, hidden_dim = projection.weight.shape
+        self.in_features = in_features
+        # A list hides the shared module from this adapter's state dict and
+        # parameters, so the wrapper owns and saves it exactly once.
+        self._projection = [projection]
+        self.dropout = nn.Dropout(dropout)
+        self.scale = nn.Parameter(torch.empty(hidden_dim))
+        self.bias = nn.Parameter(torch.zeros(in_features))
+        if scale_init == 'zeros':
+            nn.init.zeros_(self.scale)
+        elif scale_init == 'xavier_uniform':
+            nn.init.xavier_uniform_(self.scale.view(1, -1))
+        else:
+            raise ValueError("scale_init must be 'zeros' or "
+                             f"'xavier_uniform', not {scale_init!r}")
+
+    @property
+    def projection(self) -> Tensor:
+        """The shared ``D``, shape (d, h)."""
+        return self._projection[0].weight
+
+    def forward(self, x: Tensor) -> Tensor:
+        proj = self.projection
+        hidden = self.dropout(x @ proj) * self.scale
+        return x + hidden @ proj.t() + self.bias
+
+    def affine(self) -> Tuple[Tensor, Tensor]:
+        proj = self.projection.double()
+        eye, _ = self.identity_affine(device=proj.device)
+        matrix = eye + proj @ torch.diag(self.scale.double()) @ proj.t()
+        return matrix, self.bias.double()
+
+
+@MODELS.register_module()
+class ARCBackbone(AdapterBackbone):
+    """A frozen backbone with :class:`ARCAdapter` in front of its target
+    linears, one :class:`SharedProjection` per share group.
+
+    Args:
+        backbone (dict): Config of the stock backbone.
+        hidden_dim (int): ``h``. Defaults to 50 (the paper's).
+        dropout (float): See :class:`ARCAdapter`. Defaults to 0.1.
+        attn_scale_init (str): ``lambda`` init of attention sites.
+            Defaults to ``'zeros'`` (the paper's).
+        ffn_scale_init (str): ``lambda`` init of FFN sites. Defaults to
+            ``'zeros'`` (identity at init); the reference code uses
+            ``'xavier_uniform'``.
+        **kwargs: ``sites``, ``targets``, ``save_frozen``, ``init_cfg`` of
+            :class:`AdapterBackbone`.
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 hidden_dim: int = 50,
+                 dropout: float = 0.1,
+                 attn_scale_init: str = 'zeros',
+                 ffn_scale_init: str = 'zeros',
+                 **kwargs):
+        self.hidden_dim = hidden_dim
+        self.dropout = dropout
+        self.scale_inits = dict(attn=attn_scale_init, ffn=ffn_scale_init)
+        super().__init__(backbone, **kwargs)
+
+    def build_adapter(self, site: AttachSite) -> ARCAdapter:
+        if not hasattr(self, 'shared_projections'):
+            self.shared_projections = nn.ModuleDict()
+        if site.share_group not in self.shared_projections:
+            self.shared_projections[site.share_group] = SharedProjection(
+                site.in_features, self.hidden_dim)
+        projection = self.shared_projections[site.share_group]
+        if projection.weight.shape[0] != site.in_features:
+            raise ValueError(
+                f'ARC share group {site.share_group!r} mixes input sizes '
+                f'{projection.weight.shape[0]} and {site.in_features} '
+                f'(at {site.path}); give the sites distinct share groups')
+        return ARCAdapter(
+            projection,
+            dropout=self.dropout,
+            scale_init=self.scale_inits.get(site.kind, 'zeros'))

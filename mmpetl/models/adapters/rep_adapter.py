@@ -1,0 +1,144 @@
+# Copyright (c) mmpetl contributors. All rights reserved.
+from typing import Tuple
+
+import torch
+from torch import Tensor, nn
+
+from mmpetl.registry import MODELS
+from ..adapter_backbone import AdapterBackbone, AttachSite
+from ..mergeable_adapter import MergeableAdapter
+
+
+class GroupedLinear(nn.Module):
+    """A linear map whose weight is block-diagonal: ``groups`` independent
+    linears, each from ``in_features / groups`` to ``out_features / groups``.
+
+    The same map as ``nn.Conv1d(in, out, 1, groups=groups)``, which is how the
+    RepAdapter reference code writes it, without the transposes.
+
+    Args:
+        in_features (int): Input size, divisible by ``groups``.
+        out_features (int): Output size, divisible by ``groups``.
+        groups (int): Number of blocks.
+
+    Shapes:
+        weight: (out_features, in_features // groups), as Conv1d's weight.
+        input: (..., in_features) -> output: (..., out_features).
+    """
+
+    def __init__(self, in_features: int, out_features: int, groups: int):
+        super().__init__()
+        if in_features % groups or out_features % groups:
+            raise ValueError(f'in_features ({in_features}) and out_features '
+                             f'({out_features}) must be divisible by groups '
+                             f'({groups})')
+        self.in_features = in_features
+        self.out_features = out_features
+        self.groups = groups
+        self.weight = nn.Parameter(
+            torch.empty(out_features, in_features // groups))
+        self.bias = nn.Parameter(torch.empty(out_features))
+
+    def forward(self, x: Tensor) -> Tensor:
+        g = self.groups
+        x = x.unflatten(-1, (g, self.in_features // g))
+        weight = self.weight.view(g, self.out_features // g, -1)
+        out = torch.einsum('...gi,goi->...go', x, weight)
+        return out.flatten(-2) + self.bias
+
+    def dense_weight(self) -> Tensor:
+        """The block-diagonal (out_features, in_features) matrix."""
+        blocks = self.weight.view(self.groups, self.out_features // self.groups,
+                                  -1).unbind(0)
+        return torch.block_diag(*blocks)
+
+
+class RepAdapter(MergeableAdapter):
+    r"""RepAdapter: a sequential, re-parameterizable adapter.
+
+    `Towards Efficient Visual Adaption via Structural Re-parameterization
+    <https://arxiv.org/abs/2302.08106>`_ (Luo et al.).
+
+    .. math::
+        a(x) = x + s \cdot B(\mathrm{drop}(A x + a_b)) + s \cdot b_b
+
+    ``A``: dense ``d -> h`` with bias; ``B``: group-wise ``h -> d`` with
+    ``groups`` blocks, with bias; ``s``: a fixed scalar. A is xavier-uniform,
+    B and both biases are zero, so the adapter is the identity at init.
+    Without dropout the map is affine, so it folds into the next linear:
+    ``M = I + s B_dense A``, ``m = s (B_dense a_b + b_b)``.
+
+    Args:
+        in_features (int): Token dimension ``d``.
+        hidden_dim (int): Hidden size ``h``. Defaults to 8 (the paper's).
+        groups (int): Groups of ``B``. Defaults to 2 (the paper's).
+        scale (float): The scale ``s``. Defaults to 1.0; the paper picks it
+            per task from {0.1, 0.5, 1, 5, 10}.
+        dropout (float): Dropout between A and B. Defaults to 0.1.
+
+    Shapes:
+        input: (..., d) -> output: (..., d).
+    """
+
+    def __init__(self,
+                 in_features: int,
+                 hidden_dim: int = 8,
+                 groups: int = 2,
+                 scale: float = 1.0,
+                 dropout: float = 0.1):
+        super().__init__()
+        self.in_features = in_features
+        self.scale = scale
+        self.down = nn.Linear(in_features, hidden_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.up = GroupedLinear(hidden_dim, in_features, groups)
+        nn.init.xavier_uniform_(self.down.weight)
+        nn.init.zeros_(self.down.bias)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.scale * self.up(self.dropout(self.down(x)))
+
+    def affine(self) -> Tuple[Tensor, Tensor]:
+        up = self.up.dense_weight().double()
+        down = self.down.weight.double()
+        eye, _ = self.identity_affine(device=up.device)
+        matrix = eye + self.scale * up @ down
+        shift = self.scale * (up @ self.down.bias.double() +
+                              self.up.bias.double())
+        return matrix, shift
+
+    def extra_repr(self) -> str:
+        return f'scale={self.scale}'
+
+
+@MODELS.register_module()
+class RepAdapterBackbone(AdapterBackbone):
+    """A frozen backbone with :class:`RepAdapter` in front of its target
+    linears (qkv and the FFN's first linear by default).
+
+    Args:
+        backbone (dict): Config of the stock backbone, e.g.
+            ``dict(type='VisionTransformer', arch='b', init_cfg=...)``.
+        hidden_dim (int): See :class:`RepAdapter`. Defaults to 8.
+        groups (int): See :class:`RepAdapter`. Defaults to 2.
+        scale (float): See :class:`RepAdapter`. Defaults to 1.0.
+        dropout (float): See :class:`RepAdapter`. Defaults to 0.1.
+        **kwargs: ``sites``, ``targets``, ``save_frozen``, ``init_cfg`` of
+            :class:`AdapterBackbone`.
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 hidden_dim: int = 8,
+                 groups: int = 2,
+                 scale: float = 1.0,
+                 dropout: float = 0.1,
+                 **kwargs):
+        self.adapter_cfg = dict(
+            hidden_dim=hidden_dim, groups=groups, scale=scale, dropout=dropout)
+        super().__init__(backbone, **kwargs)
+
+    def build_adapter(self, site: AttachSite) -> RepAdapter:
+        return RepAdapter(site.in_features, **self.adapter_cfg)

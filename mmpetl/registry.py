@@ -1,0 +1,20 @@
+# Copyright (c) mmpetl contributors. All rights reserved.
+"""Registries of the ``mmpetl`` scope.
+
+They are children of MMEngine's root registries, so a config built by any
+OpenMMLab toolbox can name ``type='mmpetl.RepAdapterBackbone'`` without
+``custom_imports``: MMEngine imports ``mmpetl.registry`` when it meets the
+``mmpetl.`` scope prefix, and ``locations`` imports the modules that register
+into it.
+"""
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import Registry
+
+MODELS = Registry(
+    'model',
+    parent=MMENGINE_MODELS,
+    scope='mmpetl',
+    locations=['mmpetl.models'])
+HOOKS = Registry(
+    'hook', parent=MMENGINE_HOOKS, scope='mmpetl', locations=['mmpetl.hooks'])

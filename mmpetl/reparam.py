@@ -1,0 +1,284 @@
+# Copyright (c) mmpetl contributors. All rights reserved.
+"""Re-parameterization: fold adapters into the frozen weights.
+
+The library side of ``tools/reparam.py`` and of
+:class:`~mmpetl.hooks.ReparamCheckpointHook`. The result is the *stock*
+OpenMMLab model: same modules, same state-dict keys, same parameter count
+and FLOPs, loadable with ``strict=True`` into the config without the mmpetl
+wrapper.
+"""
+import copy
+import os.path as osp
+from contextlib import ExitStack
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+import torch
+from mmengine.config import Config
+from mmengine.registry import MODELS as ROOT_MODELS
+from mmengine.registry import init_default_scope
+from torch import nn
+
+from .checkpoint_io import (CheckpointError, atomic_output, check_output_path,
+                            load_checkpoint_file, load_matching_state_dict,
+                            model_state_dict)
+from .models import AdaptedLinear, AdapterBackbone, FrozenBackbone
+from .registry import MODELS
+
+#: Checkpoint meta key under which mmpetl records what it did.
+META_KEY = 'mmpetl'
+
+
+def merge_adapters(model: nn.Module) -> nn.Module:
+    """Fold every adapter of ``model`` into its linear and unwrap every
+    mmpetl backbone wrapper, in place.
+
+    Returns the merged model (a different object only when ``model`` itself
+    is a wrapper).
+    """
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, AdaptedLinear):
+                setattr(module, name, child.merged_linear())
+    if isinstance(model, FrozenBackbone):
+        return model.backbone
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, FrozenBackbone):
+                setattr(module, name, child.backbone)
+    return model
+
+
+def _wrapper_class(cfg: Any) -> Optional[type]:
+    """The mmpetl wrapper class named by a model config dict, if any."""
+    if not isinstance(cfg, dict) or 'type' not in cfg:
+        return None
+    cls = cfg['type']
+    if isinstance(cls, str):
+        scope, _, name = cls.rpartition('.')
+        if scope != 'mmpetl':
+            return None
+        cls = MODELS.get(name)
+    if isinstance(cls, type) and issubclass(cls, FrozenBackbone):
+        return cls
+    return None
+
+
+def _walk_configs(cfg: Any) -> Iterable[dict]:
+    if isinstance(cfg, dict):
+        yield cfg
+        for value in cfg.values():
+            yield from _walk_configs(value)
+    elif isinstance(cfg, (list, tuple)):
+        for value in cfg:
+            yield from _walk_configs(value)
+
+
+def adapter_wrappers_in_config(cfg: Config) -> List[type]:
+    """Classes of the adapter wrappers (not plain FrozenBackbone) that
+    ``cfg.model`` uses."""
+    classes = [_wrapper_class(c) for c in _walk_configs(cfg.get('model'))]
+    return [c for c in classes if c and issubclass(c, AdapterBackbone)]
+
+
+def _unwrap(cfg: Any) -> Any:
+    if isinstance(cfg, dict):
+        if _wrapper_class(cfg) is not None:
+            return _unwrap(cfg['backbone'])
+        return type(cfg)({k: _unwrap(v) for k, v in cfg.items()})
+    if isinstance(cfg, (list, tuple)):
+        return type(cfg)(_unwrap(v) for v in cfg)
+    return cfg
+
+
+def _is_mmpetl_type(cfg: Any) -> bool:
+    t = cfg.get('type') if isinstance(cfg, dict) else None
+    return isinstance(t, str) and t.startswith('mmpetl.') or (
+        isinstance(t, type) and t.__module__.startswith('mmpetl'))
+
+
+def stock_config(cfg: Config) -> Config:
+    """The config of the merged model: every mmpetl backbone wrapper
+    replaced by the stock backbone it wraps, and mmpetl hooks removed, so
+    the stock toolboxes run it without mmpetl."""
+    stock = copy.deepcopy(cfg._cfg_dict.to_dict())
+    stock['model'] = _unwrap(stock['model'])
+    if stock.get('custom_hooks'):
+        stock['custom_hooks'] = [
+            h for h in stock['custom_hooks'] if not _is_mmpetl_type(h)
+        ]
+    return Config(stock)
+
+
+def build_model(cfg: Config) -> nn.Module:
+    """Build ``cfg.model`` in the config's default scope."""
+    init_default_scope(cfg.get('default_scope', 'mmengine'))
+    return ROOT_MODELS.build(cfg.model)
+
+
+def example_inputs(backbone: nn.Module,
+                   shape: Optional[Sequence[int]] = None,
+                   batch_size: int = 2) -> torch.Tensor:
+    """A random input batch for ``backbone``.
+
+    Without ``shape``, the spatial size is the patch embedding's
+    ``init_input_size`` (else 224) and the channels those of the first
+    convolution; a Conv3d stem gets 8 frames.
+    """
+    conv = next((m for m in backbone.modules()
+                 if isinstance(m, (nn.Conv2d, nn.Conv3d))), None)
+    if shape is None:
+        size = getattr(getattr(backbone, 'patch_embed', None),
+                       'init_input_size', None) or (224, 224)
+        channels = conv.in_channels if conv is not None else 3
+        frames = (8, ) if isinstance(conv, nn.Conv3d) else ()
+        shape = (channels, *frames, *size)
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(batch_size, *shape, generator=generator)
+
+
+def _tensors(output: Any) -> List[torch.Tensor]:
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, (list, tuple)):
+        return [t for o in output for t in _tensors(o)]
+    if isinstance(output, dict):
+        return [t for o in output.values() for t in _tensors(o)]
+    return []
+
+
+@torch.no_grad()
+def max_relative_difference(reference: nn.Module, other: nn.Module,
+                            inputs: torch.Tensor) -> float:
+    """``max |a - b| / max |a|`` over all output tensors, in eval mode."""
+    reference.eval()
+    other.eval()
+    expected = _tensors(reference(inputs))
+    actual = _tensors(other(inputs))
+    if len(expected) != len(actual) or not expected:
+        raise RuntimeError('the two models return different outputs')
+    worst = 0.
+    for a, b in zip(expected, actual):
+        scale = a.abs().max().clamp_min(torch.finfo(a.dtype).tiny)
+        worst = max(worst, float((a - b).abs().max() / scale))
+    return worst
+
+
+def _find_wrappers(model: nn.Module) -> List[FrozenBackbone]:
+    return [m for m in model.modules() if isinstance(m, FrozenBackbone)]
+
+
+def reparameterize_checkpoint(config: str,
+                              checkpoint: str,
+                              out_checkpoint: str,
+                              out_config: Optional[str] = None,
+                              verify: bool = False,
+                              force: bool = False,
+                              cfg_options: Optional[dict] = None,
+                              verify_shape: Optional[Sequence[int]] = None,
+                              tolerance: float = 1e-5) -> Dict[str, Any]:
+    """Fold the adapters of an adapter checkpoint into a stock checkpoint.
+
+    Args:
+        config (str): The adapter config the checkpoint was trained with.
+        checkpoint (str): The adapter checkpoint (read, never modified).
+        out_checkpoint (str): Where to write the stock checkpoint.
+        out_config (str, optional): Where to write the stock config.
+        verify (bool): Run both models on a random batch and raise if their
+            backbone outputs differ by more than ``tolerance`` (relative).
+        force (bool): Replace existing outputs.
+        cfg_options (dict, optional): Overrides merged into the config.
+        verify_shape (Sequence[int], optional): Input shape without batch
+            for ``verify``; see :func:`example_inputs`.
+        tolerance (float): See ``verify``.
+
+    Returns:
+        dict: ``adapters`` (number folded), ``params`` (stock model's
+        parameter count) and, with ``verify``, ``max_rel_diff``.
+
+    Raises:
+        CheckpointError: For any unusable input; nothing is written then.
+    """
+    for path in (config, checkpoint):
+        if not osp.isfile(path):
+            raise CheckpointError(f'{path} does not exist')
+    check_output_path(out_checkpoint, force, config, checkpoint)
+    if out_config is not None:
+        check_output_path(out_config, force, config, checkpoint)
+        if osp.abspath(out_config) == osp.abspath(out_checkpoint):
+            raise CheckpointError('--out-config and the output checkpoint '
+                                  'are the same file')
+    try:
+        cfg = Config.fromfile(config)
+    except Exception as e:
+        raise CheckpointError(f'cannot read config {config}: {e}')
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if not adapter_wrappers_in_config(cfg):
+        raise CheckpointError(
+            f'config {config} has no adapters to fold: its model uses no '
+            'mmpetl adapter backbone (e.g. mmpetl.RepAdapterBackbone)')
+
+    source = load_checkpoint_file(checkpoint)
+    meta = dict(source.get('meta') or {})
+    if meta.get(META_KEY, {}).get('merged'):
+        raise CheckpointError(
+            f'{checkpoint} is already merged (written by mmpetl reparam); it '
+            'loads into the stock config as it is')
+    state_dict = model_state_dict(source)
+
+    model = build_model(cfg)
+    adapter_prefixes = tuple(f'{name}.adapter.'
+                             for name, m in model.named_modules()
+                             if isinstance(m, AdaptedLinear))
+    if not any(k.startswith(adapter_prefixes) for k in state_dict):
+        raise CheckpointError(
+            f'{checkpoint} holds no adapter weights for this config '
+            '(a stock or already-merged checkpoint?)')
+    load_matching_state_dict(model, state_dict, checkpoint)
+    model.eval()
+
+    num_adapters = sum(
+        isinstance(m, AdaptedLinear) for m in model.modules())
+    wrappers = _find_wrappers(model)
+    reference = copy.deepcopy(wrappers[0].backbone) if verify else None
+    merged = merge_adapters(model)
+    report: Dict[str, Any] = dict(
+        adapters=num_adapters,
+        params=sum(p.numel() for p in merged.parameters()))
+    if verify:
+        merged_backbone = _merged_backbone_like(merged, reference)
+        inputs = example_inputs(reference, verify_shape)
+        report['max_rel_diff'] = max_relative_difference(
+            reference, merged_backbone, inputs)
+        if report['max_rel_diff'] > tolerance:
+            raise CheckpointError(
+                f'verification failed: merged and adapter outputs differ by '
+                f'{report["max_rel_diff"]:.3g} relative (> {tolerance:g})')
+
+    stock = stock_config(cfg)
+    meta[META_KEY] = dict(
+        merged=True, source=checkpoint, adapters=num_adapters)
+    meta['cfg'] = stock.pretty_text
+    out = dict(meta=meta, state_dict=merged.state_dict())
+    with ExitStack() as stack:
+        ckpt_tmp = stack.enter_context(atomic_output(out_checkpoint))
+        torch.save(out, ckpt_tmp)
+        if out_config is not None:
+            cfg_tmp = stack.enter_context(atomic_output(out_config))
+            stock.dump(cfg_tmp)
+    return report
+
+
+def _merged_backbone_like(merged: nn.Module,
+                          reference: nn.Module) -> nn.Module:
+    """The module of ``merged`` with the same class as ``reference``."""
+    if type(merged) is type(reference):
+        return merged
+    return next(m for m in merged.modules() if type(m) is type(reference))
+
+
+__all__ = [
+    'merge_adapters', 'stock_config', 'adapter_wrappers_in_config',
+    'build_model', 'example_inputs', 'max_relative_difference',
+    'reparameterize_checkpoint', 'CheckpointError', 'META_KEY'
+]

@@ -35,7 +35,9 @@ class ReparamCheckpointHook(Hook):
     def after_train(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
-        merged = merge_adapters(copy.deepcopy(model).cpu().eval())
+        model = copy.deepcopy(model).cpu()
+        model.eval()  # not chained: some backbones' train() returns None
+        merged = merge_adapters(model)
         stem = (f'epoch_{runner.epoch}'
                 if runner.train_loop.__class__.__name__.startswith('Epoch')
                 else f'iter_{runner.iter}')

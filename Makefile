@@ -1,0 +1,16 @@
+# `make demo` and `make test` create .venv/ (tools/setup_env.sh) when needed.
+PYTHON := .venv/bin/python
+
+.PHONY: venv demo test bench
+
+venv:
+	@bash tools/setup_env.sh
+
+demo: venv
+	$(PYTHON) tools/demo.py
+
+test: venv
+	$(PYTHON) -m pytest -q
+
+bench: venv
+	$(PYTHON) tools/benchmark_inference.py

@@ -1,0 +1,50 @@
+# Copyright (c) mmpetl contributors. All rights reserved.
+"""Latency measurement for comparing models within one run.
+
+Models are timed in interleaved rounds (A, B, C, A, B, C, ...) so that the
+noise of a shared machine hits all of them alike; the median per model is
+reported.
+"""
+import statistics
+import time
+from typing import Callable, Dict
+
+import torch
+from torch import nn
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def measure_latency(models: Dict[str, nn.Module],
+                    inputs: torch.Tensor,
+                    rounds: int = 30,
+                    warmup: int = 3,
+                    forward: Callable = None) -> Dict[str, float]:
+    """Median seconds per forward of each model on ``inputs``.
+
+    Args:
+        models (dict): Name -> model; put in eval mode here.
+        inputs (Tensor): The batch, on the models' device.
+        rounds (int): Timed forwards per model.
+        warmup (int): Untimed forwards per model first.
+        forward (callable, optional): ``forward(model, inputs)``; defaults to
+            ``model(inputs)``.
+    """
+    forward = forward or (lambda model, x: model(x))
+    for model in models.values():
+        model.eval()
+        for _ in range(warmup):
+            forward(model, inputs)
+    times = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            _synchronize(inputs.device)
+            start = time.perf_counter()
+            forward(model, inputs)
+            _synchronize(inputs.device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}

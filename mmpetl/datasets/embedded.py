@@ -1,0 +1,58 @@
+# Copyright (c) mmpetl contributors. All rights reserved.
+"""Real images that ship inside registry packages, written out in
+mmpretrain's ``CustomDataset`` annotation layout (``path label`` lines).
+
+Used by the quick-start demo and the tests: nothing is downloaded.
+"""
+import os
+import os.path as osp
+from typing import Dict, Sequence
+
+import numpy as np
+from PIL import Image
+
+
+def write_digits_task(root: str,
+                      digits: Sequence[int],
+                      train_fraction: float = 0.5,
+                      size: int = 32,
+                      seed: int = 0) -> Dict[str, int]:
+    """Write scikit-learn's handwritten digits of the given classes.
+
+    The 8x8 images (1,797 real scans, 16 grey levels) are upscaled to
+    ``size`` x ``size`` PNGs under ``{root}/images/``, labelled ``0..k-1`` in
+    the order of ``digits``, and split per class into ``{root}/train.txt``
+    and ``{root}/test.txt``. Existing complete outputs are kept as they are.
+
+    Returns:
+        dict: Number of images per split.
+    """
+    from sklearn.datasets import load_digits
+
+    done = osp.join(root, '.complete')
+    if osp.exists(done):
+        return {
+            split: sum(1 for _ in open(osp.join(root, f'{split}.txt')))
+            for split in ('train', 'test')
+        }
+    data = load_digits()
+    rng = np.random.default_rng(seed)
+    os.makedirs(osp.join(root, 'images'), exist_ok=True)
+    lines = dict(train=[], test=[])
+    for label, digit in enumerate(digits):
+        indices = np.flatnonzero(data.target == digit)
+        rng.shuffle(indices)
+        num_train = int(round(train_fraction * len(indices)))
+        for rank, index in enumerate(indices):
+            name = f'images/{digit}_{index:04d}.png'
+            pixels = (data.images[index] * (255 / 16)).astype(np.uint8)
+            Image.fromarray(pixels).resize((size, size),
+                                           Image.BILINEAR).save(
+                                               osp.join(root, name))
+            split = 'train' if rank < num_train else 'test'
+            lines[split].append(f'{name} {label}\n')
+    for split, split_lines in lines.items():
+        with open(osp.join(root, f'{split}.txt'), 'w') as f:
+            f.writelines(split_lines)
+    open(done, 'w').close()
+    return {split: len(split_lines) for split, split_lines in lines.items()}

@@ -1,0 +1,14 @@
+# Copyright (c) mmpetl contributors. All rights reserved.
+import pytest
+
+from tests.helpers import TINY_SWIN, TINY_VIT, pretrained_cfg
+
+
+@pytest.fixture
+def vit_cfg(tmp_path):
+    return pretrained_cfg(TINY_VIT, tmp_path / 'vit.pth')
+
+
+@pytest.fixture
+def swin_cfg(tmp_path):
+    return pretrained_cfg(TINY_SWIN, tmp_path / 'swin.pth')

@@ -1,0 +1,54 @@
+# Copyright (c) mmpetl contributors. All rights reserved.
+"""Tiny backbones and helpers shared by the tests."""
+import copy
+
+import torch
+
+import mmpetl  # noqa: F401  (applies the compat fixes)
+
+TINY_VIT = dict(
+    type='mmpretrain.VisionTransformer',
+    arch=dict(embed_dims=32, num_layers=2, num_heads=2,
+              feedforward_channels=64),
+    img_size=32,
+    patch_size=8)
+
+# Inputs of 72x72 give 18x18 and 9x9 token maps: both need window padding.
+TINY_SWIN = dict(
+    type='mmpretrain.SwinTransformer',
+    arch=dict(embed_dims=16, depths=[2, 2], num_heads=[2, 2]),
+    img_size=72,
+    window_size=7,
+    out_indices=(0, 1))
+
+
+def pretrained_cfg(backbone_cfg, path):
+    """Build a stock backbone, save it as a 'pre-trained' checkpoint, and
+    return the config that loads it."""
+    from mmpetl.registry import MODELS
+    torch.manual_seed(1)
+    backbone = MODELS.build(copy.deepcopy(backbone_cfg))
+    backbone.init_weights()
+    torch.save(dict(state_dict=backbone.state_dict()), path)
+    return dict(
+        copy.deepcopy(backbone_cfg),
+        init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+
+
+def randomize_adapters(model, seed=0):
+    """Give every adapter parameter a non-zero value (they start as the
+    identity, which would make merge tests trivial)."""
+    from mmpetl.models import MergeableAdapter
+    from mmpetl.models.adapters import SharedProjection
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (MergeableAdapter, SharedProjection)):
+                for param in module.parameters(recurse=False):
+                    param.copy_(0.2 * torch.randn(
+                        param.shape, generator=generator))
+                for child in module.children():
+                    for param in child.parameters():
+                        param.copy_(0.2 * torch.randn(
+                            param.shape, generator=generator))
+    return model

@@ -1,0 +1,218 @@
+# Copyright (c) mmpetl contributors. All rights reserved.
+"""The tools end to end: train, resume, reparam, test, dist_train, on tiny
+real data (scikit-learn's digits) and a tiny ViT."""
+import hashlib
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from mmpetl.checkpoint_io import CheckpointError
+from mmpetl.datasets import write_digits_task
+from mmpetl.reparam import build_model, reparameterize_checkpoint
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+QUICKSTART = osp.join(ROOT, 'configs', 'quickstart')
+
+CONFIG = """
+_base_ = ['{base}']
+data_root = '{data}'
+train_dataloader = dict(
+    batch_size=16, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root=data_root))
+val_dataloader = dict(
+    batch_size=64, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root=data_root))
+test_dataloader = val_dataloader
+model = dict(
+    backbone=dict(backbone=dict(init_cfg=dict(checkpoint='{pretrained}'))),
+    head=dict(num_classes=3))
+data_preprocessor = dict(num_classes=3)
+train_cfg = dict(max_epochs=2, val_interval=2)
+default_hooks = dict(checkpoint=dict(interval=1),
+                     logger=dict(interval=1))
+param_scheduler = []
+"""
+
+
+def run_tool(*args, expect_ok=True):
+    result = subprocess.run([sys.executable, *args], cwd=ROOT,
+                            capture_output=True, text=True)
+    if expect_ok:
+        assert result.returncode == 0, result.stdout[-3000:] + \
+            result.stderr[-3000:]
+    return result
+
+
+def sha256(path):
+    return hashlib.sha256(open(path, 'rb').read()).hexdigest()
+
+
+@pytest.fixture(scope='module')
+def workspace(tmp_path_factory):
+    """Tiny digits data, a 'pre-trained' tiny ViT and a config per method."""
+    root = tmp_path_factory.mktemp('tools')
+    data = root / 'data'
+    write_digits_task(str(data), (5, 6, 7), train_fraction=0.25)
+    base = Config.fromfile(osp.join(QUICKSTART, '_base_',
+                                    'vit-tiny_digits.py'))
+    torch.manual_seed(0)
+    vit = build_model(Config(dict(default_scope='mmpretrain',
+                                  model=base.vit)))
+    pretrained = root / 'pretrained.pth'
+    torch.save(dict(state_dict=vit.state_dict()), pretrained)
+    configs = {}
+    for method in ('repadapter', 'arc', 'linear-probe'):
+        path = root / f'{method}.py'
+        path.write_text(CONFIG.format(
+            base=osp.join(QUICKSTART, f'vit-tiny_digits5-9_{method}.py'),
+            data=data, pretrained=pretrained))
+        configs[method] = str(path)
+    return dict(root=root, configs=configs, pretrained=str(pretrained))
+
+
+@pytest.fixture(scope='module')
+def trained(workspace):
+    """RepAdapter trained 2 epochs through tools/train.py."""
+    work_dir = workspace['root'] / 'work_repadapter'
+    result = run_tool('tools/train.py', workspace['configs']['repadapter'],
+                      '--work-dir', str(work_dir))
+    return dict(workspace, work_dir=work_dir, log=result.stdout +
+                result.stderr)
+
+
+def test_train_saves_only_trained_weights(trained):
+    log = trained['log']
+    assert 'Trainable parameters:' in log
+    checkpoint = torch.load(trained['work_dir'] / 'epoch_2.pth',
+                            weights_only=False)
+    keys = set(checkpoint['state_dict'])
+    model = build_model(Config.fromfile(trained['configs']['repadapter']))
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert keys == trainable
+    assert any('.adapter.' in k for k in keys) and 'head.fc.weight' in keys
+    # Loading it onto the pre-trained backbone restores the model exactly.
+    model.load_state_dict(checkpoint['state_dict'], strict=True)
+    for key, value in checkpoint['state_dict'].items():
+        assert torch.equal(model.state_dict()[key], value)
+    # The end-of-training hook wrote the merged checkpoint and stock config.
+    merged_cfg = Config.fromfile(trained['work_dir'] /
+                                 'epoch_2_merged_config.py')
+    stock = build_model(merged_cfg)
+    merged = torch.load(trained['work_dir'] / 'epoch_2_merged.pth',
+                        weights_only=False)
+    stock.load_state_dict(merged['state_dict'], strict=True)
+
+
+def test_resume_continues_from_checkpoint(trained, tmp_path):
+    work_dir = tmp_path / 'resumed'
+    result = run_tool('tools/train.py', trained['configs']['repadapter'],
+                      '--work-dir', str(work_dir), '--resume',
+                      str(trained['work_dir'] / 'epoch_1.pth'))
+    log = result.stdout + result.stderr
+    assert 'resumed epoch: 1' in log
+    assert (work_dir / 'epoch_2.pth').exists()
+    assert not (work_dir / 'epoch_1.pth').exists()
+
+
+def test_reparam_and_test_give_the_same_metrics(trained, tmp_path):
+    config = trained['configs']['repadapter']
+    checkpoint = str(trained['work_dir'] / 'epoch_2.pth')
+    before = sha256(checkpoint)
+    out_ckpt, out_cfg = tmp_path / 'merged.pth', tmp_path / 'stock.py'
+    result = run_tool('tools/reparam.py', config, checkpoint, str(out_ckpt),
+                      '--out-config', str(out_cfg), '--verify')
+    assert 'verified' in result.stdout
+    assert sha256(checkpoint) == before
+    stock_text = out_cfg.read_text()
+    assert 'mmpetl' not in stock_text
+
+    metrics = {}
+    for name, cfg, ckpt in (('adapter', config, checkpoint),
+                            ('merged', str(out_cfg), str(out_ckpt))):
+        out = tmp_path / f'{name}.json'
+        run_tool('tools/test.py', cfg, ckpt, '--work-dir',
+                 str(tmp_path / name), '--metrics-out', str(out))
+        metrics[name] = json.loads(out.read_text())['accuracy/top1']
+    num_test = sum(1 for _ in open(osp.join(
+        Config.fromfile(config).data_root, 'test.txt')))
+    # Equal up to at most one prediction flipped by float rounding.
+    assert abs(metrics['adapter'] - metrics['merged']) <= 100 / num_test
+    assert metrics['adapter'] > 100 / 3  # better than chance: it trained
+
+
+def test_reparam_refuses_bad_input_and_writes_nothing(trained, tmp_path):
+    config = trained['configs']['repadapter']
+    checkpoint = str(trained['work_dir'] / 'epoch_2.pth')
+    out = str(tmp_path / 'out.pth')
+    text_file = tmp_path / 'notes.pth'
+    text_file.write_text('not a checkpoint')
+    merged = str(trained['work_dir'] / 'epoch_2_merged.pth')
+    stock_cfg = str(trained['work_dir'] / 'epoch_2_merged_config.py')
+    cases = [
+        ((config, str(tmp_path / 'missing.pth'), out), 'does not exist'),
+        ((str(tmp_path / 'missing.py'), checkpoint, out), 'does not exist'),
+        ((config, str(text_file), out), 'is not a PyTorch checkpoint'),
+        ((trained['configs']['arc'], checkpoint, out), 'does not match'),
+        ((stock_cfg, merged, out), 'has no adapters'),
+        ((config, merged, out), 'already merged'),
+        ((config, trained['pretrained'], out), 'holds no adapter weights'),
+        ((config, checkpoint, checkpoint), 'is an input'),
+    ]
+    for args, message in cases:
+        with pytest.raises(CheckpointError, match=message):
+            reparameterize_checkpoint(*args)
+        assert not os.path.exists(out)
+    assert os.listdir(tmp_path) == ['notes.pth']
+
+    # The CLI: one error line, exit 2; an existing output needs --force.
+    existing = tmp_path / 'existing.pth'
+    existing.write_bytes(b'keep me')
+    result = run_tool('tools/reparam.py', config, checkpoint, str(existing),
+                      expect_ok=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().count('\n') == 0
+    assert 'exists; pass --force' in result.stderr
+    assert existing.read_bytes() == b'keep me'
+    run_tool('tools/reparam.py', config, checkpoint, str(existing), '--force')
+    assert torch.load(existing, weights_only=False)['meta']['mmpetl'][
+        'merged']
+
+
+def test_test_tool_refuses_bad_input(trained, tmp_path):
+    config = trained['configs']['repadapter']
+    text_file = tmp_path / 'notes.pth'
+    text_file.write_text('not a checkpoint')
+    cases = [
+        ((config, str(tmp_path / 'missing.pth')), 'does not exist'),
+        ((config, str(text_file)), 'is not a PyTorch checkpoint'),
+        ((trained['configs']['arc'], str(trained['work_dir'] /
+                                         'epoch_2.pth')), 'does not match'),
+        ((config, str(trained['work_dir'] / 'epoch_2_merged.pth')),
+         'merged'),
+    ]
+    for args, message in cases:
+        result = run_tool('tools/test.py', *args, '--work-dir',
+                          str(tmp_path / 'w'), expect_ok=False)
+        assert result.returncode == 2, result.stderr[-2000:]
+        error = [line for line in result.stderr.splitlines()
+                 if line.startswith('error:')]
+        assert len(error) == 1 and message in error[0], result.stderr[-2000:]
+
+
+def test_dist_train_two_processes_without_gpu(workspace, tmp_path):
+    env = dict(os.environ, PYTHON=sys.executable, PORT='29533')
+    result = subprocess.run(
+        ['bash', 'tools/dist_train.sh', workspace['configs']['linear-probe'],
+         '2', '--work-dir', str(tmp_path), '--cfg-options',
+         'train_cfg.max_epochs=1', 'train_cfg.val_interval=1'],
+        cwd=ROOT, env=env, capture_output=True, text=True)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    assert (tmp_path / 'epoch_1.pth').exists()
+    assert 'world_size: 2' in log or 'Distributed training: True' in log

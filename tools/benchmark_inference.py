@@ -1,0 +1,74 @@
+# Copyright (c) mmpetl contributors. All rights reserved.
+"""Inference latency of a stock backbone, the same with adapters (unmerged)
+and merged, measured in one run, as ratios to stock.
+
+    python tools/benchmark_inference.py                 # ViT-B/16, 224x224
+    python tools/benchmark_inference.py --method ARCBackbone --device cuda
+"""
+import argparse
+import copy
+
+import torch
+
+import mmpetl  # noqa: F401
+from mmpetl.benchmark import measure_latency
+from mmpetl.registry import MODELS
+from mmpetl.reparam import example_inputs, merge_adapters
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--backbone', default='mmpretrain.VisionTransformer')
+    parser.add_argument('--arch', default='b')
+    parser.add_argument('--method', default='RepAdapterBackbone')
+    parser.add_argument('--batch-size', type=int, default=8)
+    parser.add_argument('--rounds', type=int, default=20)
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--threads', type=int, default=None)
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    backbone_cfg = dict(type=args.backbone, arch=args.arch)
+    torch.manual_seed(0)
+    stock = MODELS.build(copy.deepcopy(backbone_cfg))
+    adapted = MODELS.build(
+        dict(type=f'mmpetl.{args.method}', backbone=backbone_cfg))
+    with torch.no_grad():  # trained-looking adapters, not the identity
+        for p in adapted.parameters():
+            if p.requires_grad:
+                p.normal_(0, 0.02)
+    merged = merge_adapters(copy.deepcopy(adapted))
+    models = {
+        'stock': stock,
+        'adapters (unmerged)': adapted,
+        'merged': merged
+    }
+    device = torch.device(args.device)
+    for model in models.values():
+        model.to(device)
+    inputs = example_inputs(stock, batch_size=args.batch_size).to(device)
+    latency = measure_latency(models, inputs, rounds=args.rounds)
+    params = {
+        name: sum(p.numel() for p in m.parameters())
+        for name, m in models.items()
+    }
+    print(f'{args.backbone} arch={args.arch}, {args.method}, input '
+          f'{tuple(inputs.shape)}, device {args.device}, '
+          f'{torch.get_num_threads()} threads, median of {args.rounds} '
+          'interleaved rounds')
+    print(f'{"model":<22}{"params":>14}{"latency":>14}{"vs stock":>10}')
+    for name, seconds in latency.items():
+        print(f'{name:<22}{params[name]:>14,}{seconds * 1e3:>11.1f} ms'
+              f'{seconds / latency["stock"]:>10.3f}')
+    ratio = latency['merged'] / latency['stock']
+    print(f'merged/stock = {ratio:.3f} '
+          f'({"within" if abs(ratio - 1) <= 0.01 else "outside"} the 1% '
+          'target)')
+
+
+if __name__ == '__main__':
+    main()

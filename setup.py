@@ -9,7 +9,9 @@ setup(
     include_package_data=True,
     python_requires='>=3.8',
     install_requires=[
-        'mmengine>=0.10.0,<0.11', 'mmcv>=2.0.0,<2.2.0', 'mmpretrain>=1.2.0'
+        'mmengine>=0.10.0,<0.11', 'mmcv>=2.0.0,<2.2.0', 'mmpretrain>=1.2.0',
+        # mmengine resolves `_base_ = 'pkg::...'` with pkg_resources.
+        'setuptools<82'
     ],
     extras_require={
         'seg': ['mmsegmentation>=1.2.0', 'ftfy', 'regex'],

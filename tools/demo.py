@@ -50,6 +50,7 @@ def train(config, work_dir):
 
 
 def test(config, checkpoint, work_dir):
+    os.makedirs(osp.join(ROOT, work_dir), exist_ok=True)
     out = osp.join(ROOT, work_dir, 'metrics.json')
     run('tools/test.py', config, checkpoint, '--work-dir', work_dir,
         '--metrics-out', out, log=osp.join(ROOT, work_dir, 'test.log'))
@@ -123,6 +124,8 @@ def report(results):
     from mmpetl.hooks import count_parameters
     from mmpetl.reparam import build_model
 
+    import logging
+    logging.disable(logging.INFO)  # the tools' logs already went to files
     models = {}
     for name, entry in results.items():
         model = build_model(Config.fromfile(entry['config']))
@@ -150,7 +153,8 @@ def report(results):
         size = (f"{os.path.getsize(entry['checkpoint']) / 1024:.0f} KB"
                 if entry else '-')
         accuracy = f"{entry['accuracy']:.2f}" if entry else '-'
-        trainable = f"{counts['trainable']:,}" if name != 'merged' else '-'
+        trainable = f"{counts['trainable']:,}" if name in (
+            'linear-probe', 'repadapter') else '-'
         speed = (f'{latency[name] * 1e3:.2f} ms ({latency[name] / stock:.3f}x)'
                  if name in latency else '-')
         rows.append((name, accuracy, trainable, f"{counts['total']:,}", size,

@@ -29,10 +29,15 @@ def pretrained_cfg(backbone_cfg, path):
     torch.manual_seed(1)
     backbone = MODELS.build(copy.deepcopy(backbone_cfg))
     backbone.init_weights()
-    torch.save(dict(state_dict=backbone.state_dict()), path)
+    # Laid out as a whole model's checkpoint, which every toolbox's Swin
+    # and mmengine's PretrainedInit (with prefix) accept.
+    torch.save(
+        dict(state_dict={f'backbone.{k}': v
+                         for k, v in backbone.state_dict().items()}), path)
     return dict(
         copy.deepcopy(backbone_cfg),
-        init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+        init_cfg=dict(type='Pretrained', checkpoint=str(path),
+                      prefix='backbone.'))
 
 
 def randomize_adapters(model, seed=0):
@@ -52,3 +57,20 @@ def randomize_adapters(model, seed=0):
                         param.copy_(0.2 * torch.randn(
                             param.shape, generator=generator))
     return model
+
+
+def _dense_swin(scope):
+    # mmseg's and mmdet's Swin (pad inside ShiftWindowMSA, like mmpretrain's).
+    return dict(
+        type=f'{scope}.SwinTransformer',
+        pretrain_img_size=56,
+        embed_dims=16,
+        depths=(2, 2),
+        num_heads=(2, 2),
+        strides=(4, 2),
+        window_size=7,
+        out_indices=(0, 1))
+
+
+TINY_SEG_SWIN = _dense_swin('mmseg')
+TINY_DET_SWIN = _dense_swin('mmdet')

@@ -4,7 +4,7 @@ import copy
 import pytest
 import torch
 from mmengine.analysis import FlopAnalyzer
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
 from torch import nn
 
 from mmpetl.models import AdaptedLinear, FrozenBackbone
@@ -31,6 +31,10 @@ def _build(method, backbone_cfg):
     ('vit_cfg', (3, 32, 32)),
     ('swin_cfg', (3, 72, 72)),   # 18x18 and 9x9 tokens: windows pad
     ('swin_cfg', (3, 56, 56)),   # 14x14 and 7x7 tokens: no padding
+    ('seg_swin_cfg', (3, 72, 72)),
+    ('seg_swin_cfg', (3, 56, 56)),
+    ('det_swin_cfg', (3, 72, 72)),
+    ('det_swin_cfg', (3, 60, 92)),  # non-square, both sides padded
 ])
 def test_merged_model_matches_adapter_model(method, backbone, shape,
                                             request):
@@ -42,7 +46,7 @@ def test_merged_model_matches_adapter_model(method, backbone, shape,
     inputs = torch.randn(2, *shape)
     assert max_relative_difference(model, merged, inputs) < 1e-5
     # Adapters are not the identity: the check above is not vacuous.
-    stock = MODELS.build(copy.deepcopy(backbone_cfg))
+    stock = MODELS.build(ConfigDict(backbone_cfg))
     stock.init_weights()
     assert max_relative_difference(stock, merged, inputs) > 1e-3
 

@@ -1,6 +1,7 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 from typing import Any, Dict, List, Optional, Sequence, Union
 
+from mmengine.config import ConfigDict
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch import nn
@@ -44,7 +45,9 @@ class FrozenBackbone(BaseModule):
                  save_frozen: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg)
-        self.backbone = MODELS.build(backbone)
+        # As from a config file: some backbones (mmdet's Swin) read their
+        # init_cfg by attribute.
+        self.backbone = MODELS.build(ConfigDict(backbone))
         if hasattr(self.backbone, 'init_weights'):
             # Load the pre-trained weights now, into the stock layout, so
             # that later checkpoints need not carry them.

@@ -92,7 +92,7 @@ def _unwrap(cfg: Any) -> Any:
 
 def _is_mmpetl_type(cfg: Any) -> bool:
     t = cfg.get('type') if isinstance(cfg, dict) else None
-    return isinstance(t, str) and t.startswith('mmpetl.') or (
+    return (isinstance(t, str) and t.startswith('mmpetl.')) or (
         isinstance(t, type) and t.__module__.startswith('mmpetl'))
 
 

@@ -7,6 +7,7 @@ import torch
 from mmengine.dist import master_only
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
+from mmengine.runner import EpochBasedTrainLoop
 
 from mmpetl.checkpoint_io import atomic_output
 from mmpetl.registry import HOOKS
@@ -38,9 +39,8 @@ class ReparamCheckpointHook(Hook):
         model = copy.deepcopy(model).cpu()
         model.eval()  # not chained: some backbones' train() returns None
         merged = merge_adapters(model)
-        stem = (f'epoch_{runner.epoch}'
-                if runner.train_loop.__class__.__name__.startswith('Epoch')
-                else f'iter_{runner.iter}')
+        stem = (f'epoch_{runner.epoch}' if isinstance(
+            runner.train_loop, EpochBasedTrainLoop) else f'iter_{runner.iter}')
         out_dir = self.out_dir or runner.work_dir
         ckpt_path = osp.join(out_dir, f'{stem}_merged.pth')
         cfg_path = osp.join(out_dir, f'{stem}_merged_config.py')

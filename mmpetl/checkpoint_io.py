@@ -23,6 +23,23 @@ class CheckpointError(ValueError):
     which file and why."""
 
 
+def first_line(error: BaseException) -> str:
+    """``Type: first line of the message``, for one-line error reports."""
+    message = str(error).strip().split('\n')[0]
+    return f'{type(error).__name__}: {message}'
+
+
+def load_config_file(path: str):
+    """``Config.fromfile`` with a :class:`CheckpointError` on failure."""
+    from mmengine.config import Config
+    if not osp.isfile(path):
+        raise CheckpointError(f'config {path} does not exist')
+    try:
+        return Config.fromfile(path)
+    except Exception as e:
+        raise CheckpointError(f'cannot read config {path} ({first_line(e)})')
+
+
 def load_checkpoint_file(path: str) -> dict:
     """Load a checkpoint dict from ``path``.
 
@@ -34,8 +51,8 @@ def load_checkpoint_file(path: str) -> dict:
     try:
         checkpoint = load_local_checkpoint(path, map_location='cpu')
     except Exception as e:  # torch raises many types for foreign files
-        raise CheckpointError(f'{path} is not a PyTorch checkpoint '
-                              f'({type(e).__name__}: {e})'.split('\n')[0])
+        raise CheckpointError(
+            f'{path} is not a PyTorch checkpoint ({first_line(e)})')
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f'{path} is not a checkpoint: it holds a '
                               f'{type(checkpoint).__name__}, not a dict')

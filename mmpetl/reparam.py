@@ -19,7 +19,8 @@ from mmengine.registry import init_default_scope
 from torch import nn
 
 from .checkpoint_io import (CheckpointError, atomic_output, check_output_path,
-                            load_checkpoint_file, load_matching_state_dict,
+                            first_line, load_checkpoint_file,
+                            load_config_file, load_matching_state_dict,
                             model_state_dict)
 from .models import AdaptedLinear, AdapterBackbone, FrozenBackbone
 from .registry import MODELS
@@ -207,10 +208,7 @@ def reparameterize_checkpoint(config: str,
         if osp.abspath(out_config) == osp.abspath(out_checkpoint):
             raise CheckpointError('--out-config and the output checkpoint '
                                   'are the same file')
-    try:
-        cfg = Config.fromfile(config)
-    except Exception as e:
-        raise CheckpointError(f'cannot read config {config}: {e}')
+    cfg = load_config_file(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     if not adapter_wrappers_in_config(cfg):
@@ -226,7 +224,11 @@ def reparameterize_checkpoint(config: str,
             'loads into the stock config as it is')
     state_dict = model_state_dict(source)
 
-    model = build_model(cfg)
+    try:
+        model = build_model(cfg)
+    except Exception as e:  # e.g. its pre-trained backbone file is missing
+        raise CheckpointError(
+            f'cannot build the model of {config} ({first_line(e)})')
     adapter_prefixes = tuple(f'{name}.adapter.'
                              for name, m in model.named_modules()
                              if isinstance(m, AdaptedLinear))

@@ -156,7 +156,15 @@ def test_reparam_refuses_bad_input_and_writes_nothing(trained, tmp_path):
     text_file.write_text('not a checkpoint')
     merged = str(trained['work_dir'] / 'epoch_2_merged.pth')
     stock_cfg = str(trained['work_dir'] / 'epoch_2_merged_config.py')
+    broken_cfg = tmp_path / 'broken.py'
+    broken_cfg.write_text('model = dict(\n')
+    no_pretrained_cfg = tmp_path / 'no_pretrained.py'
+    no_pretrained_cfg.write_text(
+        f"_base_ = ['{config}']\nmodel = dict(backbone=dict(backbone=dict("
+        f"init_cfg=dict(checkpoint='{tmp_path / 'gone.pth'}'))))\n")
     cases = [
+        ((str(broken_cfg), checkpoint, out), 'cannot read config'),
+        ((str(no_pretrained_cfg), checkpoint, out), 'cannot build the model'),
         ((config, str(tmp_path / 'missing.pth'), out), 'does not exist'),
         ((str(tmp_path / 'missing.py'), checkpoint, out), 'does not exist'),
         ((config, str(text_file), out), 'is not a PyTorch checkpoint'),
@@ -170,7 +178,8 @@ def test_reparam_refuses_bad_input_and_writes_nothing(trained, tmp_path):
         with pytest.raises(CheckpointError, match=message):
             reparameterize_checkpoint(*args)
         assert not os.path.exists(out)
-    assert os.listdir(tmp_path) == ['notes.pth']
+    assert sorted(os.listdir(tmp_path)) == [
+        'broken.py', 'no_pretrained.py', 'notes.pth']
 
     # The CLI: one error line, exit 2; an existing output needs --force.
     existing = tmp_path / 'existing.pth'

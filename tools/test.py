@@ -8,13 +8,14 @@ import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmpetl.checkpoint_io import (CheckpointError, load_checkpoint_file,
-                                  load_matching_state_dict, model_state_dict)
+                                  load_config_file, load_matching_state_dict,
+                                  model_state_dict)
 from mmpetl.compat import init_cpu_distributed
 from mmpetl.reparam import META_KEY, adapter_wrappers_in_config
 
@@ -45,10 +46,8 @@ def parse_args():
 
 def check_inputs(args):
     """Validate the config and checkpoint paths and contents cheaply."""
-    if not osp.isfile(args.config):
-        raise CheckpointError(f'config {args.config} does not exist')
+    cfg = load_config_file(args.config)
     checkpoint = load_checkpoint_file(args.checkpoint)
-    cfg = Config.fromfile(args.config)
     merged = (checkpoint.get('meta') or {}).get(META_KEY, {}).get('merged')
     if merged and adapter_wrappers_in_config(cfg):
         raise CheckpointError(

@@ -1,11 +1,14 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 from .adapted_linear import AdaptedLinear
 from .adapter_backbone import AdapterBackbone, FrozenBackbone
-from .adapters import *  # noqa: F401,F403
-from .mergeable_adapter import MergeableAdapter
+from .adapters import (ARCAdapter, ARCBackbone, GroupedLinear, RepAdapter,
+                       RepAdapterBackbone, SharedProjection)
 from .attach_sites import ATTACH_SITES, AttachSite, find_attach_sites
+from .mergeable_adapter import MergeableAdapter
 
 __all__ = [
-    'AdaptedLinear', 'MergeableAdapter', 'AdapterBackbone', 'FrozenBackbone', 'ATTACH_SITES',
-    'AttachSite', 'find_attach_sites'
+    'MergeableAdapter', 'AdaptedLinear', 'FrozenBackbone', 'AdapterBackbone',
+    'ATTACH_SITES', 'AttachSite', 'find_attach_sites', 'RepAdapter',
+    'GroupedLinear', 'RepAdapterBackbone', 'ARCAdapter', 'SharedProjection',
+    'ARCBackbone'
 ]

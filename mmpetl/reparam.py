@@ -243,7 +243,10 @@ def reparameterize_checkpoint(config: str,
         isinstance(m, AdaptedLinear) for m in model.modules())
     wrappers = _find_wrappers(model)
     reference = copy.deepcopy(wrappers[0].backbone) if verify else None
-    merged = merge_adapters(model)
+    try:
+        merged = merge_adapters(model)
+    except ValueError as e:  # e.g. a shift into a linear without bias
+        raise CheckpointError(f'cannot merge {checkpoint}: {e}')
     report: Dict[str, Any] = dict(
         adapters=num_adapters,
         params=sum(p.numel() for p in merged.parameters()))

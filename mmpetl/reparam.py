@@ -29,6 +29,12 @@ from .registry import MODELS
 META_KEY = 'mmpetl'
 
 
+def is_merged_checkpoint(checkpoint: dict) -> bool:
+    """Whether ``checkpoint`` was written by mmpetl's merge."""
+    meta = checkpoint.get('meta') or {}
+    return bool(meta.get(META_KEY, {}).get('merged'))
+
+
 def merge_adapters(model: nn.Module) -> nn.Module:
     """Fold every adapter of ``model`` into its linear and unwrap every
     mmpetl backbone wrapper, in place.
@@ -217,8 +223,7 @@ def reparameterize_checkpoint(config: str,
             'mmpetl adapter backbone (e.g. mmpetl.RepAdapterBackbone)')
 
     source = load_checkpoint_file(checkpoint)
-    meta = dict(source.get('meta') or {})
-    if meta.get(META_KEY, {}).get('merged'):
+    if is_merged_checkpoint(source):
         raise CheckpointError(
             f'{checkpoint} is already merged (written by mmpetl reparam); it '
             'loads into the stock config as it is')
@@ -261,6 +266,7 @@ def reparameterize_checkpoint(config: str,
                 f'{report["max_rel_diff"]:.3g} relative (> {tolerance:g})')
 
     stock = stock_config(cfg)
+    meta = dict(source.get('meta') or {})
     meta[META_KEY] = dict(
         merged=True, source=checkpoint, adapters=num_adapters)
     meta['cfg'] = stock.pretty_text
@@ -285,5 +291,6 @@ def _merged_backbone_like(merged: nn.Module,
 __all__ = [
     'merge_adapters', 'stock_config', 'adapter_wrappers_in_config',
     'build_model', 'example_inputs', 'max_relative_difference',
-    'reparameterize_checkpoint', 'CheckpointError', 'META_KEY'
+    'reparameterize_checkpoint', 'is_merged_checkpoint', 'CheckpointError',
+    'META_KEY'
 ]

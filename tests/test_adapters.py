@@ -176,3 +176,18 @@ def test_unknown_sites_and_backbones_are_clear_errors(vit_cfg):
     with pytest.raises(ValueError, match='match no module'):
         MODELS.build(dict(type='mmpetl.RepAdapterBackbone', backbone=vit_cfg,
                           targets=dict(attn=r'nothing\.here')))
+
+
+def test_a_method_must_implement_the_protocol(vit_cfg):
+    from mmpetl.models import AdapterBackbone
+
+    class NoAffine(MergeableAdapter):
+        pass
+
+    class NoBuildAdapter(AdapterBackbone):
+        pass
+
+    with pytest.raises(TypeError, match='affine'):
+        NoAffine()
+    with pytest.raises(TypeError, match='build_adapter'):
+        NoBuildAdapter(backbone=vit_cfg)

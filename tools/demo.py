@@ -12,6 +12,7 @@
 """
 import argparse
 import json
+import logging
 import os
 import os.path as osp
 import subprocess
@@ -124,7 +125,6 @@ def report(results):
     from mmpetl.hooks import count_parameters
     from mmpetl.reparam import build_model
 
-    import logging
     logging.disable(logging.INFO)  # the tools' logs already went to files
     models = {}
     for name, entry in results.items():

@@ -1,4 +1,5 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
+from abc import abstractmethod
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from mmengine.config import ConfigDict
@@ -143,9 +144,9 @@ class AdapterBackbone(FrozenBackbone):
         self.targets = targets
         super().__init__(backbone, save_frozen=save_frozen, init_cfg=init_cfg)
 
+    @abstractmethod
     def build_adapter(self, site: AttachSite) -> MergeableAdapter:
         """The adapter for one attach site."""
-        raise NotImplementedError
 
     def attach_adapters(self) -> None:
         self.attach_sites = find_attach_sites(self.backbone, self.sites,

@@ -1,11 +1,12 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
+from abc import ABCMeta, abstractmethod
 from typing import Tuple
 
 import torch
 from torch import Tensor, nn
 
 
-class MergeableAdapter(nn.Module):
+class MergeableAdapter(nn.Module, metaclass=ABCMeta):
     """Base class of adapters that sit on the input of a linear layer and can
     be folded into it.
 
@@ -20,12 +21,12 @@ class MergeableAdapter(nn.Module):
 
     in_features: int
 
+    @abstractmethod
     def affine(self) -> Tuple[Tensor, Tensor]:
         """Return ``(M, m)`` with ``a(x) = x @ M.T + m`` in evaluation mode.
 
         Computed in float64 so that folding adds no rounding of its own.
         """
-        raise NotImplementedError
 
     def identity_affine(self, dtype: torch.dtype = torch.float64,
                         device=None) -> Tuple[Tensor, Tensor]:

@@ -120,9 +120,12 @@ class ARCBackbone(AdapterBackbone):
         self.scale_inits = dict(attn=attn_scale_init, ffn=ffn_scale_init)
         super().__init__(backbone, **kwargs)
 
+    def attach_adapters(self) -> None:
+        # share group -> SharedProjection, filled by build_adapter
+        self.shared_projections = nn.ModuleDict()
+        super().attach_adapters()
+
     def build_adapter(self, site: AttachSite) -> ARCAdapter:
-        if not hasattr(self, 'shared_projections'):
-            self.shared_projections = nn.ModuleDict()
         if site.share_group not in self.shared_projections:
             self.shared_projections[site.share_group] = SharedProjection(
                 site.in_features, self.hidden_dim)

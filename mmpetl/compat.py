@@ -17,7 +17,8 @@ imported, and covered by a test that fails without it:
   ``torch.cuda.set_device`` unconditionally and wraps DDP with
   ``device_ids=[LOCAL_RANK]``, which CPU modules reject.
   :func:`init_cpu_distributed` starts a gloo process group first (mmengine
-  then skips its own) and removes the device ids.
+  then skips its own) and removes the device ids; :func:`cpu_distributed`
+  also tears the group down after the run.
 
 The ``pkg_resources`` removal in setuptools 82 (used by mmcv's build and by
 mmengine's ``_base_ = 'pkg::...'`` resolution) is handled by the
@@ -28,6 +29,8 @@ import os
 import os.path as osp
 import sys
 import types
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
@@ -105,6 +108,24 @@ def init_cpu_distributed(cfg, launcher: str) -> bool:
     wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
     return True
+
+
+@contextmanager
+def cpu_distributed(cfg, launcher: str) -> Iterator[None]:
+    """:func:`init_cpu_distributed` around a run, and after a run that
+    ended normally, a barrier and ``destroy_process_group``.
+
+    A gloo group left alive at interpreter exit can abort a rank ("terminate
+    called without an active exception") when its peer closed first, failing
+    a run that trained fine. After an exception nothing waits on the peers:
+    the launcher stops them.
+    """
+    started = init_cpu_distributed(cfg, launcher)
+    yield
+    if started:
+        import torch.distributed as dist
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def apply_all() -> None:

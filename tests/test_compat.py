@@ -61,3 +61,23 @@ def test_cpu_distributed_is_left_to_mmengine_with_cuda_or_no_launcher():
     cfg = Config(dict())
     assert compat.init_cpu_distributed(cfg, 'none') is False
     assert 'model_wrapper_cfg' not in cfg
+
+
+def test_cpu_distributed_starts_and_tears_down_a_gloo_group(monkeypatch):
+    import socket
+
+    import torch.distributed as dist
+    from mmengine.config import Config
+    if torch.cuda.is_available():
+        pytest.skip('with CUDA, mmengine starts the process group itself')
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        port = probe.getsockname()[1]
+    for key, value in dict(RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
+                           MASTER_PORT=str(port)).items():
+        monkeypatch.setenv(key, value)
+    cfg = Config(dict())
+    with compat.cpu_distributed(cfg, 'pytorch'):
+        assert dist.is_initialized() and dist.get_backend() == 'gloo'
+        assert cfg.model_wrapper_cfg.device_ids is None
+    assert not dist.is_initialized()

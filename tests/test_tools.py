@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import os.path as osp
+import socket
 import subprocess
 import sys
 
@@ -217,7 +218,10 @@ def test_test_tool_refuses_bad_input(trained, tmp_path):
 
 
 def test_dist_train_two_processes_without_gpu(workspace, tmp_path):
-    env = dict(os.environ, PYTHON=sys.executable, PORT='29533')
+    with socket.socket() as probe:  # a free port: a fixed one may be taken
+        probe.bind(('127.0.0.1', 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(port))
     result = subprocess.run(
         ['bash', 'tools/dist_train.sh', workspace['configs']['linear-probe'],
          '2', '--work-dir', str(tmp_path), '--cfg-options',

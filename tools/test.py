@@ -16,8 +16,8 @@ from mmengine.runner import Runner
 from mmpetl.checkpoint_io import (CheckpointError, load_checkpoint_file,
                                   load_config_file, load_matching_state_dict,
                                   model_state_dict)
-from mmpetl.compat import init_cpu_distributed
-from mmpetl.reparam import META_KEY, adapter_wrappers_in_config
+from mmpetl.compat import cpu_distributed
+from mmpetl.reparam import adapter_wrappers_in_config, is_merged_checkpoint
 
 
 def parse_args():
@@ -48,8 +48,7 @@ def check_inputs(args):
     """Validate the config and checkpoint paths and contents cheaply."""
     cfg = load_config_file(args.config)
     checkpoint = load_checkpoint_file(args.checkpoint)
-    merged = (checkpoint.get('meta') or {}).get(META_KEY, {}).get('merged')
-    if merged and adapter_wrappers_in_config(cfg):
+    if is_merged_checkpoint(checkpoint) and adapter_wrappers_in_config(cfg):
         raise CheckpointError(
             f'{args.checkpoint} is a merged (stock) checkpoint but '
             f'{args.config} has adapters; test it with the stock config '
@@ -73,24 +72,22 @@ def main():
                                 osp.splitext(osp.basename(args.config))[0])
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
-    init_cpu_distributed(cfg, args.launcher)
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
-        else RUNNERS.build(cfg)
-
-    model = runner.model.module if is_model_wrapper(
-        runner.model) else runner.model
-    try:
-        # The runner loads non-strictly; refuse what would only warn there.
-        load_matching_state_dict(model, model_state_dict(checkpoint),
-                                 args.checkpoint)
-    except CheckpointError as e:
-        print(f'error: {e}', file=sys.stderr)
-        sys.exit(2)
-    metrics = runner.test()
+    with cpu_distributed(cfg, args.launcher):
+        runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
+            else RUNNERS.build(cfg)
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        try:
+            # The runner loads non-strictly; refuse what would only warn.
+            load_matching_state_dict(model, model_state_dict(checkpoint),
+                                     args.checkpoint)
+        except CheckpointError as e:
+            print(f'error: {e}', file=sys.stderr)
+            sys.exit(2)
+        metrics = runner.test()
     if args.metrics_out:
         with open(args.metrics_out, 'w') as f:
             json.dump(metrics, f, indent=2)
-
 
 if __name__ == '__main__':
     main()

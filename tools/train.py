@@ -11,7 +11,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmpetl.compat import init_cpu_distributed
+from mmpetl.compat import cpu_distributed
 
 
 def parse_args():
@@ -93,12 +93,12 @@ def main():
     if args.resume not in (None, 'auto') and not osp.isfile(args.resume):
         sys.exit(f'error: checkpoint {args.resume} does not exist')
     cfg = merge_args(Config.fromfile(args.config), args)
-    init_cpu_distributed(cfg, args.launcher)
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
-    runner.train()
+    with cpu_distributed(cfg, args.launcher):
+        if 'runner_type' not in cfg:
+            runner = Runner.from_cfg(cfg)
+        else:
+            runner = RUNNERS.build(cfg)
+        runner.train()
 
 
 if __name__ == '__main__':

@@ -7,6 +7,7 @@ OpenMMLab toolbox can name ``type='mmpetl.RepAdapterBackbone'`` without
 ``mmpetl.`` scope prefix, and ``locations`` imports the modules that register
 into it.
 """
+from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
@@ -18,3 +19,8 @@ MODELS = Registry(
     locations=['mmpetl.models'])
 HOOKS = Registry(
     'hook', parent=MMENGINE_HOOKS, scope='mmpetl', locations=['mmpetl.hooks'])
+DATASETS = Registry(
+    'dataset',
+    parent=MMENGINE_DATASETS,
+    scope='mmpetl',
+    locations=['mmpetl.datasets'])

@@ -22,11 +22,14 @@ from .checkpoint_io import (CheckpointError, atomic_output, check_output_path,
                             first_line, load_checkpoint_file,
                             load_config_file, load_matching_state_dict,
                             model_state_dict)
-from .models import AdaptedLinear, AdapterBackbone, FrozenBackbone
+from .models import (AdaptedLinear, AdaptedModule, AdapterBackbone,
+                     FrozenBackbone)
 from .registry import MODELS
 
 #: Checkpoint meta key under which mmpetl records what it did.
 META_KEY = 'mmpetl'
+#: The module types that hold an adapter.
+ADAPTED = (AdaptedLinear, AdaptedModule)
 
 
 def is_merged_checkpoint(checkpoint: dict) -> bool:
@@ -46,6 +49,8 @@ def merge_adapters(model: nn.Module) -> nn.Module:
         for name, child in list(module.named_children()):
             if isinstance(child, AdaptedLinear):
                 setattr(module, name, child.merged_linear())
+            elif isinstance(child, AdaptedModule):
+                setattr(module, name, child.merged_module())
     if isinstance(model, FrozenBackbone):
         return model.backbone
     for module in list(model.modules()):
@@ -127,18 +132,32 @@ def example_inputs(backbone: nn.Module,
                    batch_size: int = 2) -> torch.Tensor:
     """A random input batch for ``backbone``.
 
-    Without ``shape``, the spatial size is the patch embedding's
-    ``init_input_size`` (else 224) and the channels those of the first
-    convolution; a Conv3d stem gets 8 frames.
+    Without ``shape``: the channels are those of the first convolution. The
+    spatial size is the patch embedding's ``init_input_size``, else, for a
+    backbone with a ``grid_size`` of patches, that grid times the stem's
+    stride, else 224x224. A Conv3d stem (video, ``(N, C, T, H, W)``) gets the
+    clip length its position embedding was built for (``pos_embed`` tokens
+    per ``grid_size`` times the stem's temporal stride), else 8 frames.
     """
     conv = next((m for m in backbone.modules()
                  if isinstance(m, (nn.Conv2d, nn.Conv3d))), None)
     if shape is None:
-        size = getattr(getattr(backbone, 'patch_embed', None),
-                       'init_input_size', None) or (224, 224)
         channels = conv.in_channels if conv is not None else 3
-        frames = (8, ) if isinstance(conv, nn.Conv3d) else ()
-        shape = (channels, *frames, *size)
+        grid = getattr(backbone, 'grid_size', None)
+        size = getattr(getattr(backbone, 'patch_embed', None),
+                       'init_input_size', None)
+        if size is None and grid is not None and conv is not None:
+            size = tuple(g * s for g, s in zip(grid, conv.stride[-2:]))
+        frames = ()
+        if isinstance(conv, nn.Conv3d):
+            frames = (8, )
+            pos_embed = getattr(backbone, 'pos_embed', None)
+            if grid is not None and isinstance(pos_embed, torch.Tensor):
+                per_frame = grid[0] * grid[1]
+                if pos_embed.shape[1] % per_frame == 0:
+                    frames = (pos_embed.shape[1] // per_frame *
+                              conv.stride[0], )
+        shape = (channels, *frames, *(size or (224, 224)))
     generator = torch.Generator().manual_seed(0)
     return torch.randn(batch_size, *shape, generator=generator)
 
@@ -236,7 +255,7 @@ def reparameterize_checkpoint(config: str,
             f'cannot build the model of {config} ({first_line(e)})')
     adapter_prefixes = tuple(f'{name}.adapter.'
                              for name, m in model.named_modules()
-                             if isinstance(m, AdaptedLinear))
+                             if isinstance(m, ADAPTED))
     if not any(k.startswith(adapter_prefixes) for k in state_dict):
         raise CheckpointError(
             f'{checkpoint} holds no adapter weights for this config '
@@ -245,7 +264,7 @@ def reparameterize_checkpoint(config: str,
     model.eval()
 
     num_adapters = sum(
-        isinstance(m, AdaptedLinear) for m in model.modules())
+        isinstance(m, ADAPTED) for m in model.modules())
     wrappers = _find_wrappers(model)
     reference = copy.deepcopy(wrappers[0].backbone) if verify else None
     try:

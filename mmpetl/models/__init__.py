@@ -1,14 +1,16 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
-from .adapted_linear import AdaptedLinear
+from .adapted_linear import AdaptedLinear, fold_adapter
+from .adapted_module import AdaptedModule
 from .adapter_backbone import AdapterBackbone, FrozenBackbone
 from .adapters import (ARCAdapter, ARCBackbone, GroupedLinear, RepAdapter,
                        RepAdapterBackbone, SharedProjection)
-from .attach_sites import ATTACH_SITES, AttachSite, find_attach_sites
+from .attach_sites import (ATTACH_SITES, AttachSite, ModuleInputSite,
+                           find_attach_sites)
 from .mergeable_adapter import MergeableAdapter
 
 __all__ = [
-    'MergeableAdapter', 'AdaptedLinear', 'FrozenBackbone', 'AdapterBackbone',
-    'ATTACH_SITES', 'AttachSite', 'find_attach_sites', 'RepAdapter',
-    'GroupedLinear', 'RepAdapterBackbone', 'ARCAdapter', 'SharedProjection',
-    'ARCBackbone'
+    'MergeableAdapter', 'AdaptedLinear', 'AdaptedModule', 'fold_adapter',
+    'FrozenBackbone', 'AdapterBackbone', 'ATTACH_SITES', 'AttachSite',
+    'ModuleInputSite', 'find_attach_sites', 'RepAdapter', 'GroupedLinear',
+    'RepAdapterBackbone', 'ARCAdapter', 'SharedProjection', 'ARCBackbone'
 ]

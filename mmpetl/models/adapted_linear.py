@@ -1,4 +1,6 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
+from typing import Tuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -43,11 +45,9 @@ class AdaptedLinear(nn.Linear):
         With ``a(x) = M x + m``: ``W' = W M`` and ``c' = W m + c``, computed
         in float64 and cast back to the weight's dtype.
         """
-        matrix, shift = self.adapter.affine()
-        weight = self.weight.double()
-        bias = weight @ shift
+        weight, shift = fold_adapter(self.weight, self.adapter)
         if self.bias is not None:
-            bias = bias + self.bias.double()
+            bias = shift + self.bias.double()
         elif bool(shift.abs().max() > 0):
             raise ValueError(
                 'cannot fold an adapter with a non-zero shift into a linear '
@@ -58,7 +58,7 @@ class AdaptedLinear(nn.Linear):
             bias=self.bias is not None,
             device=self.weight.device,
             dtype=self.weight.dtype)
-        merged.weight.copy_(weight @ matrix)
+        merged.weight.copy_(weight)
         if self.bias is not None:
             merged.bias.copy_(bias)
         merged.weight.requires_grad_(self.weight.requires_grad)
@@ -66,3 +66,16 @@ class AdaptedLinear(nn.Linear):
             merged.bias.requires_grad_(self.bias.requires_grad)
         merged.train(self.training)
         return merged
+
+
+@torch.no_grad()
+def fold_adapter(weight: Tensor,
+                 adapter: MergeableAdapter) -> Tuple[Tensor, Tensor]:
+    """Fold ``adapter`` into a linear's ``weight`` (out, in).
+
+    With ``a(x) = M x + m``: returns ``(W M, W m)`` in float64, the new
+    weight and what the adapter adds to the linear's bias.
+    """
+    matrix, shift = adapter.affine()
+    weight = weight.double()
+    return weight @ matrix, weight @ shift

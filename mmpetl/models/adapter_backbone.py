@@ -9,6 +9,7 @@ from torch import nn
 
 from mmpetl.registry import MODELS
 from .adapted_linear import AdaptedLinear
+from .adapted_module import AdaptedModule
 from .mergeable_adapter import MergeableAdapter
 from .attach_sites import AttachSite, find_attach_sites, normalize_sites
 
@@ -120,8 +121,9 @@ class AdapterBackbone(FrozenBackbone):
 
     The generic mechanism behind every mergeable method: it finds the target
     linears (:mod:`mmpetl.models.attach_sites`), replaces each by an
-    :class:`AdaptedLinear` holding ``self.build_adapter(site)``, and freezes
-    the rest. A method is a subclass that implements :meth:`build_adapter`.
+    :class:`AdaptedLinear` holding ``self.build_adapter(site)`` (or, where
+    the table names the module around the linear, that module by an
+    :class:`AdaptedModule`), and freezes the rest. A method is a subclass that implements :meth:`build_adapter`.
 
     Args:
         backbone (dict): Config of the stock backbone.
@@ -154,9 +156,14 @@ class AdapterBackbone(FrozenBackbone):
         for site in self.attach_sites:
             parent_path, _, child_name = site.path.rpartition('.')
             parent = self.backbone.get_submodule(parent_path)
-            linear = getattr(parent, child_name)
-            setattr(parent, child_name,
-                    AdaptedLinear(linear, self.build_adapter(site)))
+            module = getattr(parent, child_name)
+            adapter = self.build_adapter(site)
+            if site.linear:
+                adapted = AdaptedModule(module, adapter, site.linear,
+                                        site.bias_sink)
+            else:
+                adapted = AdaptedLinear(module, adapter)
+            setattr(parent, child_name, adapted)
         print_log(
             f'{type(self).__name__}: {len(self.attach_sites)} adapters on '
             f'{type(self.backbone).__name__} sites {self.sites}',

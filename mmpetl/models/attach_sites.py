@@ -10,20 +10,47 @@ exactly what the linear sees, and it folds into the linear exactly.
 A named group ``stage`` in the pattern splits a site kind into one *share
 group* per stage (ARC shares its projection within a share group, and Swin's
 stages have different widths).
+
+Some modules bypass their linear's ``forward``: mmaction2's VideoMAE attention
+computes ``F.linear(x, qkv.weight, cat(q_bias, 0, v_bias))`` itself. For them
+a :class:`ModuleInputSite` names the module whose input the adapter
+transforms, the linear inside it that the adapter folds into, and the
+module's parameters that hold that linear's bias (its *bias sink*).
 """
 import re
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from torch import nn
+
+@dataclass(frozen=True)
+class ModuleInputSite:
+    """A site kind whose adapter sits on the input of a module that feeds
+    that input only to one linear, without calling the linear's forward.
+
+    Attributes:
+        module (str): Regex of the module paths (whole-path match; a named
+            group ``stage`` makes per-stage share groups).
+        linear (str): Path, inside the module, of the linear the adapter
+            folds into.
+        bias_sink (tuple, optional): Names of the module's parameters that
+            hold the linear's bias, one per equal chunk of its outputs, in
+            order; ``None`` for a chunk the module's output is invariant to
+            (a folded bias there is dropped). ``None`` when the linear's own
+            bias is used.
+    """
+    module: str
+    linear: str
+    bias_sink: Optional[Tuple[Optional[str], ...]] = None
+
 
 _SWIN_SITES = dict(
     attn=r'stages\.(?P<stage>\d+)\.blocks\.\d+\.attn\.w_msa\.qkv',
     ffn=r'stages\.(?P<stage>\d+)\.blocks\.\d+\.ffn\.layers\.0\.0')
 
-#: ``'<package>.<ClassName>'`` -> {site kind: module path pattern}.
-#: Subclasses are found through their MRO.
-ATTACH_SITES: Dict[str, Dict[str, str]] = {
+#: ``'<package>.<ClassName>'`` -> {site kind: linear path pattern, or a
+#: :class:`ModuleInputSite`}. Subclasses are found through their MRO.
+ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
     'mmpretrain.VisionTransformer':
     dict(
         attn=r'layers\.\d+\.attn\.qkv',
@@ -31,6 +58,23 @@ ATTACH_SITES: Dict[str, Dict[str, str]] = {
     'mmpretrain.SwinTransformer': _SWIN_SITES,
     'mmseg.SwinTransformer': _SWIN_SITES,
     'mmdet.SwinTransformer': _SWIN_SITES,
+    # VideoMAE ViT (vit_mae.py): with qkv_bias=True, q and v biases are the
+    # attention's q_bias / v_bias and the k bias is a constant zero; a bias
+    # folded into k changes q.k by a constant per query, which the softmax
+    # over keys ignores, so it is dropped.
+    'mmaction.VisionTransformer':
+    dict(
+        attn=ModuleInputSite(
+            module=r'blocks\.\d+\.attn',
+            linear='qkv',
+            bias_sink=('q_bias', None, 'v_bias')),
+        ffn=r'blocks\.\d+\.mlp\.layers\.0\.0'),
+    # Video Swin (swin.py): windows are padded before the attention, so the
+    # qkv adapter sees the padded tokens exactly as qkv does.
+    'mmaction.SwinTransformer3D':
+    dict(
+        attn=r'layers\.(?P<stage>\d+)\.blocks\.\d+\.attn\.qkv',
+        ffn=r'layers\.(?P<stage>\d+)\.blocks\.\d+\.mlp\.fc1'),
 }
 
 
@@ -39,23 +83,30 @@ class AttachSite:
     """One target linear of a backbone.
 
     Attributes:
-        path (str): Module path of the linear inside the backbone.
+        path (str): Module path, inside the backbone, of the module whose
+            input the adapter transforms (the linear itself, usually).
         kind (str): Site kind, e.g. ``'attn'`` or ``'ffn'``.
         share_group (str): Name of the group of sites that share parameters
             (``kind``, or ``f'{kind}_stage{i}'``).
         in_features (int): Input size of the linear, the adapter's width.
+        linear (str): Path of the linear inside that module; ``''`` when the
+            module is the linear.
+        bias_sink (tuple, optional): See :class:`ModuleInputSite`.
     """
     path: str
     kind: str
     share_group: str
     in_features: int
+    linear: str = ''
+    bias_sink: Optional[Tuple[Optional[str], ...]] = None
 
 
 def _table_key(cls: type) -> str:
     return f"{cls.__module__.split('.')[0]}.{cls.__name__}"
 
 
-def site_patterns(backbone: nn.Module) -> Dict[str, str]:
+def site_patterns(
+        backbone: nn.Module) -> Dict[str, Union[str, ModuleInputSite]]:
     """The attach-site patterns of ``backbone``'s class (or a base class)."""
     for cls in type(backbone).__mro__:
         if _table_key(cls) in ATTACH_SITES:
@@ -76,9 +127,9 @@ def find_attach_sites(
         backbone (nn.Module): The stock backbone.
         sites (Sequence[str]): Site kinds to use from the table, e.g.
             ``('attn', 'ffn')`` or ``('attn',)``.
-        targets (dict, optional): ``{kind: regex}`` that replaces the table
-            (for backbones it does not know). Patterns must match whole module
-            paths.
+        targets (dict, optional): ``{kind: regex or ModuleInputSite}`` that
+            replaces the table (for backbones it does not know). Patterns must
+            match whole module paths.
 
     Returns:
         list[AttachSite]: In module order.
@@ -91,7 +142,12 @@ def find_attach_sites(
                            f'{_table_key(type(backbone))}; known: '
                            f'{sorted(table)}')
         targets = {kind: table[kind] for kind in sites}
-    patterns = {kind: re.compile(p) for kind, p in targets.items()}
+    specs = {
+        kind: spec if isinstance(spec, ModuleInputSite) else
+        ModuleInputSite(module=spec, linear='')
+        for kind, spec in targets.items()
+    }
+    patterns = {kind: re.compile(s.module) for kind, s in specs.items()}
 
     found: List[AttachSite] = []
     for path, module in backbone.named_modules():
@@ -99,12 +155,21 @@ def find_attach_sites(
             match = pattern.fullmatch(path)
             if match is None:
                 continue
-            if not isinstance(module, nn.Linear):
-                raise TypeError(f'attach site {path!r} ({kind}) is a '
-                                f'{type(module).__name__}, not an nn.Linear')
+            spec = specs[kind]
+            try:
+                linear = module.get_submodule(spec.linear)
+            except AttributeError:
+                raise TypeError(f'attach site {path!r} ({kind}) has no '
+                                f'submodule {spec.linear!r}')
+            if not isinstance(linear, nn.Linear):
+                name = '.'.join(p for p in (path, spec.linear) if p)
+                raise TypeError(f'attach site {name!r} ({kind}) is a '
+                                f'{type(linear).__name__}, not an nn.Linear')
             stage = match.groupdict().get('stage')
             group = kind if stage is None else f'{kind}_stage{stage}'
-            found.append(AttachSite(path, kind, group, module.in_features))
+            found.append(
+                AttachSite(path, kind, group, linear.in_features,
+                           spec.linear, spec.bias_sink))
     missing = set(patterns) - {site.kind for site in found}
     if missing:
         raise ValueError(f'site kinds {sorted(missing)} match no module of '

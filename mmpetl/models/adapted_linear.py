@@ -32,6 +32,8 @@ class AdaptedLinear(nn.Linear):
         self.out_features = linear.out_features
         self.weight = linear.weight
         self.bias = linear.bias
+        # e.g. mmcv's Linear: the merged layer is of the stock class.
+        self.linear_type = type(linear)
         self.adapter = adapter.to(linear.weight.device)
         self.train(linear.training)
 
@@ -40,7 +42,8 @@ class AdaptedLinear(nn.Linear):
 
     @torch.no_grad()
     def merged_linear(self) -> nn.Linear:
-        """A plain ``nn.Linear`` computing this layer with dropout off.
+        """A linear of the wrapped linear's class computing this layer with
+        dropout off.
 
         With ``a(x) = M x + m``: ``W' = W M`` and ``c' = W m + c``, computed
         in float64 and cast back to the weight's dtype.
@@ -52,7 +55,7 @@ class AdaptedLinear(nn.Linear):
             raise ValueError(
                 'cannot fold an adapter with a non-zero shift into a linear '
                 'without bias')
-        merged = nn.Linear(
+        merged = self.linear_type(
             self.in_features,
             self.out_features,
             bias=self.bias is not None,

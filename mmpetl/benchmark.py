@@ -12,6 +12,20 @@ from typing import Callable, Dict
 import torch
 from torch import nn
 
+#: Named backbones for ``tools/benchmark_inference.py --model``: the stock
+#: backbone config and the batch size the README's figures use.
+BENCHMARK_MODELS: Dict[str, dict] = {
+    'vit-b16':
+    dict(
+        backbone=dict(type='mmpretrain.VisionTransformer', arch='b'),
+        batch_size=8),
+    # VideoMAE ViT-B/16: 16 frames of 224x224 (1,568 tokens), one clip.
+    'videomae-vit-b':
+    dict(
+        backbone=dict(type='mmaction.VisionTransformer', num_frames=16),
+        batch_size=1),
+}
+
 
 def _synchronize(device: torch.device) -> None:
     if device.type == 'cuda':

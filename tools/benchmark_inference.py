@@ -4,6 +4,7 @@ and merged, measured in one run, as ratios to stock.
 
     python tools/benchmark_inference.py                 # ViT-B/16, 224x224
     python tools/benchmark_inference.py --method ARCBackbone --device cuda
+    python tools/benchmark_inference.py --model videomae-vit-b  # 16x224x224
 """
 import argparse
 import copy
@@ -11,17 +12,25 @@ import copy
 import torch
 
 import mmpetl  # noqa: F401
-from mmpetl.benchmark import measure_latency
+from mmpetl.benchmark import BENCHMARK_MODELS, measure_latency
 from mmpetl.registry import MODELS
 from mmpetl.reparam import example_inputs, merge_adapters
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument(
+        '--model',
+        choices=sorted(BENCHMARK_MODELS),
+        help='a named backbone with its batch size (replaces --backbone and '
+        '--arch)')
     parser.add_argument('--backbone', default='mmpretrain.VisionTransformer')
     parser.add_argument('--arch', default='b')
     parser.add_argument('--method', default='RepAdapterBackbone')
-    parser.add_argument('--batch-size', type=int, default=8)
+    parser.add_argument(
+        '--batch-size',
+        type=int,
+        help="defaults to the --model's, else 8")
     parser.add_argument('--rounds', type=int, default=20)
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--threads', type=int, default=None)
@@ -32,7 +41,13 @@ def main():
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    backbone_cfg = dict(type=args.backbone, arch=args.arch)
+    if args.model:
+        named = BENCHMARK_MODELS[args.model]
+        backbone_cfg = copy.deepcopy(named['backbone'])
+        batch_size = args.batch_size or named['batch_size']
+    else:
+        backbone_cfg = dict(type=args.backbone, arch=args.arch)
+        batch_size = args.batch_size or 8
     torch.manual_seed(0)
     stock = MODELS.build(copy.deepcopy(backbone_cfg))
     adapted = MODELS.build(
@@ -50,13 +65,14 @@ def main():
     device = torch.device(args.device)
     for model in models.values():
         model.to(device)
-    inputs = example_inputs(stock, batch_size=args.batch_size).to(device)
+    inputs = example_inputs(stock, batch_size=batch_size).to(device)
     latency = measure_latency(models, inputs, rounds=args.rounds)
     params = {
         name: sum(p.numel() for p in m.parameters())
         for name, m in models.items()
     }
-    print(f'{args.backbone} arch={args.arch}, {args.method}, input '
+    name = args.model or f'{args.backbone} arch={args.arch}'
+    print(f'{name}, {args.method}, input '
           f'{tuple(inputs.shape)}, device {args.device}, '
           f'{torch.get_num_threads()} threads, median of {args.rounds} '
           'interleaved rounds')

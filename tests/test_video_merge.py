@@ -194,7 +194,7 @@ def test_video_parameter_counts(backbone, widths, video_cfgs):
         assert count['total'] == stock + count['trainable']
 
 
-def test_videomae_vit_b_parameter_counts():
+def test_real_size_parameter_counts():
     vit_b = dict(type='mmaction.VisionTransformer', init_cfg=None)
     repadapter = MODELS.build(
         dict(type='mmpetl.RepAdapterBackbone', backbone=vit_b))
@@ -204,3 +204,15 @@ def test_videomae_vit_b_parameter_counts():
         _rep_adapter_params(768) == 239_808
     assert count_parameters(arc)['trainable'] == _arc_params(
         [(768, 12), (768, 12)], hidden=50) == 96_432
+
+    swin_b = dict(type='mmaction.SwinTransformer3D', arch='base',
+                  pretrained2d=False, init_cfg=None)
+    repadapter = MODELS.build(
+        dict(type='mmpetl.RepAdapterBackbone', backbone=swin_b))
+    arc = MODELS.build(dict(type='mmpetl.ARCBackbone', backbone=swin_b))
+    # widths 128, 256, 512, 1024; depths 2, 2, 18, 2; attn and ffn sites
+    stages = [(128, 2), (256, 2), (512, 18), (1024, 2)]
+    assert count_parameters(repadapter)['trainable'] == sum(
+        2 * n * _rep_adapter_params(d) for d, n in stages) == 313_216
+    assert count_parameters(arc)['trainable'] == _arc_params(
+        [(d, n) for d, n in stages for _ in range(2)], hidden=50) == 218_464

@@ -14,3 +14,7 @@ test: venv
 
 bench: venv
 	$(PYTHON) tools/benchmark_inference.py
+
+.PHONY: bench-video
+bench-video: venv
+	$(PYTHON) tools/benchmark_inference.py --model videomae-vit-b

@@ -66,7 +66,8 @@ test_cfg = dict(type='TestLoop')
 optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-2, weight_decay=0.))
 default_hooks = dict(checkpoint=dict(interval=1, save_best=None),
                      logger=dict(interval=1))
-custom_hooks = [dict(type='mmpetl.ParameterCountHook')]
+custom_hooks = [dict(type='mmpetl.ParameterCountHook'),
+                dict(type='mmpetl.ReparamCheckpointHook')]
 randomness = dict(seed=0)
 """
 
@@ -131,6 +132,15 @@ def test_video_train_merge_test(backbone, method, motion_data, tmp_path):
         torch.load(merged, weights_only=False)['state_dict'], strict=True)
     assert sum(p.numel() for p in stock.parameters()) == \
         counts['total'] - counts['trainable'] + head
+
+    # The end-of-training hook wrote the same stock checkpoint and config.
+    hook_stock = build_model(
+        Config.fromfile(work_dir / 'epoch_1_merged_config.py'))
+    hook_state = torch.load(work_dir / 'epoch_1_merged.pth',
+                            weights_only=False)['state_dict']
+    hook_stock.load_state_dict(hook_state, strict=True)
+    for key, value in stock.state_dict().items():
+        torch.testing.assert_close(hook_state[key], value)
 
     metrics_out = tmp_path / 'metrics.json'
     run_tool('tools/test.py', str(stock_cfg), str(merged), '--work-dir',

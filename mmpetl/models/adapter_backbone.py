@@ -123,7 +123,8 @@ class AdapterBackbone(FrozenBackbone):
     linears (:mod:`mmpetl.models.attach_sites`), replaces each by an
     :class:`AdaptedLinear` holding ``self.build_adapter(site)`` (or, where
     the table names the module around the linear, that module by an
-    :class:`AdaptedModule`), and freezes the rest. A method is a subclass that implements :meth:`build_adapter`.
+    :class:`AdaptedModule`), and freezes the rest. A method is a subclass
+    that implements :meth:`build_adapter`.
 
     Args:
         backbone (dict): Config of the stock backbone.

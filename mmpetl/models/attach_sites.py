@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from torch import nn
 
+
 @dataclass(frozen=True)
 class ModuleInputSite:
     """A site kind whose adapter sits on the input of a module that feeds

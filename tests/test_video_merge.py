@@ -156,6 +156,23 @@ def test_video_vit_without_qkv_bias(tmp_path):
     assert max_relative_difference(model, merged, inputs) < 1e-5
 
 
+def test_module_input_sites_from_a_config(video_cfgs):
+    targets = dict(
+        attn=dict(module=r'blocks\.\d+\.attn', linear='qkv',
+                  bias_sink=['q_bias', None, 'v_bias']))
+    model = randomize_adapters(MODELS.build(
+        dict(type='mmpetl.ARCBackbone', hidden_dim=6, targets=targets,
+             backbone=copy.deepcopy(video_cfgs['vit'])))).eval()
+    assert sum(isinstance(m, AdaptedModule) for m in model.modules()) == 2
+    merged = merge_adapters(copy.deepcopy(model))
+    inputs = torch.randn(2, 3, 4, 32, 32)
+    assert max_relative_difference(model, merged, inputs) < 1e-5
+    bad = dict(attn=dict(module=r'blocks\.\d+\.attn', linear='qkvx'))
+    with pytest.raises(TypeError, match="has no submodule 'qkvx'"):
+        MODELS.build(dict(type='mmpetl.ARCBackbone', targets=bad,
+                          backbone=copy.deepcopy(video_cfgs['vit'])))
+
+
 def test_video_merge_keeps_float64_exact(video_cfgs):
     # .double() converts the adopted parameters of AdaptedModule too.
     model = _build('arc', video_cfgs['vit']).double().eval()

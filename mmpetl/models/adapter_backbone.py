@@ -131,8 +131,10 @@ class AdapterBackbone(FrozenBackbone):
         sites (str | Sequence[str]): Site kinds from the attach-site table.
             Defaults to ``('attn', 'ffn')``; ``'attn'`` is the attention-only
             variant.
-        targets (dict, optional): ``{kind: regex}`` of module paths, for a
-            backbone the table does not know. Overrides ``sites``.
+        targets (dict, optional): ``{kind: regex}`` of linear paths, or
+            ``{kind: dict(module=regex, linear=path, bias_sink=names)}`` (see
+            :class:`ModuleInputSite`), for a backbone the table does not
+            know. Overrides ``sites``.
         save_frozen (bool): See :class:`FrozenBackbone`.
         init_cfg (dict, optional): See :class:`FrozenBackbone`.
     """

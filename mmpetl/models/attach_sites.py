@@ -128,9 +128,11 @@ def find_attach_sites(
         backbone (nn.Module): The stock backbone.
         sites (Sequence[str]): Site kinds to use from the table, e.g.
             ``('attn', 'ffn')`` or ``('attn',)``.
-        targets (dict, optional): ``{kind: regex or ModuleInputSite}`` that
-            replaces the table (for backbones it does not know). Patterns must
-            match whole module paths.
+        targets (dict, optional): ``{kind: spec}`` that replaces the table
+            (for backbones it does not know). A spec is a regex of linear
+            paths, or a :class:`ModuleInputSite` or the dict of its fields
+            (``module``, ``linear``, ``bias_sink``). Patterns must match whole
+            module paths.
 
     Returns:
         list[AttachSite]: In module order.
@@ -143,11 +145,7 @@ def find_attach_sites(
                            f'{_table_key(type(backbone))}; known: '
                            f'{sorted(table)}')
         targets = {kind: table[kind] for kind in sites}
-    specs = {
-        kind: spec if isinstance(spec, ModuleInputSite) else
-        ModuleInputSite(module=spec, linear='')
-        for kind, spec in targets.items()
-    }
+    specs = {kind: _as_site_spec(spec) for kind, spec in targets.items()}
     patterns = {kind: re.compile(s.module) for kind, s in specs.items()}
 
     found: List[AttachSite] = []
@@ -176,6 +174,16 @@ def find_attach_sites(
         raise ValueError(f'site kinds {sorted(missing)} match no module of '
                          f'{type(backbone).__name__}')
     return found
+
+
+def _as_site_spec(spec: Union[str, dict, ModuleInputSite]) -> ModuleInputSite:
+    """A table or ``targets`` entry as a :class:`ModuleInputSite`: a regex
+    names linears themselves; a dict (from a config) gives its fields."""
+    if isinstance(spec, ModuleInputSite):
+        return spec
+    if isinstance(spec, dict):
+        return ModuleInputSite(**spec)
+    return ModuleInputSite(module=spec, linear='')
 
 
 def normalize_sites(sites: Union[str, Sequence[str]]) -> tuple:

@@ -3,11 +3,12 @@
 
 Models are timed in interleaved rounds (A, B, C, A, B, C, ...) so that the
 noise of a shared machine hits all of them alike; the median per model is
-reported.
+reported, and the minimum, the figure least affected by other jobs on a
+shared CPU.
 """
 import statistics
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, List
 
 import torch
 from torch import nn
@@ -33,12 +34,12 @@ def _synchronize(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def measure_latency(models: Dict[str, nn.Module],
-                    inputs: torch.Tensor,
-                    rounds: int = 30,
-                    warmup: int = 3,
-                    forward: Callable = None) -> Dict[str, float]:
-    """Median seconds per forward of each model on ``inputs``.
+def time_rounds(models: Dict[str, nn.Module],
+                inputs: torch.Tensor,
+                rounds: int = 30,
+                warmup: int = 3,
+                forward: Callable = None) -> Dict[str, List[float]]:
+    """Seconds of each timed forward of each model on ``inputs``.
 
     Args:
         models (dict): Name -> model; put in eval mode here.
@@ -61,4 +62,14 @@ def measure_latency(models: Dict[str, nn.Module],
             forward(model, inputs)
             _synchronize(inputs.device)
             times[name].append(time.perf_counter() - start)
+    return times
+
+
+def measure_latency(models: Dict[str, nn.Module],
+                    inputs: torch.Tensor,
+                    rounds: int = 30,
+                    warmup: int = 3,
+                    forward: Callable = None) -> Dict[str, float]:
+    """Median seconds per forward of each model; see :func:`time_rounds`."""
+    times = time_rounds(models, inputs, rounds, warmup, forward)
     return {name: statistics.median(t) for name, t in times.items()}

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from mmengine.analysis import FlopAnalyzer
 from torch import nn
 
 from mmpetl.hooks import count_parameters
@@ -80,6 +81,10 @@ def test_merged_video_model_is_the_stock_model(method, backbone, video_cfgs):
     stock.load_state_dict(merged.state_dict(), strict=True)
     assert sum(p.numel() for p in merged.parameters()) == sum(
         p.numel() for p in stock.parameters())
+    inputs = (torch.randn(1, 3, 4, 32, 32), )
+    merged.eval()
+    assert FlopAnalyzer(merged, inputs).total() == FlopAnalyzer(
+        stock, inputs).total()
     # Before merging, the state dict is the stock one plus the adapters'
     # (the VideoMAE attention keeps its q_bias / v_bias keys).
     adapter_model = _build(method, backbone_cfg)

@@ -4,6 +4,7 @@ import os.path as osp
 
 import pytest
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 
 from mmpetl.hooks import count_parameters
 from mmpetl.reparam import build_model, stock_config
@@ -30,6 +31,12 @@ def _without_pretrained(cfg):
                          ids=[osp.relpath(p, ROOT) for p in CONFIGS])
 def test_config_builds_and_its_stock_config_too(path):
     cfg = _without_pretrained(Config.fromfile(path))
+    # build_model sets the config's default scope: keep it to this test.
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
+        _check_builds(cfg, path)
+
+
+def _check_builds(cfg, path):
     model = build_model(cfg)
     counts = count_parameters(model)
     assert 0 < counts['trainable'] <= counts['total']

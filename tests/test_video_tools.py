@@ -9,6 +9,7 @@ import re
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 
 from mmpetl.datasets import write_motion_task
 from mmpetl.hooks import count_parameters
@@ -78,6 +79,13 @@ BACKBONES = dict(
     swin3d=dict(cfg=TINY_SWIN3D, head='I3DHead', size=32))
 METHODS = dict(
     RepAdapterBackbone='scale=1.0', ARCBackbone='hidden_dim=8')
+
+
+@pytest.fixture(autouse=True)
+def mmaction_scope():
+    """build_model sets the default scope: keep it to these tests."""
+    with DefaultScope.overwrite_default_scope('mmaction'):
+        yield
 
 
 @pytest.fixture(scope='module')

@@ -29,15 +29,19 @@ RESULT_FILE = 'result.json'
 # Where wrappers keep the stock backbone config: mmpetl's wrappers
 # (`backbone`), mmpretrain's LoRAModel (`module`).
 WRAPPED_BACKBONE_KEYS = ('backbone', 'module')
-# Small versions of each backbone type for --dry-run: same code paths
-# (adapter sites, heads, necks), a few thousand parameters.
+# Small versions of each backbone type for --dry-run, with their output
+# width: same code paths (adapter sites, heads, necks), a few thousand
+# parameters, large patches (few tokens at the configs' 224x224 input).
 TINY_ARCHS = {
-    'VisionTransformer':
-    (dict(arch=dict(embed_dims=32, num_layers=2, num_heads=2,
-                    feedforward_channels=64)), 32),
-    'SwinTransformer':
-    (dict(arch=dict(embed_dims=16, depths=[1, 1, 1, 1],
-                    num_heads=[1, 1, 2, 2])), 128),
+    'VisionTransformer': (dict(
+        arch=dict(embed_dims=32, num_layers=2, num_heads=2,
+                  feedforward_channels=64),
+        patch_size=32), 32),
+    'SwinTransformer': (dict(
+        arch=dict(embed_dims=16, depths=[1, 1, 1, 1],
+                  num_heads=[1, 1, 2, 2]),
+        patch_size=16,
+        pad_small_map=True), 128),
 }
 
 
@@ -84,6 +88,31 @@ def shrink_for_dry_run(cfg: Config, data_root: str) -> None:
     cfg.train_cfg.update(max_epochs=1)
     cfg.default_hooks.logger.interval = 1
     cfg.default_hooks.checkpoint.interval = 1
+
+
+def count_trainable(cfg: Config) -> Dict[str, int]:
+    """Build ``cfg.model`` at its real size without pre-trained weights and
+    count its parameters: ``trainable``, ``trainable.backbone``,
+    ``trainable.head``, ``total``, and ``trainable_matrices.backbone`` (the
+    trainable backbone parameters with two or more dimensions: the adapter
+    weights without biases, scales and offsets)."""
+    from mmengine.logging import MMLogger
+
+    from mmpetl.reparam import build_model
+    cfg = copy.deepcopy(cfg)
+    stock_backbone(cfg.model)['init_cfg'] = None
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel('WARNING')  # initialisation reports per parameter
+    try:
+        model = build_model(cfg)
+    finally:
+        logger.setLevel(level)
+    counts = count_parameters(model)
+    counts['trainable_matrices.backbone'] = sum(
+        p.numel() for p in model.backbone.parameters()
+        if p.requires_grad and p.dim() > 1)
+    return counts
 
 
 def run_task(cfg: Config, work_dir: str, launcher: str = 'none') -> dict:

@@ -22,12 +22,13 @@ import os
 import os.path as osp
 import sys
 
+import torch
 from mmengine.config import Config, DictAction
 from mmengine.dist import get_rank
 
 from mmpetl.checkpoint_io import CheckpointError, load_config_file
 from mmpetl.datasets import VTAB1K_TASKS, write_vtab1k_standin
-from mmpetl.task_suite import (RESULT_FILE, load_results,
+from mmpetl.task_suite import (RESULT_FILE, count_trainable, load_results,
                                plot_accuracy_vs_parameters, replace_backbone,
                                run_task, shrink_for_dry_run, summarize,
                                write_tables)
@@ -55,6 +56,9 @@ def parse_args():
     parser.add_argument('--dry-run', action='store_true',
                         help='tiny backbone, tiny stand-in data, 2 '
                         'iterations per config')
+    parser.add_argument('--count-params', action='store_true',
+                        help='only build each method (first task, real '
+                        'size, no weights) and print trainable parameters')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of every config')
     parser.add_argument('--launcher', default='none',
@@ -94,7 +98,19 @@ def main():
     except (CheckpointError, KeyError, ValueError) as e:
         print(f'error: {str(e).strip(chr(39))}', file=sys.stderr)
         sys.exit(2)
+    if args.count_params:
+        for method in args.methods:
+            counts = count_trainable(configs[method, args.tasks[0]])
+            print(f'{method} ({args.tasks[0]}): trainable backbone '
+                  f'{counts.get("trainable.backbone", 0):,} (matrices '
+                  f'{counts["trainable_matrices.backbone"]:,}), head '
+                  f'{counts.get("trainable.head", 0):,}, total trainable '
+                  f'{counts["trainable"]:,} of {counts["total"]:,}')
+        return
     os.makedirs(args.work_dir, exist_ok=True)
+    if args.dry_run:
+        # Tiny models: threads only add overhead (and oversubscribe CPUs).
+        torch.set_num_threads(1)
     if args.dry_run and int(os.environ.get('RANK', 0)) == 0:
         write_vtab1k_standin(standin_root, [
             t for t in args.tasks if t in VTAB1K_TASKS])

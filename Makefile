@@ -14,3 +14,7 @@ test: venv
 
 bench: venv
 	$(PYTHON) tools/benchmark_inference.py
+
+.PHONY: compare
+compare: venv
+	$(PYTHON) tools/compare.py

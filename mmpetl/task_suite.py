@@ -70,9 +70,10 @@ def replace_backbone(cfg: Config, backbone: dict, neck: Optional[dict],
 
 
 def shrink_for_dry_run(cfg: Config, data_root: str) -> None:
-    """A few iterations on tiny stand-in data with a tiny backbone of the
-    same type, no pre-trained weights: every other setting (wrappers,
-    heads, hooks, pipeline, schedule types) stays the config's."""
+    """A few iterations on tiny data with a tiny backbone of the same type,
+    no pre-trained weights: every other setting (wrappers, heads, hooks,
+    pipeline, schedule types) stays the config's. VTAB-1k datasets read the
+    stand-in tasks under ``data_root``; other datasets keep their own."""
     stock = stock_backbone(cfg.model)
     if stock['type'] not in TINY_ARCHS:
         raise ValueError(f'--dry-run knows no tiny {stock["type"]}; add it '
@@ -83,9 +84,15 @@ def shrink_for_dry_run(cfg: Config, data_root: str) -> None:
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg[name]
         loader.update(batch_size=4, num_workers=0, persistent_workers=False)
-        # Serializing a handful of samples costs a gc.collect() per dataset.
-        loader.dataset.update(data_root=data_root, serialize_data=False)
-    cfg.train_cfg.update(max_epochs=1)
+        # The first 8 samples (mmengine's `indices`); serializing a handful
+        # of samples costs a gc.collect() per dataset.
+        loader.dataset.update(indices=8, serialize_data=False)
+        if loader.dataset.type == 'mmpetl.VTAB1k':
+            loader.dataset.data_root = data_root
+    # One epoch, or as few as leave each open-ended scheduler a step.
+    open_ended = [s.get('begin', 0) for s in cfg.get('param_scheduler', [])
+                  if 'end' not in s]
+    cfg.train_cfg.update(max_epochs=1 + max(open_ended, default=0))
     cfg.default_hooks.logger.interval = 1
     cfg.default_hooks.checkpoint.interval = 1
 

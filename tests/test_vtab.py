@@ -15,7 +15,8 @@ import sys
 import pytest
 from mmengine.config import Config
 
-from mmpetl.datasets import VTAB1K_GROUPS, VTAB1K_TASKS
+from mmpetl.datasets import (VTAB1K_GROUPS, VTAB1K_TASKS, write_digits_task,
+                             write_lfw_faces_task)
 from mmpetl.task_suite import replace_backbone, stock_backbone
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -34,10 +35,13 @@ PAPER_TABLE = {
 }
 
 
-def run_vtab(*args):
+def run_vtab(*args, cwd=ROOT):
+    env = dict(os.environ,
+               PYTHONPATH=os.pathsep.join([ROOT, os.environ.get(
+                   'PYTHONPATH', '')]))
     result = subprocess.run(
-        [sys.executable, 'tools/vtab.py', *map(str, args)], cwd=ROOT,
-        capture_output=True, text=True)
+        [sys.executable, osp.join(ROOT, 'tools', 'vtab.py'),
+         *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + \
         result.stderr[-3000:]
     return result.stdout
@@ -256,6 +260,28 @@ def test_swin_b_runs_every_method(tmp_path):
     log = open(glob.glob(str(tmp_path / 'arc' / 'eurosat' / '*' /
                              '*.log'))[0]).read()
     assert 'on SwinTransformer sites' in log
+
+
+def test_cpu_comparison_configs_run(tmp_path):
+    """configs/compare (`make compare`): each method on both real tasks,
+    data where the configs expect it (relative to the working directory)."""
+    write_digits_task(str(tmp_path / 'data' / 'quickstart' / 'digits5-9'),
+                      (5, 6, 7, 8, 9), train_fraction=0.1)
+    write_lfw_faces_task(str(tmp_path / 'data' / 'compare' / 'lfw-faces'))
+    out = run_vtab('--config-dir', osp.join(ROOT, 'configs', 'compare'),
+                   '--prefix', 'vit-tiny', '--methods', *METHODS, '--tasks',
+                   'digits5-9', 'lfw-faces', '--dry-run', '--work-dir',
+                   tmp_path / 'work', cwd=tmp_path)
+    for method in METHODS:
+        for task in ('digits5-9', 'lfw-faces'):
+            assert f'{method} / {task}: top-1' in out
+    rows = list(csv.DictReader(open(tmp_path / 'work' / 'results.csv')))
+    assert [r['method'] for r in rows] == list(METHODS)
+    assert 'mean_of_groups' not in rows[0]  # no VTAB groups here
+    probe = json.loads((tmp_path / 'work' / 'linear-probe' / 'lfw-faces' /
+                        'result.json').read_text())
+    # The dry run's tiny ViT (width 32): the head alone trains.
+    assert probe['trainable'] == 32 * 2 + 2
 
 
 def test_unknown_task_is_a_clear_error():

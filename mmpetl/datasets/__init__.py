@@ -1,12 +1,14 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 from .annotation_errors import AnnotationError
-from .embedded import write_digits_task, write_vtab1k_standin
+from .embedded import (write_digits_task, write_lfw_faces_task,
+                       write_vtab1k_standin)
 from .fgvc import FGVC, FGVC_SETS, FGVCSet
 from .vtab1k import (VTAB1K_GROUPS, VTAB1K_TASKS, VTABTask, VTAB1k,
                      vtab1k_task)
 
 __all__ = [
-    'write_digits_task', 'write_vtab1k_standin', 'AnnotationError', 'VTAB1k', 'VTAB1K_TASKS',
+    'write_digits_task', 'write_lfw_faces_task', 'write_vtab1k_standin',
+    'AnnotationError', 'VTAB1k', 'VTAB1K_TASKS',
     'VTAB1K_GROUPS', 'VTABTask', 'vtab1k_task', 'FGVC', 'FGVC_SETS',
     'FGVCSet'
 ]

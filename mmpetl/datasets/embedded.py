@@ -97,3 +97,34 @@ def write_vtab1k_standin(root: str,
         for split, split_lines in splits.items():
             with open(osp.join(folder, f'{split}.txt'), 'w') as f:
                 f.writelines(split_lines)
+
+
+def write_lfw_faces_task(root: str,
+                         train_fraction: float = 0.5,
+                         size: int = 32,
+                         seed: int = 0) -> Dict[str, int]:
+    """Write scikit-image's LFW subset as a two-class task: 100 real
+    25x25 face crops (label 1) and 100 non-face crops (label 0), upscaled
+    to ``size`` x ``size`` PNGs, in the same layout as
+    :func:`write_digits_task`. Returns the number of images per split."""
+    from skimage.data import lfw_subset
+
+    images = lfw_subset()  # faces first, then non-faces
+    labels = np.arange(len(images)) < len(images) // 2
+    rng = np.random.default_rng(seed)
+    os.makedirs(osp.join(root, 'images'), exist_ok=True)
+    lines = dict(train=[], test=[])
+    for label in (0, 1):
+        indices = np.flatnonzero(labels == label)
+        rng.shuffle(indices)
+        num_train = int(round(train_fraction * len(indices)))
+        for rank, index in enumerate(indices):
+            name = f'images/{index:03d}.png'
+            Image.fromarray((images[index] * 255).astype(np.uint8)).resize(
+                (size, size), Image.BILINEAR).save(osp.join(root, name))
+            split = 'train' if rank < num_train else 'test'
+            lines[split].append(f'{name} {label}\n')
+    for split, split_lines in lines.items():
+        with open(osp.join(root, f'{split}.txt'), 'w') as f:
+            f.writelines(split_lines)
+    return {split: len(split_lines) for split, split_lines in lines.items()}

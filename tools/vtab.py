@@ -3,7 +3,7 @@
 and write one results table.
 
     python tools/vtab.py --methods repadapter arc lora [--tasks cifar dtd]
-    bash tools/dist_vtab.sh 8 --methods repadapter      # torchrun, 8 GPUs
+    torchrun --nproc_per_node 8 tools/vtab.py --launcher pytorch --methods arc
     python tools/vtab.py --methods repadapter --dry-run
 
 Each method/task runs ``{config_dir}/{method}/{prefix}_{method}_{task}.py``
@@ -13,9 +13,11 @@ checkpoint. Then ``{work_dir}/results.{md,csv}`` (per task, group means,
 mean of group means, flat mean) and ``results.png`` (accuracy against
 trainable parameters) are rewritten from every finished task.
 
-``--dry-run`` builds every config and trains one epoch of two iterations on
-tiny stand-in data in the VTAB-1k layout (real scikit-learn digits) with a
-tiny backbone of the same type; the tests use it.
+``--dry-run`` builds every config and trains a few iterations (8 samples
+per split, one epoch) on stand-in data in the VTAB-1k layout (real
+scikit-learn digits) with a tiny backbone of the same type and no weights;
+the tests use it. ``--count-params`` builds each method at its real size
+and prints its trainable parameters.
 """
 import argparse
 import os

@@ -216,8 +216,8 @@ def _text(value) -> str:
     return str(value)
 
 
-def write_tables(rows: List[dict], tasks: Sequence[str], out_stem: str,
-                 force: bool = True) -> List[str]:
+def write_tables(rows: List[dict], tasks: Sequence[str],
+                 out_stem: str) -> List[str]:
     """Write ``{out_stem}.md`` and ``{out_stem}.csv`` atomically.
     Parameter columns: trainable parameters of the backbone (adapters) and
     in all (with the head), averaged over tasks."""

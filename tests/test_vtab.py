@@ -9,6 +9,7 @@ import json
 import os
 import os.path as osp
 import re
+import socket
 import subprocess
 import sys
 
@@ -282,6 +283,24 @@ def test_cpu_comparison_configs_run(tmp_path):
                         'result.json').read_text())
     # The dry run's tiny ViT (width 32): the head alone trains.
     assert probe['trainable'] == 32 * 2 + 2
+
+
+def test_distributed_launcher(tmp_path):
+    """Two processes (gloo without a GPU) run the tasks in lockstep; rank 0
+    reports and writes the table."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    result = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node',
+         '2', '--master_port', str(port), 'tools/vtab.py', '--launcher',
+         'pytorch', '--dry-run', '--methods', 'arc', '--tasks', 'kitti',
+         '--work-dir', str(tmp_path)], cwd=ROOT, capture_output=True,
+        text=True, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count('arc / kitti: top-1') == 1
+    assert (tmp_path / 'arc' / 'kitti' / 'result.json').is_file()
+    assert (tmp_path / 'results.csv').is_file()
 
 
 def test_unknown_task_is_a_clear_error():

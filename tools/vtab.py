@@ -26,7 +26,6 @@ import sys
 
 import torch
 from mmengine.config import Config, DictAction
-from mmengine.dist import get_rank
 
 from mmpetl.checkpoint_io import CheckpointError, load_config_file
 from mmpetl.datasets import VTAB1K_TASKS, write_vtab1k_standin
@@ -113,19 +112,24 @@ def main():
     if args.dry_run:
         # Tiny models: threads only add overhead (and oversubscribe CPUs).
         torch.set_num_threads(1)
-    if args.dry_run and int(os.environ.get('RANK', 0)) == 0:
+    # Each task tears its process group down: the launcher's rank decides.
+    is_main = int(os.environ.get('RANK', 0)) == 0
+    if args.dry_run and is_main:
         write_vtab1k_standin(standin_root, [
             t for t in args.tasks if t in VTAB1K_TASKS])
     for (method, task), cfg in configs.items():
         work_dir = osp.join(args.work_dir, method, task)
         if osp.isfile(osp.join(work_dir, RESULT_FILE)):
-            print(f'{method} / {task}: done, skipped')
+            if is_main:
+                print(f'{method} / {task}: done, skipped')
             continue
         result = run_task(cfg, work_dir, args.launcher)
-        print(f'{method} / {task}: top-1 {result["top1"]:.2f}, trainable '
-              f'{result["trainable"]:,} (backbone '
-              f'{result["trainable_backbone"]:,}) of {result["total"]:,}')
-    if get_rank() == 0:
+        if is_main:
+            print(f'{method} / {task}: top-1 {result["top1"]:.2f}, '
+                  f'trainable {result["trainable"]:,} (backbone '
+                  f'{result["trainable_backbone"]:,}) of '
+                  f'{result["total"]:,}')
+    if is_main:
         rows = summarize(
             load_results(args.work_dir, args.methods, args.tasks),
             args.tasks)

@@ -12,11 +12,10 @@ that checkpoint.
 import copy
 import csv
 import json
-import os
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 

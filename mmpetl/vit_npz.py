@@ -64,8 +64,9 @@ def num_vit_npz_layers(arrays: Mapping[str, np.ndarray]) -> int:
     return len(indices)
 
 
-def convert_vit_npz(arrays: Mapping[str, np.ndarray],
-                    with_head: bool = False) -> 'OrderedDict[str, torch.Tensor]':
+def convert_vit_npz(
+        arrays: Mapping[str, np.ndarray],
+        with_head: bool = False) -> 'OrderedDict[str, torch.Tensor]':
     """Convert Google ViT arrays to an mmpretrain classifier state dict.
 
     Args:

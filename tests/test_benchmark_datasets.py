@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from mmengine.registry import init_default_scope
+from mmengine.registry import DefaultScope
 from PIL import Image
 
 from mmpetl.datasets import (FGVC, AnnotationError, VTAB1k,
@@ -26,10 +26,12 @@ def vtab_root(tmp_path):
 
 
 def test_vtab1k_loads_a_task_through_the_registry(vtab_root):
-    init_default_scope('mmpretrain')
-    dataset = DATASETS.build(
-        dict(type='mmpetl.VTAB1k', task='kitti', data_root=str(vtab_root),
-             split='train800val200', pipeline=PIPELINE))
+    # Scoped: a global default scope would leak into other tests.
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        dataset = DATASETS.build(
+            dict(type='mmpetl.VTAB1k', task='kitti',
+                 data_root=str(vtab_root), split='train800val200',
+                 pipeline=PIPELINE))
     assert isinstance(dataset, VTAB1k)
     lines = (vtab_root / 'kitti' / 'train800val200.txt').read_text().split(
         '\n')
@@ -103,10 +105,10 @@ def osp_dir(name):
 
 
 def test_fgvc_maps_vpt_class_ids_and_loads(cub_root):
-    init_default_scope('mmpretrain')
-    dataset = DATASETS.build(
-        dict(type='mmpetl.FGVC', name='cub', data_root=str(cub_root),
-             split='test', pipeline=PIPELINE))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        dataset = DATASETS.build(
+            dict(type='mmpetl.FGVC', name='cub', data_root=str(cub_root),
+                 split='test', pipeline=PIPELINE))
     assert len(dataset) == 50
     assert dataset.get_data_info(1)['gt_label'] == 4  # id 5 -> label 4
     assert dataset.get_data_info(1)['img_path'] == str(

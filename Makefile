@@ -18,3 +18,7 @@ bench: venv
 .PHONY: bench-video
 bench-video: venv
 	$(PYTHON) tools/benchmark_inference.py --model videomae-vit-b
+
+.PHONY: compare
+compare: venv
+	$(PYTHON) tools/compare.py

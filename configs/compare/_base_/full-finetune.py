@@ -1,0 +1,2 @@
+# Baseline: every backbone weight trains.
+_base_ = ['./transfer.py']

@@ -1,0 +1,2 @@
+# Baseline: every backbone weight trains (the stock backbone, unwrapped).
+_base_ = ['./vtab1k.py']

@@ -1,0 +1,131 @@
+# Copyright (c) mmpetl contributors. All rights reserved.
+"""VTAB-1k: 19 tasks, 1,000 training images each (Zhai et al., 2019), in
+the layout the PETL papers share (VPT, NOAH, RepAdapter, ARC)::
+
+    {data_root}/{task}/train800.txt        800 lines ``relative/path.jpg label``
+    {data_root}/{task}/val200.txt          200 lines
+    {data_root}/{task}/train800val200.txt  the 1,000 training images
+    {data_root}/{task}/test.txt            the test set
+    {data_root}/{task}/images/...          paths relative to the task folder
+
+The papers train on ``train800val200`` and report top-1 on ``test``.
+"""
+import os.path as osp
+from typing import Dict, List, NamedTuple
+
+from mmpretrain.datasets import BaseDataset
+
+from mmpetl.registry import DATASETS
+from .annotation_errors import AnnotationError, check_sample
+
+
+class VTABTask(NamedTuple):
+    """One VTAB-1k task: its group and class count, and the RepAdapter
+    scale ``s`` its paper chose for it from {0.1, 0.5, 1, 5, 10}."""
+    group: str
+    num_classes: int
+    repadapter_scale: float
+
+
+#: The 19 tasks in the papers' order (Natural | Specialized | Structured).
+VTAB1K_TASKS: Dict[str, VTABTask] = {
+    'cifar': VTABTask('natural', 100, 0.1),
+    'caltech101': VTABTask('natural', 102, 5),
+    'dtd': VTABTask('natural', 47, 1),
+    'oxford_flowers102': VTABTask('natural', 102, 0.5),
+    'oxford_iiit_pet': VTABTask('natural', 37, 0.1),
+    'svhn': VTABTask('natural', 10, 10),
+    'sun397': VTABTask('natural', 397, 0.1),
+    'patch_camelyon': VTABTask('specialized', 2, 1),
+    'eurosat': VTABTask('specialized', 10, 1),
+    'resisc45': VTABTask('specialized', 45, 5),
+    'diabetic_retinopathy': VTABTask('specialized', 5, 0.1),
+    'clevr_count': VTABTask('structured', 8, 0.5),
+    'clevr_dist': VTABTask('structured', 6, 0.1),
+    'dmlab': VTABTask('structured', 6, 5),
+    'kitti': VTABTask('structured', 4, 5),
+    'dsprites_loc': VTABTask('structured', 16, 5),
+    'dsprites_ori': VTABTask('structured', 16, 0.1),
+    'smallnorb_azi': VTABTask('structured', 18, 10),
+    'smallnorb_ele': VTABTask('structured', 9, 1),
+}
+VTAB1K_GROUPS = ('natural', 'specialized', 'structured')
+VTAB1K_SPLITS = ('train800', 'val200', 'train800val200', 'test')
+
+
+def vtab1k_task(name: str) -> VTABTask:
+    """The table entry of task ``name``, with a clear error if unknown."""
+    if name not in VTAB1K_TASKS:
+        raise KeyError(f'unknown VTAB-1k task {name!r}; the tasks are '
+                       f'{", ".join(VTAB1K_TASKS)}')
+    return VTAB1K_TASKS[name]
+
+
+@DATASETS.register_module()
+class VTAB1k(BaseDataset):
+    """One VTAB-1k task, read from its split list.
+
+    mmpretrain's :class:`BaseDataset` does the rest (pipeline, metainfo,
+    lazy init, serialization). The class count comes from
+    :data:`VTAB1K_TASKS`; ``metainfo.classes`` are the label indices as
+    strings (the lists carry no class names).
+
+    Args:
+        task (str): A key of :data:`VTAB1K_TASKS`, e.g. ``'cifar'``.
+        data_root (str): The VTAB-1k folder holding one folder per task.
+        split (str): One of ``train800``, ``val200``, ``train800val200``,
+            ``test``. Defaults to ``'train800val200'``.
+        **kwargs: Other arguments of mmpretrain's ``BaseDataset``
+            (``pipeline``, ``test_mode``, ``lazy_init``, ...).
+
+    Raises:
+        AnnotationError: When the list file is missing, a line is not
+            ``path label``, an image does not exist or a label is outside
+            ``[0, num_classes)``; the message names the file and line.
+    """
+
+    def __init__(self,
+                 task: str,
+                 data_root: str,
+                 split: str = 'train800val200',
+                 **kwargs):
+        if split not in VTAB1K_SPLITS:
+            raise ValueError(f'split must be one of {VTAB1K_SPLITS}, '
+                             f'got {split!r}')
+        self.task = task
+        self.split = split
+        self.num_classes = vtab1k_task(task).num_classes
+        metainfo = dict(
+            classes=tuple(str(i) for i in range(self.num_classes)))
+        super().__init__(
+            ann_file=f'{split}.txt',
+            metainfo=metainfo,
+            data_root=osp.join(data_root, task),
+            **kwargs)
+
+    def load_data_list(self) -> List[dict]:
+        if not osp.isfile(self.ann_file):
+            raise AnnotationError(
+                f'VTAB-1k {self.task} list file {self.ann_file} does not '
+                'exist')
+        data_list = []
+        with open(self.ann_file) as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                fields = line.split()
+                if len(fields) != 2 or not fields[1].lstrip('-').isdigit():
+                    raise AnnotationError(
+                        f'{self.ann_file}, line {number}: expected '
+                        f"'relative/path.jpg label', got {line.strip()!r}")
+                img_path = osp.join(self.data_root, fields[0])
+                label = int(fields[1])
+                check_sample(self.ann_file, f'line {number}', img_path,
+                             label, self.num_classes)
+                data_list.append(dict(img_path=img_path, gt_label=label))
+        if not data_list:
+            raise AnnotationError(f'{self.ann_file} lists no images')
+        return data_list
+
+    def extra_repr(self) -> List[str]:
+        return [f'Task: \t{self.task}', f'Split: \t{self.split}']

@@ -1,0 +1,262 @@
+# Copyright (c) mmpetl contributors. All rights reserved.
+"""Run one config per task of a suite (VTAB-1k, or any list of tasks) with
+MMEngine's Runner, resume where a previous run stopped, and collect one
+results table. The library side of ``tools/vtab.py``.
+
+Per method and task, ``{work_dir}/{method}/{task}/`` holds the runner's
+files and ``result.json`` (top-1 on the test split, trainable parameters),
+written atomically when the task is finished: a task with ``result.json``
+is skipped; a task without it but with a ``last_checkpoint`` resumes from
+that checkpoint.
+"""
+import copy
+import csv
+import json
+import os.path as osp
+from typing import Dict, List, Optional, Sequence
+
+from mmengine.config import Config
+from mmengine.model import is_model_wrapper
+from mmengine.runner import Runner
+
+from mmpetl.checkpoint_io import atomic_output
+from mmpetl.compat import cpu_distributed
+from mmpetl.datasets.vtab1k import VTAB1K_GROUPS, VTAB1K_TASKS
+from mmpetl.hooks.parameter_count_hook import count_parameters
+
+RESULT_FILE = 'result.json'
+# Where wrappers keep the stock backbone config: mmpetl's wrappers
+# (`backbone`), mmpretrain's LoRAModel (`module`).
+WRAPPED_BACKBONE_KEYS = ('backbone', 'module')
+# Small versions of each backbone type for --dry-run, with their output
+# width: same code paths (adapter sites, heads, necks), a few thousand
+# parameters, large patches (few tokens at the configs' 224x224 input).
+TINY_ARCHS = {
+    'VisionTransformer': (dict(
+        arch=dict(embed_dims=32, num_layers=2, num_heads=2,
+                  feedforward_channels=64),
+        patch_size=32), 32),
+    'SwinTransformer': (dict(
+        arch=dict(embed_dims=16, depths=[1, 1, 1, 1],
+                  num_heads=[1, 1, 2, 2]),
+        patch_size=16,
+        pad_small_map=True), 128),
+}
+
+
+def stock_backbone(model_cfg: dict) -> dict:
+    """The stock backbone config inside ``model_cfg.backbone``, looking
+    through adapter / LoRA wrappers."""
+    backbone = model_cfg['backbone']
+    while True:
+        inner = next((backbone[k] for k in WRAPPED_BACKBONE_KEYS
+                      if isinstance(backbone.get(k), dict)), None)
+        if inner is None:
+            return backbone
+        backbone = inner
+
+
+def replace_backbone(cfg: Config, backbone: dict, neck: Optional[dict],
+                     feat_dims: int) -> None:
+    """Put another stock backbone (and neck, head input width) into every
+    method's config, keeping the wrappers around it: how ViT-L/16 and
+    Swin-B run any method x task (see ``configs/vtab/_base_/backbones``)."""
+    stock = stock_backbone(cfg.model)
+    stock.clear()
+    stock.update(copy.deepcopy(backbone))
+    cfg.model.neck = copy.deepcopy(neck)
+    cfg.model.head.in_channels = feat_dims
+
+
+def shrink_for_dry_run(cfg: Config, data_root: str) -> None:
+    """A few iterations on tiny data with a tiny backbone of the same type,
+    no pre-trained weights: every other setting (wrappers, heads, hooks,
+    pipeline, schedule types) stays the config's. VTAB-1k datasets read the
+    stand-in tasks under ``data_root``; other datasets keep their own."""
+    stock = stock_backbone(cfg.model)
+    if stock['type'] not in TINY_ARCHS:
+        raise ValueError(f'--dry-run knows no tiny {stock["type"]}; add it '
+                         'to mmpetl.task_suite.TINY_ARCHS')
+    arch, feat_dims = TINY_ARCHS[stock['type']]
+    stock.update(copy.deepcopy(arch), init_cfg=None)
+    cfg.model.head.in_channels = feat_dims
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg[name]
+        loader.update(batch_size=4, num_workers=0, persistent_workers=False)
+        # The first 8 samples (mmengine's `indices`); serializing a handful
+        # of samples costs a gc.collect() per dataset.
+        loader.dataset.update(indices=8, serialize_data=False)
+        if loader.dataset.type == 'mmpetl.VTAB1k':
+            loader.dataset.data_root = data_root
+    # One epoch, or as few as leave each open-ended scheduler a step.
+    open_ended = [s.get('begin', 0) for s in cfg.get('param_scheduler', [])
+                  if 'end' not in s]
+    cfg.train_cfg.update(max_epochs=1 + max(open_ended, default=0))
+    cfg.default_hooks.logger.interval = 1
+    cfg.default_hooks.checkpoint.interval = 1
+
+
+def count_trainable(cfg: Config) -> Dict[str, int]:
+    """Build ``cfg.model`` at its real size without pre-trained weights and
+    count its parameters: ``trainable``, ``trainable.backbone``,
+    ``trainable.head``, ``total``, and ``trainable_matrices.backbone`` (the
+    trainable backbone parameters with two or more dimensions: the adapter
+    weights without biases, scales and offsets)."""
+    from mmengine.logging import MMLogger
+
+    from mmpetl.reparam import build_model
+    cfg = copy.deepcopy(cfg)
+    stock_backbone(cfg.model)['init_cfg'] = None
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel('WARNING')  # initialisation reports per parameter
+    try:
+        model = build_model(cfg)
+    finally:
+        logger.setLevel(level)
+    counts = count_parameters(model)
+    counts['trainable_matrices.backbone'] = sum(
+        p.numel() for p in model.backbone.parameters()
+        if p.requires_grad and p.dim() > 1)
+    return counts
+
+
+def run_task(cfg: Config, work_dir: str, launcher: str = 'none') -> dict:
+    """Train ``cfg`` in ``work_dir`` (resuming from its last checkpoint if
+    there is one), test the last epoch's model, and write
+    ``{work_dir}/result.json``. Returns the result."""
+    cfg = copy.deepcopy(cfg)
+    cfg.work_dir = work_dir
+    cfg.launcher = launcher
+    # The test split is evaluated once, below; no validation during
+    # training (nothing is selected on test).
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    if osp.isfile(osp.join(work_dir, 'last_checkpoint')):
+        cfg.resume, cfg.load_from = True, None
+    with cpu_distributed(cfg, launcher):
+        runner = Runner.from_cfg(cfg)
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        counts = count_parameters(model)
+        runner.train()
+        metrics = runner.test()
+    result = dict(
+        top1=float(metrics['accuracy/top1']),
+        trainable=counts['trainable'],
+        trainable_backbone=counts.get('trainable.backbone', 0),
+        total=counts['total'])
+    if runner.rank == 0:
+        with atomic_output(osp.join(work_dir, RESULT_FILE)) as tmp:
+            with open(tmp, 'w') as f:
+                json.dump(result, f, indent=2)
+    return result
+
+
+def load_results(work_root: str, methods: Sequence[str],
+                 tasks: Sequence[str]) -> Dict[str, Dict[str, dict]]:
+    """``{method: {task: result}}`` of the finished tasks."""
+    results = {}
+    for method in methods:
+        for task in tasks:
+            path = osp.join(work_root, method, task, RESULT_FILE)
+            if osp.isfile(path):
+                with open(path) as f:
+                    results.setdefault(method, {})[task] = json.load(f)
+    return results
+
+
+def _mean(values: List[float]) -> Optional[float]:
+    return sum(values) / len(values) if values else None
+
+
+def summarize(results: Dict[str, Dict[str, dict]],
+              tasks: Sequence[str]) -> List[dict]:
+    """One row per method: top-1 per task, and for VTAB-1k tasks the mean
+    of each group, the mean of the group means (the papers' convention)
+    and the flat mean over tasks. A mean covers the finished tasks only;
+    ``tasks_done`` says how many."""
+    rows = []
+    for method, per_task in results.items():
+        row = dict(method=method)
+        for task in tasks:
+            row[task] = per_task[task]['top1'] if task in per_task else None
+        done = [t for t in tasks if t in per_task]
+        groups = {}
+        for group in VTAB1K_GROUPS:
+            members = [t for t in done if t in VTAB1K_TASKS and
+                       VTAB1K_TASKS[t].group == group]
+            if members:
+                groups[group] = _mean([per_task[t]['top1'] for t in members])
+                row[group] = groups[group]
+        if groups:
+            row['mean_of_groups'] = _mean(list(groups.values()))
+        row['mean'] = _mean([per_task[t]['top1'] for t in done])
+        row['tasks_done'] = f'{len(done)}/{len(tasks)}'
+        for count in ('trainable_backbone', 'trainable'):
+            row[count] = round(_mean([per_task[t][count] for t in done]))
+        rows.append(row)
+    return rows
+
+
+def _columns(rows: List[dict], tasks: Sequence[str]) -> List[str]:
+    extra = [c for c in (*VTAB1K_GROUPS, 'mean_of_groups')
+             if any(c in r for r in rows)]
+    return ['method', *tasks, *extra, 'mean', 'tasks_done',
+            'trainable_backbone', 'trainable']
+
+
+def _text(value) -> str:
+    if value is None:
+        return '-'
+    if isinstance(value, int):
+        return f'{value:,}'
+    if isinstance(value, float):
+        return f'{value:.2f}'
+    return str(value)
+
+
+def write_tables(rows: List[dict], tasks: Sequence[str],
+                 out_stem: str) -> List[str]:
+    """Write ``{out_stem}.md`` and ``{out_stem}.csv`` atomically.
+    Parameter columns: trainable parameters of the backbone (adapters) and
+    in all (with the head), averaged over tasks."""
+    columns = _columns(rows, tasks)
+    markdown = ['| ' + ' | '.join(columns) + ' |',
+                '|' + '---|' * len(columns)]
+    markdown += ['| ' + ' | '.join(_text(r.get(c)) for c in columns) + ' |'
+                 for r in rows]
+    paths = [f'{out_stem}.md', f'{out_stem}.csv']
+    with atomic_output(paths[0]) as tmp:
+        with open(tmp, 'w') as f:
+            f.write('\n'.join(markdown) + '\n')
+    with atomic_output(paths[1]) as tmp:
+        with open(tmp, 'w', newline='') as f:
+            writer = csv.DictWriter(f, fieldnames=columns,
+                                    extrasaction='ignore')
+            writer.writeheader()
+            writer.writerows(rows)
+    return paths
+
+
+def plot_accuracy_vs_parameters(rows: List[dict], path: str) -> None:
+    """Mean accuracy (mean of group means where there are groups) against
+    trainable backbone parameters, one point per method; written
+    atomically."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    figure, axes = plt.subplots(figsize=(5, 4))
+    for row in rows:
+        accuracy = row.get('mean_of_groups', row['mean'])
+        params = max(row['trainable_backbone'] or 0, 1)
+        axes.scatter(params, accuracy)
+        axes.annotate(row['method'], (params, accuracy),
+                      textcoords='offset points', xytext=(4, 4))
+    axes.set_xscale('log')
+    axes.set_xlabel('trainable backbone parameters')
+    axes.set_ylabel('top-1 (%)')
+    axes.grid(True, alpha=0.3)
+    figure.tight_layout()
+    with atomic_output(path) as tmp:
+        figure.savefig(tmp, format=osp.splitext(path)[1][1:] or 'png')
+    plt.close(figure)

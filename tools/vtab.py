@@ -1,0 +1,144 @@
+# Copyright (c) mmpetl contributors. All rights reserved.
+"""Run methods over the VTAB-1k tasks (or any suite of per-task configs)
+and write one results table.
+
+    python tools/vtab.py --methods repadapter arc lora [--tasks cifar dtd]
+    torchrun --nproc_per_node 8 tools/vtab.py --launcher pytorch --methods arc
+    python tools/vtab.py --methods repadapter --dry-run
+
+Each method/task runs ``{config_dir}/{method}/{prefix}_{method}_{task}.py``
+with MMEngine's Runner, in ``{work_dir}/{method}/{task}``; finished tasks
+(``result.json``) are skipped and interrupted ones resume from their last
+checkpoint. Then ``{work_dir}/results.{md,csv}`` (per task, group means,
+mean of group means, flat mean) and ``results.png`` (accuracy against
+trainable parameters) are rewritten from every finished task.
+
+``--dry-run`` builds every config and trains a few iterations (8 samples
+per split, one epoch) on stand-in data in the VTAB-1k layout (real
+scikit-learn digits) with a tiny backbone of the same type and no weights;
+the tests use it. ``--count-params`` builds each method at its real size
+and prints its trainable parameters.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+import torch
+from mmengine.config import Config, DictAction
+
+from mmpetl.checkpoint_io import CheckpointError, load_config_file
+from mmpetl.datasets import VTAB1K_TASKS, write_vtab1k_standin
+from mmpetl.task_suite import (RESULT_FILE, count_trainable, load_results,
+                               plot_accuracy_vs_parameters, replace_backbone,
+                               run_task, shrink_for_dry_run, summarize,
+                               write_tables)
+
+METHODS = ('repadapter', 'arc', 'lora', 'linear-probe', 'full-finetune')
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Run methods over tasks')
+    parser.add_argument('--methods', nargs='+', default=list(METHODS[:2]),
+                        help=f'method folders of --config-dir, e.g. '
+                        f'{" ".join(METHODS)}')
+    parser.add_argument('--tasks', nargs='+', default=list(VTAB1K_TASKS),
+                        help='tasks (default: the 19 VTAB-1k tasks)')
+    parser.add_argument('--config-dir', default='configs/vtab')
+    parser.add_argument('--prefix', default='vit-b16',
+                        help='config names are {prefix}_{method}_{task}.py')
+    parser.add_argument('--work-dir', default='work_dirs/vtab')
+    parser.add_argument('--data-root', help='replace the configs\' '
+                        'data_root (e.g. the VTAB-1k folder)')
+    parser.add_argument(
+        '--backbone',
+        help='a backbone base (configs/vtab/_base_/backbones/vit-l16.py, '
+        'swin-b.py) to run every method on instead of the configs\' own')
+    parser.add_argument('--dry-run', action='store_true',
+                        help='tiny backbone, tiny stand-in data, 2 '
+                        'iterations per config')
+    parser.add_argument('--count-params', action='store_true',
+                        help='only build each method (first task, real '
+                        'size, no weights) and print trainable parameters')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override settings of every config')
+    parser.add_argument('--launcher', default='none',
+                        choices=['none', 'pytorch', 'slurm', 'mpi'])
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def task_config(args, method: str, task: str, standin_root: str) -> Config:
+    path = osp.join(args.config_dir, method,
+                    f'{args.prefix}_{method}_{task}.py')
+    cfg = load_config_file(path)
+    if args.backbone:
+        backbone = load_config_file(args.backbone)
+        replace_backbone(cfg, backbone.backbone, backbone.get('neck'),
+                         backbone.feat_dims)
+    if args.data_root:
+        for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+            cfg[name].dataset.data_root = args.data_root
+    if args.dry_run:
+        shrink_for_dry_run(cfg, standin_root)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    return cfg
+
+
+def main():
+    args = parse_args()
+    standin_root = osp.join(args.work_dir, 'standin_data')
+    try:
+        # Every config first: a typo fails now, not after hours of training.
+        configs = {(m, t): task_config(args, m, t, standin_root)
+                   for m in args.methods for t in args.tasks}
+    except (CheckpointError, KeyError, ValueError) as e:
+        print(f'error: {str(e).strip(chr(39))}', file=sys.stderr)
+        sys.exit(2)
+    if args.count_params:
+        for method in args.methods:
+            counts = count_trainable(configs[method, args.tasks[0]])
+            print(f'{method} ({args.tasks[0]}): trainable backbone '
+                  f'{counts.get("trainable.backbone", 0):,} (matrices '
+                  f'{counts["trainable_matrices.backbone"]:,}), head '
+                  f'{counts.get("trainable.head", 0):,}, total trainable '
+                  f'{counts["trainable"]:,} of {counts["total"]:,}')
+        return
+    os.makedirs(args.work_dir, exist_ok=True)
+    if args.dry_run:
+        # Tiny models: threads only add overhead (and oversubscribe CPUs).
+        torch.set_num_threads(1)
+    # Each task tears its process group down: the launcher's rank decides.
+    is_main = int(os.environ.get('RANK', 0)) == 0
+    if args.dry_run and is_main:
+        write_vtab1k_standin(standin_root, [
+            t for t in args.tasks if t in VTAB1K_TASKS])
+    for (method, task), cfg in configs.items():
+        work_dir = osp.join(args.work_dir, method, task)
+        if osp.isfile(osp.join(work_dir, RESULT_FILE)):
+            if is_main:
+                print(f'{method} / {task}: done, skipped')
+            continue
+        result = run_task(cfg, work_dir, args.launcher)
+        if is_main:
+            print(f'{method} / {task}: top-1 {result["top1"]:.2f}, '
+                  f'trainable {result["trainable"]:,} (backbone '
+                  f'{result["trainable_backbone"]:,}) of '
+                  f'{result["total"]:,}')
+    if is_main:
+        rows = summarize(
+            load_results(args.work_dir, args.methods, args.tasks),
+            args.tasks)
+        stem = osp.join(args.work_dir, 'results')
+        paths = write_tables(rows, args.tasks, stem)
+        plot_accuracy_vs_parameters(rows, f'{stem}.png')
+        print(open(paths[0]).read())
+        print(f'wrote {", ".join(paths)}, {stem}.png')
+
+
+if __name__ == '__main__':
+    main()

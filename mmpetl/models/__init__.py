@@ -1,7 +1,8 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 from .adapted_linear import AdaptedLinear
 from .adapter_backbone import AdapterBackbone, FrozenBackbone
-from .adapters import (ARCAdapter, ARCBackbone, GroupedLinear, RepAdapter,
+from .adapters import (HIGHWAY_TAPS, ARCAdapter, ARCBackbone, E3VABackbone,
+                       GroupedLinear, HighwayStage, RepAdapter,
                        RepAdapterBackbone, SharedProjection)
 from .attach_sites import ATTACH_SITES, AttachSite, find_attach_sites
 from .mergeable_adapter import MergeableAdapter
@@ -10,5 +11,5 @@ __all__ = [
     'MergeableAdapter', 'AdaptedLinear', 'FrozenBackbone', 'AdapterBackbone',
     'ATTACH_SITES', 'AttachSite', 'find_attach_sites', 'RepAdapter',
     'GroupedLinear', 'RepAdapterBackbone', 'ARCAdapter', 'SharedProjection',
-    'ARCBackbone'
+    'ARCBackbone', 'E3VABackbone', 'HighwayStage', 'HIGHWAY_TAPS'
 ]

@@ -73,6 +73,20 @@ HIGHWAY_TAPS: Dict[str, Dict[str, str]] = {
 }
 
 
+class _Tap:
+    """Forward pre-hook that stores argument ``index`` under ``key``.
+
+    An object rather than a closure so that ``copy.deepcopy`` of the wrapper
+    gives the copy hooks that fill the copy's store.
+    """
+
+    def __init__(self, store: dict, key: str, index: int):
+        self.store, self.key, self.index = store, key, index
+
+    def __call__(self, module: nn.Module, args: tuple) -> None:
+        self.store[self.key] = args[self.index]
+
+
 class HighwayStage(BaseModule):
     """The adapters of one stage: ``U sum_j GELU(D_j a_j)``.
 
@@ -144,12 +158,13 @@ class E3VABackbone(FrozenBackbone):
                     continue
                 if kind == 'stage':
                     module.register_forward_pre_hook(
-                        self._hook_stage_input(stage))
+                        _Tap(self._capture, f'hw{stage}', 1))
                 elif kind == 'downsample':
                     self._downsample_paths[stage] = path
                 else:
                     tap_paths.setdefault(stage, []).append(path)
-                    module.register_forward_pre_hook(self._hook_tap(path))
+                    module.register_forward_pre_hook(
+                        _Tap(self._capture, path, 0))
         for stage in range(self.highway_stages):
             if not tap_paths.get(stage):
                 raise ValueError(f'E3VA found no attention/MLP taps in stage '
@@ -171,20 +186,6 @@ class E3VABackbone(FrozenBackbone):
             nn.init.zeros_(norm.weight)
             nn.init.zeros_(norm.bias)
         self.out_indices = out_indices
-
-    def _hook_stage_input(self, stage: int):
-
-        def hook(module, args):
-            self._capture[f'hw{stage}'] = tuple(args[1])
-
-        return hook
-
-    def _hook_tap(self, path: str):
-
-        def hook(module, args):
-            self._capture[path] = args[0]
-
-        return hook
 
     def forward(self, inputs: Tensor) -> Tuple[Tensor, ...]:
         """``inputs`` ``(B, 3, H, W)`` -> one ``(B, C_i, H_i, W_i)`` map per

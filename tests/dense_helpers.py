@@ -166,7 +166,7 @@ def tiny_cascade_config(cfg, data_root, swin, epochs=2):
     """``cfg`` (a shipped COCO config) at 64x64 with a tiny Swin and narrow
     heads; changed in place."""
     _set_backbone(cfg, dict(swin, convert_weights=False))
-    width = 16
+    width, size = 16, (64, 64)
     model = cfg.model
     model.neck.update(in_channels=[16, 32], out_channels=width)
     model.rpn_head.update(in_channels=width, feat_channels=width)
@@ -181,11 +181,13 @@ def tiny_cascade_config(cfg, data_root, swin, epochs=2):
     train_pipeline = [
         dict(type='LoadImageFromFile'),
         dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+        dict(type='Resize', scale=size, keep_ratio=True),
         dict(type='RandomFlip', prob=0.5),
         dict(type='PackDetInputs')
     ]
     test_pipeline = [
         dict(type='LoadImageFromFile'),
+        dict(type='Resize', scale=size, keep_ratio=True),
         dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
         dict(type='PackDetInputs',
              meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',

@@ -178,6 +178,12 @@ def tiny_cascade_config(cfg, data_root, swin, epochs=2):
     model.roi_head.mask_head.update(in_channels=width,
                                     conv_out_channels=width,
                                     num_classes=len(CLASSES))
+    # Fewer proposals and samples: CPU time, not accuracy, matters here.
+    model.train_cfg.rpn_proposal.update(nms_pre=200, max_per_img=100)
+    for stage in model.train_cfg.rcnn:
+        stage.sampler.num = 64
+    model.test_cfg.rpn.update(nms_pre=200, max_per_img=50)
+    model.test_cfg.rcnn.max_per_img = 20
     train_pipeline = [
         dict(type='LoadImageFromFile'),
         dict(type='LoadAnnotations', with_bbox=True, with_mask=True),

@@ -14,3 +14,7 @@ test: venv
 
 bench: venv
 	$(PYTHON) tools/benchmark_inference.py
+
+.PHONY: bench-training
+bench-training: venv
+	$(PYTHON) tools/benchmark_training.py

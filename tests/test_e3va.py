@@ -32,17 +32,22 @@ def test_trainable_count_tiny(e3va):
     assert all(not p.requires_grad for p in e3va.backbone.parameters())
 
 
-@pytest.mark.parametrize('scope', ['mmseg', 'mmdet'])
-def test_trainable_count_swin_b_is_the_papers(scope):
-    """Swin-B (no weights): 1,199,104 trainable, the paper's 1.20M."""
+@pytest.mark.parametrize('scope,embed_dims,expected', [
+    ('mmseg', 128, 1_199_104),  # Swin-B: the paper's 1.20M
+    ('mmdet', 128, 1_199_104),
+    ('mmseg', 192, 1_798_656),  # Swin-L: the reported 1.79M
+])
+def test_trainable_count_swin_b_l(scope, embed_dims, expected):
+    """Swin-B / Swin-L built without weights, default rank 46."""
     model = MODELS.build(dict(
         type='mmpetl.E3VABackbone',
-        backbone=dict(type=f'{scope}.SwinTransformer', embed_dims=128,
-                      depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32),
-                      window_size=12, out_indices=(0, 1, 2, 3))))
-    expected = e3va_param_count((128, 256, 512, 1024), (2, 2, 18, 2),
-                                (0, 1, 2, 3), 46)
-    assert expected == 1_199_104
+        backbone=dict(type=f'{scope}.SwinTransformer',
+                      embed_dims=embed_dims, depths=(2, 2, 18, 2),
+                      num_heads=(4, 8, 16, 32), window_size=12,
+                      out_indices=(0, 1, 2, 3))))
+    dims = tuple(embed_dims * 2**i for i in range(4))
+    assert e3va_param_count(dims, (2, 2, 18, 2), (0, 1, 2, 3),
+                            46) == expected
     assert trainable(model) == expected
 
 

@@ -122,8 +122,11 @@ class E3VABackbone(FrozenBackbone):
         backbone (dict): Config of the stock mmseg / mmdet Swin.
         rank (int): Rank ``r`` of the dual low-rank adapters. Defaults to 46
             (1,199,104 trainable parameters for Swin-B, the paper's 1.2M).
-        taps (dict, optional): Patterns like :data:`HIGHWAY_TAPS`' entries,
-            for a backbone the table does not know.
+        taps (dict, optional): Patterns like :data:`HIGHWAY_TAPS`' entries
+            (keys ``stage``, ``attn``, ``mlp``, ``downsample``, each with a
+            named group ``stage``), for a backbone the table does not know.
+            The backbone must list its stage widths in ``num_features`` and
+            its outputs in ``out_indices``.
         save_frozen (bool): See :class:`FrozenBackbone`.
         init_cfg (dict, optional): See :class:`FrozenBackbone`.
     """

@@ -1,5 +1,7 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 """E3VA: the frozen Swin builds no graph; the highway trains."""
+import copy
+
 import pytest
 import torch
 
@@ -139,7 +141,6 @@ def test_unknown_backbone_is_a_clear_error():
 
 def test_deepcopy_keeps_working():
     """The copy's hooks fill the copy's captures (its highway is used)."""
-    import copy
     model = E3VABackbone(dict(TINY_DET_SWIN, init_cfg=None), rank=2)
     clone = copy.deepcopy(model)
     with torch.no_grad():

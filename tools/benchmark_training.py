@@ -19,7 +19,7 @@ import torch
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 
-import mmpetl  # noqa: F401
+import mmpetl  # noqa: F401  (compat fixes)
 from mmpetl.reparam import build_model
 from mmpetl.training_cost import dense_batch, measure_training_steps
 
@@ -108,9 +108,9 @@ def report(task, costs, args):
               (f'   (paper, E3VA: {PAPER_SAVING["memory"]}% / '
                f'{PAPER_SAVING["time"]}%)' if name == 'E3VA' else ''))
     if cuda:
+        saving = 100 * (1 - e3va.cuda_peak / full.cuda_peak)
         print(f'E3VA CUDA peak: {e3va.cuda_peak / floor.cuda_peak:.3f} x '
-              f'floor, saving {100 * (1 - e3va.cuda_peak / full.cuda_peak):.1f}'
-              '% over full fine-tuning')
+              f'floor, saving {saving:.1f}% over full fine-tuning')
 
 
 def main():

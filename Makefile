@@ -22,3 +22,7 @@ bench-video: venv
 .PHONY: compare
 compare: venv
 	$(PYTHON) tools/compare.py
+
+.PHONY: bench-training
+bench-training: venv
+	$(PYTHON) tools/benchmark_training.py

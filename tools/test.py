@@ -87,7 +87,8 @@ def main():
         metrics = runner.test()
     if args.metrics_out:
         with open(args.metrics_out, 'w') as f:
-            json.dump(metrics, f, indent=2)
+            # mmseg's metrics are NumPy scalars.
+            json.dump(metrics, f, indent=2, default=float)
 
 if __name__ == '__main__':
     main()

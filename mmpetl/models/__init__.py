@@ -2,7 +2,8 @@
 from .adapted_linear import AdaptedLinear, fold_adapter
 from .adapted_module import AdaptedModule
 from .adapter_backbone import AdapterBackbone, FrozenBackbone
-from .adapters import (ARCAdapter, ARCBackbone, GroupedLinear, RepAdapter,
+from .adapters import (HIGHWAY_TAPS, ARCAdapter, ARCBackbone, E3VABackbone,
+                       GroupedLinear, HighwayStage, RepAdapter,
                        RepAdapterBackbone, SharedProjection)
 from .attach_sites import (ATTACH_SITES, AttachSite, ModuleInputSite,
                            find_attach_sites)
@@ -12,5 +13,6 @@ __all__ = [
     'MergeableAdapter', 'AdaptedLinear', 'AdaptedModule', 'fold_adapter',
     'FrozenBackbone', 'AdapterBackbone', 'ATTACH_SITES', 'AttachSite',
     'ModuleInputSite', 'find_attach_sites', 'RepAdapter', 'GroupedLinear',
-    'RepAdapterBackbone', 'ARCAdapter', 'SharedProjection', 'ARCBackbone'
+    'RepAdapterBackbone', 'ARCAdapter', 'SharedProjection', 'ARCBackbone',
+    'E3VABackbone', 'HighwayStage', 'HIGHWAY_TAPS'
 ]

@@ -106,16 +106,20 @@ def _table_key(cls: type) -> str:
     return f"{cls.__module__.split('.')[0]}.{cls.__name__}"
 
 
-def site_patterns(
-        backbone: nn.Module) -> Dict[str, Union[str, ModuleInputSite]]:
-    """The attach-site patterns of ``backbone``'s class (or a base class)."""
+def site_patterns(backbone: nn.Module,
+                  table: Optional[Dict[str, dict]] = None,
+                  argument: str = 'targets') -> dict:
+    """The patterns of ``backbone``'s class (or a base class) in ``table``
+    (default :data:`ATTACH_SITES`); ``argument`` names the wrapper argument
+    that replaces the table, for the error message."""
+    table = ATTACH_SITES if table is None else table
     for cls in type(backbone).__mro__:
-        if _table_key(cls) in ATTACH_SITES:
-            return ATTACH_SITES[_table_key(cls)]
+        if _table_key(cls) in table:
+            return table[_table_key(cls)]
     raise KeyError(
         f'no attach sites are known for {_table_key(type(backbone))}; known: '
-        f'{sorted(ATTACH_SITES)}. Pass `targets=dict(kind=regex)` to the '
-        'wrapper to name the target linears yourself.')
+        f'{sorted(table)}. Pass `{argument}=dict(kind=regex)` to the '
+        'wrapper to name the modules yourself.')
 
 
 def find_attach_sites(

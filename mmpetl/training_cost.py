@@ -1,0 +1,174 @@
+# Copyright (c) mmpetl contributors. All rights reserved.
+"""Training-step memory and time of models compared within one run.
+
+Memory, as a figure that does not depend on the device: the bytes autograd
+saves for backward during the forward (recorded with
+``torch.autograd.graph.saved_tensors_hooks``; tensors sharing a storage count
+once, parameters are not activations and count as parameters), plus parameter
+bytes (all), gradient bytes (trainable parameters) and optimizer-state bytes
+(what AdamW actually holds after a step: two moments per trainable
+parameter). On CUDA, ``torch.cuda.max_memory_allocated`` over a step too.
+
+Time: median seconds of a full training step (``model.train_step``: data
+preprocessing, forward, backward, optimizer step), models timed in
+interleaved rounds so that a shared machine's noise hits them alike.
+"""
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+import torch
+from mmengine.optim import OptimWrapper
+from torch import nn
+
+from .benchmark import _synchronize
+
+
+@dataclass
+class StepCost:
+    """Training-step cost of one model (bytes and seconds)."""
+    saved: int
+    params: int
+    grads: int
+    optimizer: int
+    seconds: float = float('nan')
+    cuda_peak: Optional[int] = None
+
+    @property
+    def memory(self) -> int:
+        """Saved activations + parameters + gradients + optimizer state."""
+        return self.saved + self.params + self.grads + self.optimizer
+
+
+def _nbytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def make_optim_wrapper(model: nn.Module, lr: float = 1e-4) -> OptimWrapper:
+    """AdamW over the trainable parameters."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return OptimWrapper(torch.optim.AdamW(trainable, lr=lr))
+
+
+def saved_bytes_of_step(model: nn.Module, data: dict,
+                        optim_wrapper: OptimWrapper) -> int:
+    """Bytes of the distinct storages autograd saves in one training step,
+    parameters excluded."""
+    param_storages = {
+        p.untyped_storage().data_ptr()
+        for p in model.parameters()
+    }
+    storages: Dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in param_storages:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model.train_step(data, optim_wrapper)
+    return sum(storages.values())
+
+
+def measure_training_steps(models: Dict[str, nn.Module],
+                           data: dict,
+                           rounds: int = 3,
+                           warmup: int = 1) -> Dict[str, StepCost]:
+    """Memory and median step time of each model on the same ``data``.
+
+    Args:
+        models (dict): Name -> model (an OpenMMLab ``BaseModel`` with a
+            data preprocessor); put in training mode here.
+        data (dict): A batch as the dataloader yields it
+            (``dict(inputs=[...], data_samples=[...])``).
+        rounds (int): Timed steps per model, interleaved across models.
+        warmup (int): Untimed steps per model first (at least one: it
+            creates the optimizer state that is measured).
+    """
+    costs: Dict[str, StepCost] = {}
+    wrappers = {}
+    for name, model in models.items():
+        model.train()
+        wrappers[name] = make_optim_wrapper(model)
+        device = next(model.parameters()).device
+        for _ in range(max(warmup, 1)):
+            model.train_step(data, wrappers[name])
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+        saved = saved_bytes_of_step(model, data, wrappers[name])
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        state = [
+            v for s in wrappers[name].optimizer.state.values()
+            for v in s.values() if torch.is_tensor(v) and v.dim() > 0
+        ]
+        costs[name] = StepCost(
+            saved=saved,
+            params=_nbytes(model.parameters()),
+            grads=_nbytes(trainable),
+            optimizer=_nbytes(state),
+            cuda_peak=torch.cuda.max_memory_allocated(device)
+            if device.type == 'cuda' else None)
+    times = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            device = next(model.parameters()).device
+            _synchronize(device)
+            start = time.perf_counter()
+            model.train_step(data, wrappers[name])
+            _synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    for name, seconds in times.items():
+        costs[name].seconds = statistics.median(seconds)
+    return costs
+
+
+def dense_batch(task: str, size: int, batch_size: int,
+                num_classes: int) -> dict:
+    """A random batch as mmseg's / mmdet's dataloaders yield it.
+
+    Args:
+        task (str): ``'seg'`` (semantic maps) or ``'det'`` (boxes, masks).
+        size (int): Square image side.
+        batch_size (int): Images in the batch.
+        num_classes (int): Label range.
+    """
+    generator = torch.Generator().manual_seed(0)
+    inputs, samples = [], []
+    meta = dict(img_shape=(size, size), ori_shape=(size, size),
+                scale_factor=(1.0, 1.0))
+    for _ in range(batch_size):
+        inputs.append(
+            torch.randint(0, 256, (3, size, size), generator=generator,
+                          dtype=torch.uint8))
+        if task == 'seg':
+            from mmengine.structures import PixelData
+            from mmseg.structures import SegDataSample
+            labels = torch.randint(0, num_classes, (1, size, size),
+                                   generator=generator)
+            samples.append(SegDataSample(
+                gt_sem_seg=PixelData(data=labels), metainfo=meta))
+        elif task == 'det':
+            import numpy as np
+            from mmdet.structures import DetDataSample
+            from mmdet.structures.mask import BitmapMasks
+            from mmengine.structures import InstanceData
+            count = 8
+            corners = torch.rand(count, 2, 2, generator=generator) * size
+            boxes = torch.cat([corners.min(1).values,
+                               corners.max(1).values + 8], 1).clamp(0, size)
+            masks = np.zeros((count, size, size), dtype=np.uint8)
+            for mask, (x0, y0, x1, y1) in zip(masks, boxes.int().tolist()):
+                mask[y0:y1, x0:x1] = 1
+            samples.append(DetDataSample(
+                gt_instances=InstanceData(
+                    bboxes=boxes,
+                    labels=torch.randint(0, num_classes, (count, ),
+                                         generator=generator),
+                    masks=BitmapMasks(masks, size, size)),
+                metainfo=meta))
+        else:
+            raise ValueError(f"task must be 'seg' or 'det', not {task!r}")
+    return dict(inputs=inputs, data_samples=samples)

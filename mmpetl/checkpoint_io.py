@@ -40,8 +40,9 @@ def load_config_file(path: str):
         raise CheckpointError(f'cannot read config {path} ({first_line(e)})')
 
 
-def load_checkpoint_file(path: str) -> dict:
-    """Load a checkpoint dict from ``path``.
+def load_checkpoint_dict(path: str) -> dict:
+    """Load the dict that a PyTorch checkpoint file ``path`` holds, of any
+    layout.
 
     Checkpoints written by mmengine hold Python objects besides tensors, so
     this unpickles with ``weights_only=False``: load only trusted files.
@@ -56,6 +57,13 @@ def load_checkpoint_file(path: str) -> dict:
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f'{path} is not a checkpoint: it holds a '
                               f'{type(checkpoint).__name__}, not a dict')
+    return checkpoint
+
+
+def load_checkpoint_file(path: str) -> dict:
+    """Load an OpenMMLab checkpoint (``state_dict`` of tensors, or a bare
+    state dict) from ``path``; see :func:`load_checkpoint_dict`."""
+    checkpoint = load_checkpoint_dict(path)
     state_dict = checkpoint.get('state_dict', checkpoint)
     if not isinstance(state_dict, dict) or not state_dict or not all(
             isinstance(v, torch.Tensor) for v in state_dict.values()):

@@ -25,8 +25,7 @@ from typing import Dict
 import torch
 
 from .checkpoint_io import (CheckpointError, atomic_output,
-                            check_output_path, first_line)
-from .compat import load_local_checkpoint
+                            check_output_path, load_checkpoint_dict)
 
 _RENAMES = (
     ('patch_embed.proj.', 'patch_embed.projection.'),
@@ -78,14 +77,7 @@ def convert_videomae_checkpoint(path: str,
     if not osp.isfile(path):
         raise CheckpointError(f'checkpoint {path} does not exist')
     check_output_path(out, force, path)
-    try:
-        checkpoint = load_local_checkpoint(path, map_location='cpu')
-    except Exception as e:  # torch raises many types for foreign files
-        raise CheckpointError(
-            f'{path} is not a PyTorch checkpoint ({first_line(e)})')
-    if not isinstance(checkpoint, dict):
-        raise CheckpointError(f'{path} holds a {type(checkpoint).__name__}, '
-                              'not a checkpoint dict')
+    checkpoint = load_checkpoint_dict(path)
     try:
         state_dict = videomae_state_dict(checkpoint)
     except ValueError as e:

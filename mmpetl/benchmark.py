@@ -28,7 +28,8 @@ BENCHMARK_MODELS: Dict[str, dict] = {
 }
 
 
-def _synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); a no-op on CPU."""
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
 
@@ -57,10 +58,10 @@ def time_rounds(models: Dict[str, nn.Module],
     times = {name: [] for name in models}
     for _ in range(rounds):
         for name, model in models.items():
-            _synchronize(inputs.device)
+            synchronize(inputs.device)
             start = time.perf_counter()
             forward(model, inputs)
-            _synchronize(inputs.device)
+            synchronize(inputs.device)
             times[name].append(time.perf_counter() - start)
     return times
 

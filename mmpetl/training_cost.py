@@ -22,7 +22,7 @@ import torch
 from mmengine.optim import OptimWrapper
 from torch import nn
 
-from .benchmark import _synchronize
+from .benchmark import synchronize
 
 
 @dataclass
@@ -115,10 +115,10 @@ def measure_training_steps(models: Dict[str, nn.Module],
     for _ in range(rounds):
         for name, model in models.items():
             device = next(model.parameters()).device
-            _synchronize(device)
+            synchronize(device)
             start = time.perf_counter()
             model.train_step(data, wrappers[name])
-            _synchronize(device)
+            synchronize(device)
             times[name].append(time.perf_counter() - start)
     for name, seconds in times.items():
         costs[name].seconds = statistics.median(seconds)

@@ -1,6 +1,6 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
-"""The CPU-sized method comparison (`make compare`, a few minutes on 2
-cores): the `make demo` ViT pre-trained on digits 0-4 adapted to digits 5-9
+"""The CPU-sized method comparison (`make compare`, about 17 CPU-minutes
+on 2 cores): the `make demo` ViT pre-trained on digits 0-4 adapted to digits 5-9
 and to LFW faces vs non-faces by linear probe, full fine-tuning, LoRA,
 RepAdapter and ARC (configs/compare/), through tools/vtab.py. Real data
 shipped inside scikit-learn and scikit-image; nothing is downloaded.

@@ -13,7 +13,8 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmpetl.checkpoint_io import (CheckpointError, load_checkpoint_file,
+from mmpetl.checkpoint_io import (CheckpointError, atomic_output,
+                                  load_checkpoint_file,
                                   load_config_file, load_matching_state_dict,
                                   model_state_dict)
 from mmpetl.compat import cpu_distributed
@@ -85,10 +86,12 @@ def main():
             print(f'error: {e}', file=sys.stderr)
             sys.exit(2)
         metrics = runner.test()
-    if args.metrics_out:
-        with open(args.metrics_out, 'w') as f:
-            # mmseg's metrics are NumPy scalars.
-            json.dump(metrics, f, indent=2, default=float)
+    if args.metrics_out and runner.rank == 0:
+        with atomic_output(args.metrics_out) as tmp:
+            with open(tmp, 'w') as f:
+                # mmseg's metrics are NumPy scalars.
+                json.dump(metrics, f, indent=2, default=float)
+
 
 if __name__ == '__main__':
     main()

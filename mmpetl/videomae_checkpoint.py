@@ -24,8 +24,8 @@ from typing import Dict
 
 import torch
 
-from .checkpoint_io import (CheckpointError, atomic_output,
-                            check_output_path, load_checkpoint_dict)
+from .checkpoint_io import (CheckpointError, check_output_path,
+                            load_checkpoint_dict, save_checkpoint_atomic)
 
 _RENAMES = (
     ('patch_embed.proj.', 'patch_embed.projection.'),
@@ -82,10 +82,9 @@ def convert_videomae_checkpoint(path: str,
         state_dict = videomae_state_dict(checkpoint)
     except ValueError as e:
         raise CheckpointError(f'{path}: {e}')
-    with atomic_output(out) as tmp:
-        torch.save(
-            dict(
-                meta=dict(converted_from=osp.basename(path)),
-                state_dict={f'backbone.{k}': v
-                            for k, v in state_dict.items()}), tmp)
+    save_checkpoint_atomic(
+        dict(
+            meta=dict(converted_from=osp.basename(path)),
+            state_dict={f'backbone.{k}': v
+                        for k, v in state_dict.items()}), out)
     return len(state_dict)

@@ -22,13 +22,18 @@ TINY_SWIN = dict(
     out_indices=(0, 1))
 
 
-def pretrained_cfg(backbone_cfg, path):
+def pretrained_cfg(backbone_cfg, path, seed=1, perturb=0.):
     """Build a stock backbone, save it as a 'pre-trained' checkpoint, and
-    return the config that loads it."""
+    return the config that loads it. ``perturb`` adds that much Gaussian
+    noise to every parameter (e.g. non-zero biases that init leaves zero)."""
     from mmpetl.registry import MODELS
-    torch.manual_seed(1)
+    torch.manual_seed(seed)
     backbone = MODELS.build(copy.deepcopy(backbone_cfg))
     backbone.init_weights()
+    if perturb:
+        with torch.no_grad():
+            for param in backbone.parameters():
+                param.add_(perturb * torch.randn_like(param))
     # Laid out as a whole model's checkpoint, which every toolbox's Swin
     # and mmengine's PretrainedInit (with prefix) accept.
     torch.save(

@@ -1,10 +1,6 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 """Tiny mmaction2 backbones for the video tests."""
-import copy
-
-import torch
-
-import mmpetl  # noqa: F401  (applies the compat fixes)
+from tests.helpers import pretrained_cfg
 
 # VideoMAE ViT: 4 frames of 32x32, tubelets 2x8x8 -> 2x4x4 tokens.
 TINY_VIDEO_VIT = dict(
@@ -32,20 +28,7 @@ TINY_SWIN3D = dict(
 
 
 def video_pretrained_cfg(backbone_cfg, path, seed=1):
-    """Save a stock backbone with every parameter perturbed (non-zero q/v
-    biases, non-trivial norms) as a 'pre-trained' checkpoint; return the
-    config that loads it."""
-    from mmpetl.registry import MODELS
-    torch.manual_seed(seed)
-    backbone = MODELS.build(copy.deepcopy(backbone_cfg))
-    backbone.init_weights()
-    with torch.no_grad():
-        for param in backbone.parameters():
-            param.add_(0.05 * torch.randn_like(param))
-    torch.save(
-        dict(state_dict={f'backbone.{k}': v
-                         for k, v in backbone.state_dict().items()}), path)
-    return dict(
-        copy.deepcopy(backbone_cfg),
-        init_cfg=dict(type='Pretrained', checkpoint=str(path),
-                      prefix='backbone.'))
+    """A 'pre-trained' checkpoint of a stock backbone with every parameter
+    perturbed (non-zero q/v biases, non-trivial norms), and the config that
+    loads it."""
+    return pretrained_cfg(backbone_cfg, path, seed=seed, perturb=0.05)

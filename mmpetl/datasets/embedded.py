@@ -6,10 +6,37 @@ Used by the quick-start demo and the tests: nothing is downloaded.
 """
 import os
 import os.path as osp
-from typing import Dict, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from PIL import Image
+
+#: Marks a folder whose writer finished: it is kept as it is.
+COMPLETE_MARK = '.complete'
+
+
+def complete_split_counts(root: str,
+                          splits: Sequence[str] = ('train', 'test')
+                          ) -> Optional[Dict[str, int]]:
+    """Lines per split list of a finished ``root``; None if unfinished."""
+    if not osp.exists(osp.join(root, COMPLETE_MARK)):
+        return None
+    counts = {}
+    for split in splits:
+        with open(osp.join(root, f'{split}.txt')) as f:
+            counts[split] = sum(1 for _ in f)
+    return counts
+
+
+def write_split_lists(root: str, lines: Dict[str, List[str]],
+                      mark_complete: bool = False) -> Dict[str, int]:
+    """Write ``{root}/{split}.txt`` per split; returns lines per split."""
+    for split, split_lines in lines.items():
+        with open(osp.join(root, f'{split}.txt'), 'w') as f:
+            f.writelines(split_lines)
+    if mark_complete:
+        open(osp.join(root, COMPLETE_MARK), 'w').close()
+    return {split: len(split_lines) for split, split_lines in lines.items()}
 
 
 def write_digits_task(root: str,
@@ -29,12 +56,9 @@ def write_digits_task(root: str,
     """
     from sklearn.datasets import load_digits
 
-    done = osp.join(root, '.complete')
-    if osp.exists(done):
-        return {
-            split: sum(1 for _ in open(osp.join(root, f'{split}.txt')))
-            for split in ('train', 'test')
-        }
+    counts = complete_split_counts(root)
+    if counts is not None:
+        return counts
     data = load_digits()
     rng = np.random.default_rng(seed)
     os.makedirs(osp.join(root, 'images'), exist_ok=True)
@@ -51,11 +75,7 @@ def write_digits_task(root: str,
                                                osp.join(root, name))
             split = 'train' if rank < num_train else 'test'
             lines[split].append(f'{name} {label}\n')
-    for split, split_lines in lines.items():
-        with open(osp.join(root, f'{split}.txt'), 'w') as f:
-            f.writelines(split_lines)
-    open(done, 'w').close()
-    return {split: len(split_lines) for split, split_lines in lines.items()}
+    return write_split_lists(root, lines, mark_complete=True)
 
 
 def write_vtab1k_standin(root: str,
@@ -92,11 +112,10 @@ def write_vtab1k_standin(root: str,
             lines.append(f'{name} {data.target[index] % num_classes}\n')
         train, val = lines[:images_per_split], \
             lines[images_per_split:images_per_split * 3 // 2]
-        splits = dict(train800=train, val200=val, train800val200=train + val,
-                      test=lines[images_per_split * 3 // 2:])
-        for split, split_lines in splits.items():
-            with open(osp.join(folder, f'{split}.txt'), 'w') as f:
-                f.writelines(split_lines)
+        write_split_lists(
+            folder,
+            dict(train800=train, val200=val, train800val200=train + val,
+                 test=lines[images_per_split * 3 // 2:]))
 
 
 def write_lfw_faces_task(root: str,
@@ -124,7 +143,4 @@ def write_lfw_faces_task(root: str,
                 (size, size), Image.BILINEAR).save(osp.join(root, name))
             split = 'train' if rank < num_train else 'test'
             lines[split].append(f'{name} {label}\n')
-    for split, split_lines in lines.items():
-        with open(osp.join(root, f'{split}.txt'), 'w') as f:
-            f.writelines(split_lines)
-    return {split: len(split_lines) for split, split_lines in lines.items()}
+    return write_split_lists(root, lines)

@@ -14,6 +14,8 @@ from typing import Dict, Sequence
 import numpy as np
 from PIL import Image
 
+from .embedded import complete_split_counts, write_split_lists
+
 #: Classes, in label order.
 MOTIONS = ('pan_right', 'pan_left', 'zoom_in')
 #: Colour photos of ``skimage.data`` (file names in its data folder).
@@ -73,12 +75,9 @@ def write_motion_task(root: str,
     """
     import skimage
 
-    done = osp.join(root, '.complete')
-    if osp.exists(done):
-        return {
-            split: sum(1 for _ in open(osp.join(root, f'{split}.txt')))
-            for split in ('train', 'test')
-        }
+    counts = complete_split_counts(root)
+    if counts is not None:
+        return counts
     data_dir = osp.join(osp.dirname(skimage.__file__), 'data')
     lines = dict(train=[], test=[])
     for photo in PHOTOS:
@@ -97,8 +96,4 @@ def write_motion_task(root: str,
                     frame.save(osp.join(clip_dir, f'img_{index:05d}.jpg'),
                                quality=95)
                 lines[split].append(f'{clip} {num_frames} {label}\n')
-    for split, split_lines in lines.items():
-        with open(osp.join(root, f'{split}.txt'), 'w') as f:
-            f.writelines(split_lines)
-    open(done, 'w').close()
-    return {split: len(split_lines) for split, split_lines in lines.items()}
+    return write_split_lists(root, lines, mark_complete=True)

@@ -112,7 +112,8 @@ class FGVC(BaseDataset):
         return entries
 
     def load_data_list(self) -> List[dict]:
-        class_ids = sorted(set(self._read_split('train').values()))
+        train_entries = self._read_split('train')
+        class_ids = sorted(set(train_entries.values()))
         train_file = osp.join(self.data_root, 'train.json')
         if len(class_ids) != self.num_classes:
             raise AnnotationError(
@@ -121,18 +122,19 @@ class FGVC(BaseDataset):
         label_of = {class_id: i for i, class_id in enumerate(class_ids)}
         splits = ('train', 'val') if self.split == 'trainval' \
             else (self.split, )
+        img_dir = self.data_prefix['img_path'] or self.data_root
         data_list = []
         for split in splits:
             source = osp.join(self.data_root, f'{split}.json')
-            for number, (path, class_id) in enumerate(
-                    self._read_split(split).items(), 1):
+            entries = train_entries if split == 'train' \
+                else self._read_split(split)
+            for number, (path, class_id) in enumerate(entries.items(), 1):
                 where = f'entry {number} ({path!r})'
                 if class_id not in label_of:
                     raise AnnotationError(
                         f'{source}, {where}: class id {class_id} is not '
                         f'one of the {self.num_classes} class ids of '
                         f'{train_file}')
-                img_dir = self.data_prefix['img_path'] or self.data_root
                 img_path = osp.join(img_dir, path)
                 check_sample(source, where, img_path, label_of[class_id],
                              self.num_classes)

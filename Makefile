@@ -13,16 +13,16 @@ test: venv
 	$(PYTHON) -m pytest -q
 
 bench: venv
-	$(PYTHON) tools/benchmark_inference.py
+	$(PYTHON) tools/benchmarks/inference.py
 
 .PHONY: bench-video
 bench-video: venv
-	$(PYTHON) tools/benchmark_inference.py --model videomae-vit-b
+	$(PYTHON) tools/benchmarks/inference.py --model videomae-vit-b
 
 .PHONY: compare
 compare: venv
-	$(PYTHON) tools/compare.py
+	$(PYTHON) tools/suites/compare.py
 
 .PHONY: bench-training
 bench-training: venv
-	$(PYTHON) tools/benchmark_training.py
+	$(PYTHON) tools/benchmarks/training.py

@@ -1,7 +1,7 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 """Run one config per task of a suite (VTAB-1k, or any list of tasks) with
 MMEngine's Runner, resume where a previous run stopped, and collect one
-results table. The library side of ``tools/vtab.py``.
+results table. The library side of ``tools/suites/vtab.py``.
 
 Per method and task, ``{work_dir}/{method}/{task}/`` holds the runner's
 files and ``result.json`` (top-1 on the test split, trainable parameters),

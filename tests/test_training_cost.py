@@ -8,7 +8,7 @@ from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 
 from mmpetl.reparam import build_model
-from mmpetl.training_cost import dense_batch, measure_training_steps
+from mmpetl.benchmarks.training_cost import dense_batch, measure_training_steps
 from tests.dense_helpers import tiny_upernet_config
 from tests.helpers import TINY_SEG_SWIN
 from tests.test_tools import ROOT

@@ -1,5 +1,5 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
-"""tools/convert_videomae.py on a checkpoint in VideoMAE's pre-training
+"""tools/model_converters/videomae2mmaction.py on a checkpoint in VideoMAE's pre-training
 layout, made here from a tiny mmaction2 ViT."""
 import copy
 
@@ -8,7 +8,7 @@ import torch
 
 from mmpetl.checkpoint_io import CheckpointError
 from mmpetl.registry import MODELS
-from mmpetl.videomae_checkpoint import convert_videomae_checkpoint
+from mmpetl.model_converters.videomae import convert_videomae_checkpoint
 from tests.test_tools import run_tool, sha256
 from tests.video_helpers import TINY_VIDEO_VIT
 
@@ -44,7 +44,7 @@ def test_convert_videomae_pretraining_checkpoint(tmp_path):
             epoch=799), source)
     before = sha256(source)
     out = tmp_path / 'converted.pth'
-    result = run_tool('tools/convert_videomae.py', str(source), str(out))
+    result = run_tool('tools/model_converters/videomae2mmaction.py', str(source), str(out))
     assert 'wrote' in result.stdout and sha256(source) == before
 
     # The converted file initialises the wrapped backbone exactly.
@@ -77,7 +77,7 @@ def test_convert_videomae_pretraining_checkpoint(tmp_path):
         with pytest.raises(CheckpointError, match=message):
             convert_videomae_checkpoint(str(args[0]), str(args[1]))
     assert not (tmp_path / 'x.pth').exists() and sha256(source) == before
-    result = run_tool('tools/convert_videomae.py', str(not_videomae), target,
+    result = run_tool('tools/model_converters/videomae2mmaction.py', str(not_videomae), target,
                       expect_ok=False)
     assert result.returncode == 2
     assert result.stderr.strip().count('\n') == 0

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from mmpretrain.models import VisionTransformer
 
-from mmpetl.vit_npz import NpzLayoutError, convert_vit_npz
+from mmpetl.model_converters.vit_npz import NpzLayoutError, convert_vit_npz
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DIMS, HEADS, MLP, PATCH, LAYERS, IMG, CLASSES = 24, 3, 40, 4, 2, 12, 7
@@ -160,7 +160,7 @@ def test_missing_key_and_bad_shape_are_named():
 
 def run_tool(*args):
     return subprocess.run(
-        [sys.executable, 'tools/convert_vit_npz.py', *map(str, args)],
+        [sys.executable, 'tools/model_converters/vit_npz2mmpretrain.py', *map(str, args)],
         cwd=ROOT, capture_output=True, text=True)
 
 

@@ -1,6 +1,6 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 """The VTAB-1k reproduction kit: the task table, every shipped config
-(built and trained a few iterations by ``tools/vtab.py --dry-run`` on real
+(built and trained a few iterations by ``tools/suites/vtab.py --dry-run`` on real
 scikit-learn digits in the VTAB-1k layout), resuming, the results table,
 and the trainable parameter counts of ViT-B/16 printed by the tool."""
 import csv
@@ -41,7 +41,7 @@ def run_vtab(*args, cwd=ROOT):
                PYTHONPATH=os.pathsep.join([ROOT, os.environ.get(
                    'PYTHONPATH', '')]))
     result = subprocess.run(
-        [sys.executable, osp.join(ROOT, 'tools', 'vtab.py'),
+        [sys.executable, osp.join(ROOT, 'tools', 'suites', 'vtab.py'),
          *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + \
         result.stderr[-3000:]
@@ -293,7 +293,7 @@ def test_distributed_launcher(tmp_path):
         port = s.getsockname()[1]
     result = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node',
-         '2', '--master_port', str(port), 'tools/vtab.py', '--launcher',
+         '2', '--master_port', str(port), 'tools/suites/vtab.py', '--launcher',
          'pytorch', '--dry-run', '--methods', 'arc', '--tasks', 'kitti',
          '--work-dir', str(tmp_path)], cwd=ROOT, capture_output=True,
         text=True, env=dict(os.environ, PYTHONPATH=ROOT))
@@ -305,7 +305,7 @@ def test_distributed_launcher(tmp_path):
 
 def test_unknown_task_is_a_clear_error():
     result = subprocess.run(
-        [sys.executable, 'tools/vtab.py', '--tasks', 'imagenet',
+        [sys.executable, 'tools/suites/vtab.py', '--tasks', 'imagenet',
          '--dry-run'], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2
     assert 'imagenet' in result.stderr

@@ -120,7 +120,7 @@ def report(results):
     import torch
     from mmengine.config import Config
 
-    from mmpetl.benchmark import measure_latency
+    from mmpetl.benchmarks.latency import measure_latency
     from mmpetl.checkpoint_io import load_checkpoint_file, model_state_dict
     from mmpetl.hooks import count_parameters
     from mmpetl.reparam import build_model

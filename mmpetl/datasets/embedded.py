@@ -89,7 +89,7 @@ def write_vtab1k_standin(root: str,
     ``{root}/{task}/images/`` and the four lists ``train800.txt``,
     ``val200.txt``, ``train800val200.txt`` and ``test.txt`` (``path label``
     lines) with labels ``digit % num_classes`` of the task. Used by
-    ``tools/vtab.py --dry-run`` and the tests.
+    ``tools/suites/vtab.py --dry-run`` and the tests.
     """
     from sklearn.datasets import load_digits
 

@@ -1,5 +1,5 @@
 # ViT-B/16 pre-trained on ImageNet-21k, the start of both papers: convert
-# Google's imagenet21k/ViT-B_16.npz with tools/convert_vit_npz.py.
+# Google's imagenet21k/ViT-B_16.npz with tools/model_converters/vit_npz2mmpretrain.py.
 pretrained = 'checkpoints/vit-b16_in21k.pth'
 backbone = dict(
     type='VisionTransformer',

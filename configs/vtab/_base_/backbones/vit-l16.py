@@ -1,5 +1,5 @@
 # ViT-L/16 pre-trained on ImageNet-21k: convert Google's
-# imagenet21k/ViT-L_16.npz with tools/convert_vit_npz.py.
+# imagenet21k/ViT-L_16.npz with tools/model_converters/vit_npz2mmpretrain.py.
 pretrained = 'checkpoints/vit-l16_in21k.pth'
 backbone = dict(
     type='VisionTransformer',

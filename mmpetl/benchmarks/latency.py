@@ -13,7 +13,7 @@ from typing import Callable, Dict, List
 import torch
 from torch import nn
 
-#: Named backbones for ``tools/benchmark_inference.py --model``: the stock
+#: Named backbones for ``tools/benchmarks/inference.py --model``: the stock
 #: backbone config and the batch size the README's figures use.
 BENCHMARK_MODELS: Dict[str, dict] = {
     'vit-b16':

@@ -2,9 +2,9 @@
 """Inference latency of a stock backbone, the same with adapters (unmerged)
 and merged, measured in one run, as ratios to stock.
 
-    python tools/benchmark_inference.py                 # ViT-B/16, 224x224
-    python tools/benchmark_inference.py --method ARCBackbone --device cuda
-    python tools/benchmark_inference.py --model videomae-vit-b  # 16x224x224
+    python tools/benchmarks/inference.py                 # ViT-B/16, 224x224
+    python tools/benchmarks/inference.py --method ARCBackbone --device cuda
+    python tools/benchmarks/inference.py --model videomae-vit-b  # 16x224x224
 """
 import argparse
 import copy
@@ -13,7 +13,7 @@ import statistics
 import torch
 
 import mmpetl  # noqa: F401
-from mmpetl.benchmark import BENCHMARK_MODELS, time_rounds
+from mmpetl.benchmarks.latency import BENCHMARK_MODELS, time_rounds
 from mmpetl.registry import MODELS
 from mmpetl.reparam import example_inputs, merge_adapters
 

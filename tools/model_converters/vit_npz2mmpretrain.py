@@ -14,7 +14,7 @@ import numpy as np
 
 from mmpetl.checkpoint_io import (CheckpointError, check_output_path,
                                   save_checkpoint_atomic)
-from mmpetl.vit_npz import NpzLayoutError, convert_vit_npz
+from mmpetl.model_converters.vit_npz import NpzLayoutError, convert_vit_npz
 
 
 def parse_args():

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from mmpetl.checkpoint_io import CheckpointError
-from mmpetl.videomae_checkpoint import convert_videomae_checkpoint
+from mmpetl.model_converters.videomae import convert_videomae_checkpoint
 
 
 def parse_args():

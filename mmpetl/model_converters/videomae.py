@@ -24,7 +24,7 @@ from typing import Dict
 
 import torch
 
-from .checkpoint_io import (CheckpointError, check_output_path,
+from ..checkpoint_io import (CheckpointError, check_output_path,
                             load_checkpoint_dict, save_checkpoint_atomic)
 
 _RENAMES = (

@@ -3,11 +3,11 @@
 against the floor (backbone frozen, no adapters), measured in one run on the
 same model config and batch, printed as ratios.
 
-    python tools/benchmark_training.py                       # both tasks
-    python tools/benchmark_training.py --task seg --size 512 --rounds 3
-    python tools/benchmark_training.py --task det --size 512 --device cuda
+    python tools/benchmarks/training.py                       # both tasks
+    python tools/benchmarks/training.py --task seg --size 512 --rounds 3
+    python tools/benchmarks/training.py --task det --size 512 --device cuda
 
-Memory is measured as in :mod:`mmpetl.training_cost` (saved activations +
+Memory is measured as in :mod:`mmpetl.benchmarks.training_cost` (saved activations +
 parameters + gradients + AdamW state; CUDA peak too on a GPU). Models are
 built without pre-trained weights (the cost does not depend on them).
 """
@@ -21,7 +21,7 @@ from mmengine.model import revert_sync_batchnorm
 
 import mmpetl  # noqa: F401  (compat fixes)
 from mmpetl.reparam import build_model
-from mmpetl.training_cost import dense_batch, measure_training_steps
+from mmpetl.benchmarks.training_cost import dense_batch, measure_training_steps
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = dict(

@@ -2,11 +2,11 @@
 """The CPU-sized method comparison (`make compare`, about 17 CPU-minutes
 on 2 cores): the `make demo` ViT pre-trained on digits 0-4 adapted to digits 5-9
 and to LFW faces vs non-faces by linear probe, full fine-tuning, LoRA,
-RepAdapter and ARC (configs/compare/), through tools/vtab.py. Real data
+RepAdapter and ARC (configs/compare/), through tools/suites/vtab.py. Real data
 shipped inside scikit-learn and scikit-image; nothing is downloaded.
 
 Writes the data, pre-trains with tools/train.py when the checkpoint is
-missing, then runs tools/vtab.py (finished tasks are skipped) and prints
+missing, then runs tools/suites/vtab.py (finished tasks are skipped) and prints
 the table of ``work_dirs/compare/results.md``."""
 import os
 import os.path as osp
@@ -36,7 +36,7 @@ def main():
     if not osp.isfile(pretrained):
         run('tools/train.py', PRETRAIN_CONFIG, '--work-dir',
             osp.dirname(pretrained))
-    run('tools/vtab.py', '--config-dir', 'configs/compare', '--prefix',
+    run('tools/suites/vtab.py', '--config-dir', 'configs/compare', '--prefix',
         'vit-tiny', '--methods', *METHODS, '--tasks', *TASKS,
         '--work-dir', 'work_dirs/compare', *sys.argv[1:])
 

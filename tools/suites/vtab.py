@@ -2,9 +2,9 @@
 """Run methods over the VTAB-1k tasks (or any suite of per-task configs)
 and write one results table.
 
-    python tools/vtab.py --methods repadapter arc lora [--tasks cifar dtd]
-    torchrun --nproc_per_node 8 tools/vtab.py --launcher pytorch --methods arc
-    python tools/vtab.py --methods repadapter --dry-run
+    python tools/suites/vtab.py --methods repadapter arc lora [--tasks cifar dtd]
+    torchrun --nproc_per_node 8 tools/suites/vtab.py --launcher pytorch --methods arc
+    python tools/suites/vtab.py --methods repadapter --dry-run
 
 Each method/task runs ``{config_dir}/{method}/{prefix}_{method}_{task}.py``
 with MMEngine's Runner, in ``{work_dir}/{method}/{task}``; finished tasks

@@ -22,7 +22,7 @@ import torch
 from mmengine.optim import OptimWrapper
 from torch import nn
 
-from .benchmark import synchronize
+from .latency import synchronize
 
 
 @dataclass

@@ -93,8 +93,11 @@ def load_matching_state_dict(model: nn.Module, state_dict: Dict,
                       detail[0])
         raise CheckpointError(
             f'checkpoint {source} does not match the config: {detail}')
+    # Keys the checkpoint has but the model's own load hook drops (Swin V2
+    # re-computes its index buffers) are not missing.
+    missing = [k for k in result.missing_keys if k not in state_dict]
     problems = []
-    for name, keys in (('missing', result.missing_keys),
+    for name, keys in (('missing', missing),
                        ('unexpected', result.unexpected_keys)):
         if keys:
             shown = ', '.join(keys[:3]) + (', ...' if len(keys) > 3 else '')

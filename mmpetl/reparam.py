@@ -24,6 +24,7 @@ from .checkpoint_io import (CheckpointError, atomic_output, check_output_path,
                             model_state_dict)
 from .models import (AdaptedLinear, AdaptedModule, AdapterBackbone,
                      FrozenBackbone)
+from .models.site_check import output_tensors, relative_difference
 from .registry import MODELS
 
 #: Checkpoint meta key under which mmpetl records what it did.
@@ -39,18 +40,23 @@ def is_merged_checkpoint(checkpoint: dict) -> bool:
 
 
 def merge_adapters(model: nn.Module) -> nn.Module:
-    """Fold every adapter of ``model`` into its linear and unwrap every
+    """Fold every adapter of ``model`` into its fold target and unwrap every
     mmpetl backbone wrapper, in place.
 
     Returns the merged model (a different object only when ``model`` itself
     is a wrapper).
+
+    Raises:
+        ValueError: Naming the site that cannot fold.
     """
-    for module in list(model.modules()):
+    for path, module in list(model.named_modules()):
         for name, child in list(module.named_children()):
-            if isinstance(child, AdaptedLinear):
-                setattr(module, name, child.merged_linear())
-            elif isinstance(child, AdaptedModule):
-                setattr(module, name, child.merged_module())
+            if isinstance(child, ADAPTED):
+                try:
+                    setattr(module, name, child.merged())
+                except ValueError as e:
+                    where = '.'.join(p for p in (path, name) if p)
+                    raise ValueError(f'{where}: {e}') from e
     if isinstance(model, FrozenBackbone):
         return model.backbone
     for module in list(model.modules()):
@@ -162,31 +168,16 @@ def example_inputs(backbone: nn.Module,
     return torch.randn(batch_size, *shape, generator=generator)
 
 
-def _tensors(output: Any) -> List[torch.Tensor]:
-    if isinstance(output, torch.Tensor):
-        return [output]
-    if isinstance(output, (list, tuple)):
-        return [t for o in output for t in _tensors(o)]
-    if isinstance(output, dict):
-        return [t for o in output.values() for t in _tensors(o)]
-    return []
-
-
 @torch.no_grad()
 def max_relative_difference(reference: nn.Module, other: nn.Module,
                             inputs: torch.Tensor) -> float:
     """``max |a - b| / max |a|`` over all output tensors, in eval mode."""
     reference.eval()
     other.eval()
-    expected = _tensors(reference(inputs))
-    actual = _tensors(other(inputs))
-    if len(expected) != len(actual) or not expected:
+    expected, actual = reference(inputs), other(inputs)
+    if len(output_tensors(expected)) != len(output_tensors(actual)):
         raise RuntimeError('the two models return different outputs')
-    worst = 0.
-    for a, b in zip(expected, actual):
-        scale = a.abs().max().clamp_min(torch.finfo(a.dtype).tiny)
-        worst = max(worst, float((a - b).abs().max() / scale))
-    return worst
+    return relative_difference(expected, actual)
 
 
 def _find_wrappers(model: nn.Module) -> List[FrozenBackbone]:

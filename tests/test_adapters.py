@@ -86,7 +86,7 @@ def test_adapted_linear_keeps_parameters_and_merges():
     adapted = AdaptedLinear(linear, adapter).eval()
     assert adapted.weight is linear.weight and adapted.bias is linear.bias
     x = torch.randn(3, 16, dtype=torch.float64)
-    merged = adapted.merged_linear()
+    merged = adapted.merged()
     assert type(merged) is nn.Linear
     torch.testing.assert_close(merged(x), adapted(x), rtol=1e-12, atol=1e-12)
 
@@ -96,7 +96,7 @@ def test_merge_needs_a_bias_for_a_nonzero_shift():
     nn.init.normal_(adapter.up.bias)
     adapted = AdaptedLinear(nn.Linear(16, 8, bias=False), adapter)
     with pytest.raises(ValueError, match='without bias'):
-        adapted.merged_linear()
+        adapted.merged()
 
 
 def _vit_b(method, **kwargs):

@@ -1,6 +1,6 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 from collections import defaultdict
-from typing import Dict
+from typing import Dict, List
 
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
@@ -22,9 +22,31 @@ def count_parameters(model: nn.Module) -> Dict[str, int]:
     return dict(counts)
 
 
+def site_lines(model: nn.Module) -> List[str]:
+    """A table of the adapter sites of every mmpetl adapter wrapper in
+    ``model``: path, kind, share group, width and fold target."""
+    from mmpetl.models import AdapterBackbone
+    header = ('site', 'kind', 'share group', 'width', 'folds into')
+    rows = [
+        (f'{prefix}.backbone.{row["path"]}'.lstrip('.'), row['kind'],
+         row['share_group'], row['width'], row['fold'])
+        for prefix, wrapper in model.named_modules()
+        if isinstance(wrapper, AdapterBackbone)
+        for row in wrapper.site_table()
+    ]
+    if not rows:
+        return []
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(4)]
+    return [
+        '  '.join(c.ljust(w) for c, w in zip(r, widths)) + '  ' + r[4]
+        for r in (header, *rows)
+    ]
+
+
 @HOOKS.register_module()
 class ParameterCountHook(Hook):
-    """Log trainable / total parameters when training starts."""
+    """Log trainable / total parameters when training starts, and where the
+    adapters are (:func:`site_lines`)."""
 
     priority = 'VERY_LOW'
 
@@ -40,3 +62,7 @@ class ParameterCountHook(Hook):
             f'{counts["total"]:,} '
             f'({100 * counts["trainable"] / max(counts["total"], 1):.3f}%)'
             f'{" - " + parts if parts else ""}')
+        lines = site_lines(model)
+        if lines:
+            runner.logger.info(f'Adapter sites ({len(lines) - 1}):\n' +
+                               '\n'.join(lines))

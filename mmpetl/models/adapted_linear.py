@@ -1,5 +1,6 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
-from typing import Tuple
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -8,12 +9,131 @@ from torch import Tensor, nn
 from .mergeable_adapter import MergeableAdapter
 
 
+@torch.no_grad()
+def fold_adapter(weight: Tensor,
+                 adapter: MergeableAdapter) -> Tuple[Tensor, Tensor]:
+    """Fold ``adapter`` into a linear's ``weight`` (out, in).
+
+    With ``a(x) = M x + m``: returns ``(W M, W m)`` in float64, the new
+    weight and what the adapter adds to the linear's bias.
+    """
+    matrix, shift = adapter.affine()
+    weight = weight.double()
+    return weight @ matrix, weight @ shift
+
+
+def find_parameter(module: nn.Module, path: str) -> Optional[nn.Parameter]:
+    """The parameter at ``path`` (e.g. ``'qkv.weight'``) inside ``module``,
+    or None if there is none (a missing attribute, or one set to None)."""
+    owner_path, _, name = path.rpartition('.')
+    try:
+        owner = module.get_submodule(owner_path)
+    except AttributeError:
+        return None
+    param = getattr(owner, name, None)
+    return param if isinstance(param, nn.Parameter) else None
+
+
+@dataclass(frozen=True)
+class FoldTarget:
+    """Where an adapter on a module's input folds: a weight parameter
+    ``W`` (out, in) that the module applies to that input, and the bias
+    parameters that take ``W m`` (the *bias sink*).
+
+    Folding ``a(x) = M x + m``: ``W' = W M``; ``W m`` is split into
+    ``len(bias_sink)`` equal chunks added to the named parameters, in order.
+    A chunk named ``None`` is dropped: the module's output must not depend on
+    it (attention is invariant to a key bias under softmax). When a named
+    parameter is missing (e.g. attention built without q / v bias), the
+    weight's sibling ``bias`` (``qkv.bias`` for ``qkv.weight``) takes the
+    whole ``W m``; without either, ``W m`` must be zero.
+
+    Args:
+        weight (str): Path of ``W`` inside the module, e.g. ``'weight'``,
+            ``'qkv.weight'``, ``'in_proj_weight'``.
+        bias_sink (tuple[str | None]): Paths of the bias parameters, one
+            per chunk. Empty: the sibling bias.
+    """
+    weight: str
+    bias_sink: Tuple[Optional[str], ...] = ()
+
+    def sibling_bias(self) -> Optional[str]:
+        owner, _, name = self.weight.rpartition('.')
+        if name != 'weight':
+            return None
+        return f'{owner}.bias' if owner else 'bias'
+
+    def sinks(self, module: nn.Module) -> Optional[List[Optional[Tensor]]]:
+        """The parameters ``W m`` goes to, one per chunk (None: dropped);
+        None when the module has no bias to take it."""
+        named = [n for n in self.bias_sink if n is not None]
+        if named:
+            params = [find_parameter(module, n) for n in named]
+            if all(p is not None for p in params):
+                found = iter(params)
+                return [None if n is None else next(found)
+                        for n in self.bias_sink]
+        sibling = self.sibling_bias()
+        param = find_parameter(module, sibling) if sibling else None
+        return None if param is None else [param]
+
+    @torch.no_grad()
+    def fold(self, module: nn.Module, adapter: MergeableAdapter) -> None:
+        """Fold ``adapter`` into ``module``'s parameters, in place.
+
+        Raises:
+            ValueError: If ``W m`` is non-zero and the module has no bias
+                to take it, or a bias sink has the wrong shape.
+        """
+        weight = find_parameter(module, self.weight)
+        new_weight, shift = fold_adapter(weight, adapter)
+        sinks = self.sinks(module)
+        if sinks is None:
+            if bool(shift.abs().max() > 0):
+                named = [n for n in self.bias_sink if n]
+                raise ValueError(
+                    'cannot fold an adapter with a non-zero shift into '
+                    f'{type(module).__name__}.{self.weight}: it has no bias' +
+                    (f' and the module has no {" / ".join(named)} (built '
+                     'without qkv bias?)' if named else
+                     ' (a linear without bias)'))
+        else:
+            for sink, chunk in zip(sinks, shift.chunk(len(sinks))):
+                if sink is None:
+                    continue
+                if sink.shape != chunk.shape:
+                    raise ValueError(
+                        f'bias sink of {type(module).__name__}.{self.weight}'
+                        f' has shape {tuple(sink.shape)}, not that of its '
+                        f'chunk {tuple(chunk.shape)}')
+                sink.add_(chunk.to(sink.dtype))
+        weight.copy_(new_weight)
+
+    def describe(self, module: nn.Module) -> str:
+        """E.g. ``'qkv.weight; bias -> q_bias | dropped | v_bias'``."""
+        sinks = self.sinks(module)
+        if sinks is None:
+            bias = 'no bias (shift must be zero)'
+        elif len(sinks) == 1 and not self.bias_sink:
+            bias = f'bias -> {self.sibling_bias()}'
+        else:
+            bias = 'bias -> ' + ' | '.join(n or 'dropped'
+                                           for n in self.bias_sink)
+        return f'{self.weight}; {bias}'
+
+
+#: The fold target of an :class:`AdaptedLinear`: its own weight and bias.
+LINEAR_TARGET = FoldTarget('weight')
+
+
 class AdaptedLinear(nn.Linear):
     """A frozen ``nn.Linear`` with an adapter on its input.
 
     ``y = W a(x) + c``. It keeps the wrapped linear's own ``weight`` and
     ``bias`` parameters (same objects, same state-dict keys), and adds the
     adapter's under ``adapter.``, so a stock checkpoint still loads into it.
+    The face of the attach mechanism for a linear whose ``forward`` its
+    block calls; :class:`~mmpetl.models.AdaptedModule` is the other.
 
     Args:
         linear (nn.Linear): The target linear. Not copied.
@@ -22,6 +142,8 @@ class AdaptedLinear(nn.Linear):
     Shapes:
         input: (..., in_features) -> output: (..., out_features).
     """
+
+    fold_target = LINEAR_TARGET
 
     def __init__(self, linear: nn.Linear, adapter: MergeableAdapter):
         nn.Module.__init__(self)
@@ -41,44 +163,40 @@ class AdaptedLinear(nn.Linear):
         return F.linear(self.adapter(x), self.weight, self.bias)
 
     @torch.no_grad()
-    def merged_linear(self) -> nn.Linear:
+    def stock_module(self) -> nn.Linear:
+        """A copy of the wrapped linear, without the adapter."""
+        linear = self.linear_type(
+            self.in_features,
+            self.out_features,
+            bias=self.bias is not None,
+            device=self.weight.device,
+            dtype=self.weight.dtype)
+        linear.weight.copy_(self.weight)
+        if self.bias is not None:
+            linear.bias.copy_(self.bias)
+        linear.weight.requires_grad_(self.weight.requires_grad)
+        if linear.bias is not None:
+            linear.bias.requires_grad_(self.bias.requires_grad)
+        linear.train(self.training)
+        return linear
+
+    def rewrap(self, linear: nn.Linear,
+               adapter: MergeableAdapter) -> 'AdaptedLinear':
+        """The same site around another copy of the linear and adapter."""
+        return AdaptedLinear(linear, adapter)
+
+    @torch.no_grad()
+    def merged(self) -> nn.Linear:
         """A linear of the wrapped linear's class computing this layer with
         dropout off.
 
         With ``a(x) = M x + m``: ``W' = W M`` and ``c' = W m + c``, computed
         in float64 and cast back to the weight's dtype.
         """
-        weight, shift = fold_adapter(self.weight, self.adapter)
-        if self.bias is not None:
-            bias = shift + self.bias.double()
-        elif bool(shift.abs().max() > 0):
-            raise ValueError(
-                'cannot fold an adapter with a non-zero shift into a linear '
-                'without bias')
-        merged = self.linear_type(
-            self.in_features,
-            self.out_features,
-            bias=self.bias is not None,
-            device=self.weight.device,
-            dtype=self.weight.dtype)
-        merged.weight.copy_(weight)
-        if self.bias is not None:
-            merged.bias.copy_(bias)
-        merged.weight.requires_grad_(self.weight.requires_grad)
-        if merged.bias is not None:
-            merged.bias.requires_grad_(self.bias.requires_grad)
-        merged.train(self.training)
-        return merged
+        linear = self.stock_module()
+        self.fold_target.fold(linear, self.adapter)
+        return linear
 
-
-@torch.no_grad()
-def fold_adapter(weight: Tensor,
-                 adapter: MergeableAdapter) -> Tuple[Tensor, Tensor]:
-    """Fold ``adapter`` into a linear's ``weight`` (out, in).
-
-    With ``a(x) = M x + m``: returns ``(W M, W m)`` in float64, the new
-    weight and what the adapter adds to the linear's bias.
-    """
-    matrix, shift = adapter.affine()
-    weight = weight.double()
-    return weight @ matrix, weight @ shift
+    def describe_fold(self) -> str:
+        """What the adapter folds into, for the site listing."""
+        return self.fold_target.describe(self)

@@ -1,55 +1,74 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 import copy
-from typing import Optional, Sequence
+import inspect
+from typing import Any, Dict, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from .adapted_linear import fold_adapter
+from .adapted_linear import FoldTarget
 from .mergeable_adapter import MergeableAdapter
 
 
 class AdaptedModule(nn.Module):
-    """A frozen module with an adapter on its input, for modules that feed
-    that input to one linear without calling the linear's ``forward``.
+    """A frozen module with an adapter on its input, for modules that apply
+    a weight to that input without calling a linear's ``forward``.
 
-    ``forward(x, ...) = module(a(x), ...)``. mmaction2's VideoMAE attention is
-    the case in point: it computes ``F.linear(x, qkv.weight, cat(q_bias, 0,
-    v_bias))`` itself, so an adapter wrapped around ``qkv`` would never run.
+    ``forward(x, ...) = module(a(x), ...)``. The cases in point compute
+    ``F.linear(x, qkv.weight, cat(q_bias, 0, v_bias))`` themselves (BEiT,
+    Swin V2, VideoMAE attention), or hold the weight as a plain parameter
+    (``nn.MultiheadAttention``'s ``in_proj_weight``), so an adapter wrapped
+    around a linear would never run. With ``inputs``, the adapter acts on the
+    named arguments of the module's forward (``query``, ``key``, ``value``
+    of ``nn.MultiheadAttention``); arguments that are the same tensor stay
+    the same tensor.
 
     The wrapper *adopts* the module's parameters, buffers and children (the
     same objects under the same names) and adds ``adapter.``, so its state
     dict is the stock module's plus the adapter's, and a stock checkpoint
-    still loads into it. The module itself is held out of the module tree.
+    still loads into it. The module itself is held out of the module tree;
+    its other attributes are read through the wrapper.
 
-    Folding (:meth:`merged_module`), with ``a(x) = M x + m`` and the linear's
-    weight ``W`` (out, in): ``W' = W M``; the bias ``W m`` is added to the
-    linear's bias, or, with a ``bias_sink``, split into equal chunks added to
-    the named parameters of the module (a chunk named ``None`` is dropped:
-    the module must be invariant to it, as attention is to a key bias).
+    Folding (:meth:`merged`) follows ``fold_target``
+    (:class:`~mmpetl.models.adapted_linear.FoldTarget`): with
+    ``a(x) = M x + m`` and the weight ``W`` (out, in), ``W' = W M`` and
+    ``W m`` goes to the bias sink. This is exact only if the module's output
+    depends on the adapted inputs through ``W x`` (+ its bias) alone; the
+    wrapper's site check proves it on the first training forward
+    (:mod:`mmpetl.models.site_check`).
 
     Args:
         module (nn.Module): The stock module. Not copied.
-        adapter (MergeableAdapter): The adapter, of the linear's input width.
-        linear (str): Path of the linear inside ``module``.
-        bias_sink (Sequence[str | None], optional): See above.
+        adapter (MergeableAdapter): The adapter, of the weight's input width.
+        fold_target (FoldTarget, optional): Where the adapter folds. None:
+            a site that cannot fold (e.g. a paper's reference placement on
+            the residual stream); merging it raises.
+        inputs (Sequence[str]): Names of the forward arguments to adapt.
+            Empty: the first argument.
 
     Shapes:
-        input: ``(..., in_features)`` as the module takes it.
+        adapted inputs: ``(..., in_features)`` as the module takes them.
     """
 
     def __init__(self,
                  module: nn.Module,
                  adapter: MergeableAdapter,
-                 linear: str,
-                 bias_sink: Optional[Sequence[Optional[str]]] = None):
+                 fold_target: Optional[FoldTarget] = None,
+                 inputs: Sequence[str] = ()):
         super().__init__()
-        target = module.get_submodule(linear)
-        if adapter.in_features != target.in_features:
-            raise ValueError(f'adapter width {adapter.in_features} != linear '
-                             f'in_features {target.in_features}')
-        # A list keeps the module out of the tree: its members are adopted.
-        self._module = [module]
+        if fold_target is not None:
+            weight = module.get_parameter(fold_target.weight)
+            if weight.dim() != 2 or weight.shape[1] != adapter.in_features:
+                raise ValueError(
+                    f'adapter width {adapter.in_features} does not match '
+                    f'{type(module).__name__}.{fold_target.weight} of shape '
+                    f'{tuple(weight.shape)} (want (out, in))')
+        params = list(inspect.signature(module.forward).parameters)
+        inputs = tuple(inputs) or tuple(params[:1])
+        unknown = [name for name in inputs if name not in params]
+        if unknown:
+            raise ValueError(f'{type(module).__name__}.forward has no '
+                             f'argument(s) {unknown}; it takes {params}')
         for name, param in module._parameters.items():
             self.register_parameter(name, param)
         for name, buffer in module._buffers.items():
@@ -59,15 +78,31 @@ class AdaptedModule(nn.Module):
                 persistent=name not in module._non_persistent_buffers_set)
         for name, child in module._modules.items():
             self.add_module(name, child)
-        self.adapter = adapter.to(target.weight.device)
-        self.linear_path = linear
-        self.bias_sink = None if bias_sink is None else tuple(bias_sink)
+        # A list keeps the module out of the tree: its members are adopted
+        # (above, before attribute reads fall through to it).
+        self._module = [module]
+        device = next((t.device for t in module.state_dict().values()),
+                      None)
+        self.adapter = adapter if device is None else adapter.to(device)
+        self.fold_target = fold_target
+        self.inputs = inputs
+        self._positions = {name: params.index(name) for name in inputs}
         self.train(module.training)
 
     @property
     def module(self) -> nn.Module:
         """The wrapped stock module."""
         return self._module[0]
+
+    def __getattr__(self, name: str) -> Any:
+        # Code around the module reads its attributes (window_size, ...).
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            wrapped = self.__dict__.get('_module')
+            if wrapped is None:
+                raise
+            return getattr(wrapped[0], name)
 
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)
@@ -84,47 +119,59 @@ class AdaptedModule(nn.Module):
         self.module.training = mode
         return self
 
-    def forward(self, x: Tensor, *args, **kwargs):
-        return self.module(self.adapter(x), *args, **kwargs)
+    def forward(self, *args, **kwargs):
+        args = list(args)
+        adapted: Dict[int, Tensor] = {}  # id(input) -> a(input)
+
+        def adapt(x):
+            if not isinstance(x, Tensor):
+                return x
+            if id(x) not in adapted:
+                adapted[id(x)] = self.adapter(x)
+            return adapted[id(x)]
+
+        for name, position in self._positions.items():
+            if position < len(args):
+                args[position] = adapt(args[position])
+            elif name in kwargs:
+                kwargs[name] = adapt(kwargs[name])
+        return self.module(*args, **kwargs)
+
+    def stock_module(self) -> nn.Module:
+        """A copy of the wrapped module, without the adapter."""
+        return copy.deepcopy(self.module)
+
+    def rewrap(self, module: nn.Module,
+               adapter: MergeableAdapter) -> 'AdaptedModule':
+        """The same site around another copy of the module and adapter."""
+        return AdaptedModule(module, adapter, self.fold_target, self.inputs)
 
     @torch.no_grad()
-    def merged_module(self) -> nn.Module:
+    def merged(self) -> nn.Module:
         """A copy of the stock module computing this one with dropout off.
 
         Raises:
-            ValueError: If the folded bias is non-zero and has nowhere to go
-                (no linear bias and no bias-sink parameters, e.g. VideoMAE's
-                attention built with ``qkv_bias=False``).
+            ValueError: If the site cannot fold, or the folded bias is
+                non-zero and has nowhere to go (no bias and no bias-sink
+                parameters, e.g. VideoMAE's attention built with
+                ``qkv_bias=False``).
         """
-        module = copy.deepcopy(self.module)
-        linear = module.get_submodule(self.linear_path)
-        weight, shift = fold_adapter(linear.weight, self.adapter)
-        linear.weight.copy_(weight)
-        if self.bias_sink is not None and all(
-                hasattr(module, name) for name in self.bias_sink if name):
-            for name, chunk in zip(self.bias_sink,
-                                   shift.chunk(len(self.bias_sink))):
-                if name is None:
-                    continue
-                sink = getattr(module, name)
-                if sink.shape != chunk.shape:
-                    raise ValueError(
-                        f'bias sink {name} has shape {tuple(sink.shape)}, '
-                        f'not that of its chunk {tuple(chunk.shape)}')
-                sink.add_(chunk.to(sink.dtype))
-        elif linear.bias is not None:
-            linear.bias.add_(shift.to(linear.bias.dtype))
-        elif bool(shift.abs().max() > 0):
-            where = f'{type(module).__name__}.{self.linear_path}'
-            sinks = ([n for n in self.bias_sink if n]
-                     if self.bias_sink else [])
+        if self.fold_target is None:
             raise ValueError(
-                f'cannot fold an adapter with a non-zero shift into {where}: '
-                'it has no bias' +
-                (f' and the module has no {" / ".join(sinks)} (built without '
-                 'qkv bias?)' if sinks else ''))
+                f'the adapter on {type(self.module).__name__} is at a '
+                'non-mergeable site (no fold target): this model cannot be '
+                'folded into the stock one')
+        module = self.stock_module()
+        self.fold_target.fold(module, self.adapter)
         module.train(self.training)
         return module
 
+    def describe_fold(self) -> str:
+        """What the adapter folds into, for the site listing."""
+        if self.fold_target is None:
+            return 'not mergeable'
+        return self.fold_target.describe(self.module)
+
     def extra_repr(self) -> str:
-        return f'{type(self.module).__name__} via {self.linear_path}'
+        target = self.fold_target.weight if self.fold_target else 'no fold'
+        return f'{type(self.module).__name__} via {target}'

@@ -2,6 +2,7 @@
 from abc import abstractmethod
 from typing import Any, Dict, List, Optional, Sequence, Union
 
+import torch
 from mmengine.config import ConfigDict
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
@@ -10,8 +11,9 @@ from torch import nn
 from mmpetl.registry import MODELS
 from .adapted_linear import AdaptedLinear
 from .adapted_module import AdaptedModule
-from .mergeable_adapter import MergeableAdapter
 from .attach_sites import AttachSite, find_attach_sites, normalize_sites
+from .mergeable_adapter import MergeableAdapter
+from .site_check import check_sites, first_forward_pre_hook
 
 __all__ = ['FrozenBackbone', 'AdapterBackbone', 'AttachSite']
 
@@ -117,41 +119,60 @@ class FrozenBackbone(BaseModule):
 
 
 class AdapterBackbone(FrozenBackbone):
-    """A frozen backbone with one adapter in front of each target linear.
+    """A frozen backbone with one adapter at each attach site.
 
-    The generic mechanism behind every mergeable method: it finds the target
-    linears (:mod:`mmpetl.models.attach_sites`), replaces each by an
+    The generic mechanism behind every mergeable method: it finds the sites
+    (:mod:`mmpetl.models.attach_sites`), replaces each target linear by an
     :class:`AdaptedLinear` holding ``self.build_adapter(site)`` (or, where
-    the table names the module around the linear, that module by an
+    the table names the module that applies the weight, that module by an
     :class:`AdaptedModule`), and freezes the rest. A method is a subclass
     that implements :meth:`build_adapter`.
 
+    Before the first optimizer step (on the first training-mode forward,
+    inside DDP and AMP alike) it proves that every adapter runs and folds
+    exactly (:func:`~mmpetl.models.site_check.check_sites`, on one sample),
+    and stops with :class:`~mmpetl.models.site_check.AttachSiteError`
+    otherwise. ``check_input_shape`` runs that check at build time instead.
+
     Args:
         backbone (dict): Config of the stock backbone.
-        sites (str | Sequence[str]): Site kinds from the attach-site table.
-            Defaults to ``('attn', 'ffn')``; ``'attn'`` is the attention-only
-            variant.
+        sites (str | Sequence[str], optional): Site kinds from the
+            attach-site table. Defaults to those of ``('attn', 'ffn')`` the
+            backbone has (ConvNeXt: ``ffn``); ``'attn'`` is the
+            attention-only variant.
         targets (dict, optional): ``{kind: regex}`` of linear paths, or
-            ``{kind: dict(module=regex, linear=path, bias_sink=names)}`` (see
-            :class:`ModuleInputSite`), for a backbone the table does not
-            know. Overrides ``sites``.
+            ``{kind: dict(module=regex, linear=path, bias_sink=names, ...)}``
+            (see :class:`~mmpetl.models.ModuleInputSite`), for a backbone the
+            table does not know. Overrides ``sites``.
+        check_input_shape (Sequence[int], optional): Input shape without
+            batch (e.g. ``(3, 224, 224)``): check the sites now on a random
+            input of that shape, not on the first training forward.
         save_frozen (bool): See :class:`FrozenBackbone`.
         init_cfg (dict, optional): See :class:`FrozenBackbone`.
     """
 
     def __init__(self,
                  backbone: dict,
-                 sites: Union[str, Sequence[str]] = ('attn', 'ffn'),
-                 targets: Optional[Dict[str, str]] = None,
+                 sites: Optional[Union[str, Sequence[str]]] = None,
+                 targets: Optional[Dict[str, Any]] = None,
+                 check_input_shape: Optional[Sequence[int]] = None,
                  save_frozen: bool = False,
                  init_cfg: Optional[dict] = None):
         self.sites = normalize_sites(sites)
         self.targets = targets
         super().__init__(backbone, save_frozen=save_frozen, init_cfg=init_cfg)
+        self.sites_checked = False
+        self.register_forward_pre_hook(
+            first_forward_pre_hook, with_kwargs=True)
+        if check_input_shape is not None:
+            self.check_sites(
+                torch.randn(1, *check_input_shape,
+                            generator=torch.Generator().manual_seed(0)))
 
     @abstractmethod
     def build_adapter(self, site: AttachSite) -> MergeableAdapter:
-        """The adapter for one attach site."""
+        """The adapter for one attach site; without shift (``has_shift``
+        False) where ``site.shift`` is False."""
 
     def attach_adapters(self) -> None:
         self.attach_sites = find_attach_sites(self.backbone, self.sites,
@@ -161,13 +182,45 @@ class AdapterBackbone(FrozenBackbone):
             parent = self.backbone.get_submodule(parent_path)
             module = getattr(parent, child_name)
             adapter = self.build_adapter(site)
+            if adapter.has_shift and not site.shift:
+                raise ValueError(
+                    f'{type(self).__name__}.build_adapter gave site '
+                    f'{site.path} an adapter with a shift; the site takes '
+                    'none (site.shift is False)')
             if site.linear:
-                adapted = AdaptedModule(module, adapter, site.linear,
-                                        site.bias_sink)
-            else:
                 adapted = AdaptedLinear(module, adapter)
+            else:
+                adapted = AdaptedModule(module, adapter, site.fold_target,
+                                        site.inputs)
             setattr(parent, child_name, adapted)
         print_log(
             f'{type(self).__name__}: {len(self.attach_sites)} adapters on '
-            f'{type(self.backbone).__name__} sites {self.sites}',
+            f'{type(self.backbone).__name__} sites '
+            f'{sorted({s.kind for s in self.attach_sites})}',
             logger='current')
+
+    def check_sites(self, *args, **kwargs) -> Dict[str, float]:
+        """Prove on ``self.backbone(*args, **kwargs)`` that every adapter
+        runs and folds exactly; see :func:`check_sites`."""
+        errors = check_sites(
+            self.backbone, *args, owner=type(self).__name__, **kwargs)
+        self.sites_checked = True
+        return errors
+
+    def site_table(self) -> List[Dict[str, str]]:
+        """One row per site: ``path``, ``kind``, ``share_group``, ``width``
+        and ``fold`` (its fold target), for logs."""
+        rows = []
+        for site in self.attach_sites:
+            module = self.backbone.get_submodule(site.path)
+            fold = module.describe_fold()
+            if not site.shift:
+                fold += ' (adapter without shift)'
+            rows.append(
+                dict(
+                    path=site.path,
+                    kind=site.kind,
+                    share_group=site.share_group,
+                    width=str(site.in_features),
+                    fold=fold))
+        return rows

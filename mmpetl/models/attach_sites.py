@@ -1,21 +1,27 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 """Where adapters attach in each supported backbone.
 
-One table for all methods: for every backbone class, a regular expression per
-*site kind* that matches the module paths of the target ``nn.Linear`` layers.
-An adapter wraps the target linear itself (it transforms that linear's input),
-so whatever the block does before it (norms, padding of Swin windows) it sees
-exactly what the linear sees, and it folds into the linear exactly.
+One table for all methods: for every backbone class, a site spec per *site
+kind*. An adapter transforms the input of a module, and folds into a *fold
+target* of that module: a weight parameter ``W`` (out, in) that the module
+applies to that input, and the parameters that take the folded bias (its
+*bias sink*) (:class:`~mmpetl.models.adapted_linear.FoldTarget`).
+
+- A plain regex names ``nn.Linear`` layers whose ``forward`` the block calls:
+  the adapter wraps the linear itself (:class:`AdaptedLinear`), so whatever
+  the block does before it (norms, padding of Swin and SAM windows) it sees
+  exactly what the linear sees.
+- A :class:`ModuleInputSite` names a module that applies the weight itself
+  (``F.linear(x, qkv.weight, cat(q_bias, 0, v_bias))``, a fused
+  ``in_proj_weight``): the adapter wraps that module
+  (:class:`AdaptedModule`).
+
+Whatever the spec, the wrapper proves on the first training forward that
+every adapter runs and folds exactly (:mod:`mmpetl.models.site_check`).
 
 A named group ``stage`` in the pattern splits a site kind into one *share
 group* per stage (ARC shares its projection within a share group, and Swin's
-stages have different widths).
-
-Some modules bypass their linear's ``forward``: mmaction2's VideoMAE attention
-computes ``F.linear(x, qkv.weight, cat(q_bias, 0, v_bias))`` itself. For them
-a :class:`ModuleInputSite` names the module whose input the adapter
-transforms, the linear inside it that the adapter folds into, and the
-module's parameters that hold that linear's bias (its *bias sink*).
+and ConvNeXt's stages have different widths).
 """
 import re
 from dataclasses import dataclass
@@ -23,52 +29,131 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from torch import nn
 
+from .adapted_linear import FoldTarget, find_parameter
+
+#: The site kinds used when a wrapper is given no ``sites``: those of them
+#: that the backbone's table row has.
+DEFAULT_SITES = ('attn', 'ffn')
+
 
 @dataclass(frozen=True)
 class ModuleInputSite:
-    """A site kind whose adapter sits on the input of a module that feeds
-    that input only to one linear, without calling the linear's forward.
+    """A site kind whose adapter sits on the input of a module.
 
     Attributes:
         module (str): Regex of the module paths (whole-path match; a named
             group ``stage`` makes per-stage share groups).
-        linear (str): Path, inside the module, of the linear the adapter
-            folds into.
-        bias_sink (tuple, optional): Names of the module's parameters that
-            hold the linear's bias, one per equal chunk of its outputs, in
-            order; ``None`` for a chunk the module's output is invariant to
-            (a folded bias there is dropped). ``None`` when the linear's own
-            bias is used.
+        linear (str): Path, inside the module, of the ``nn.Linear`` whose
+            weight the adapter folds into (its bias is the default sink).
+            ``''``: the module itself.
+        bias_sink (str | tuple, optional): Paths, inside the module, of the
+            parameters that hold the weight's bias, one per equal chunk of
+            its outputs, in order; ``None`` for a chunk the module's output
+            is invariant to (a folded bias there is dropped). Missing
+            parameters fall back to the linear's own bias.
+        weight (str, optional): Path of the weight parameter (out, in)
+            inside the module, when it is no linear's
+            (``'in_proj_weight'``). Overrides ``linear``.
+        inputs (tuple[str]): Forward arguments of the module to adapt,
+            e.g. ``('query', 'key', 'value')``. Empty: the first.
+        shift (bool): Whether the adapters may have a shift ``m``. False
+            where no bias can take ``W m`` exactly (Swin V2's cosine
+            attention is not invariant to a key bias); the method then
+            builds its adapter without biases.
+        mergeable (bool): False for a site that cannot fold (a paper's
+            reference placement, e.g. on the residual stream): the adapter
+            trains and runs, and merging refuses the model.
     """
     module: str
-    linear: str
-    bias_sink: Optional[Tuple[Optional[str], ...]] = None
+    linear: str = ''
+    bias_sink: Optional[Union[str, Tuple[Optional[str], ...]]] = None
+    weight: Optional[str] = None
+    inputs: Tuple[str, ...] = ()
+    shift: bool = True
+    mergeable: bool = True
+
+    def fold_target(self) -> Optional[FoldTarget]:
+        if not self.mergeable:
+            return None
+        weight = self.weight or '.'.join(
+            p for p in (self.linear, 'weight') if p)
+        sink = self.bias_sink
+        sink = (sink, ) if isinstance(sink, str) else tuple(sink or ())
+        return FoldTarget(weight, sink)
 
 
 _SWIN_SITES = dict(
     attn=r'stages\.(?P<stage>\d+)\.blocks\.\d+\.attn\.w_msa\.qkv',
     ffn=r'stages\.(?P<stage>\d+)\.blocks\.\d+\.ffn\.layers\.0\.0')
+# q and v biases live beside a bias-free qkv linear (k bias: a constant
+# zero); a bias folded into k changes q.k by a constant per query, which the
+# softmax over keys ignores, so it is dropped (tested per layout).
+_QV_BIAS = ('q_bias', None, 'v_bias')
 
 #: ``'<package>.<ClassName>'`` -> {site kind: linear path pattern, or a
 #: :class:`ModuleInputSite`}. Subclasses are found through their MRO.
 ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
+    # + DeiT3, CLIP (pre-norm), DINOv2 (layer scale; SwiGLU FFN: w12).
     'mmpretrain.VisionTransformer':
     dict(
         attn=r'layers\.\d+\.attn\.qkv',
+        ffn=r'layers\.\d+\.ffn\.(?:layers\.0\.0|w12)'),
+    # BEiT / BEiT v2: with bias='qv_bias' (default) the attention computes
+    # F.linear(x, qkv.weight, cat(q_bias, 0, v_bias)); relative position
+    # bias does not involve k. Other bias modes use qkv.bias.
+    'mmpretrain.BEiTViT':
+    dict(
+        attn=ModuleInputSite(
+            module=r'layers\.\d+\.attn', linear='qkv', bias_sink=_QV_BIAS),
         ffn=r'layers\.\d+\.ffn\.layers\.0\.0'),
+    # EVA-02: qkv with its own full bias (RoPE after it: a k bias would not
+    # be droppable, but none is dropped); SwiGLU FFN: the fused w12.
+    'mmpretrain.ViTEVA02':
+    dict(attn=r'layers\.\d+\.attn\.qkv', ffn=r'layers\.\d+\.mlp\.w12'),
     'mmpretrain.SwinTransformer': _SWIN_SITES,
+    # Swin V2: post-norm (the attention and FFN see the residual stream, the
+    # attention after window padding); cosine attention normalises k, so a k
+    # bias changes the output: attention sites get adapters without shift.
+    'mmpretrain.SwinTransformerV2':
+    dict(
+        attn=ModuleInputSite(
+            module=r'stages\.(?P<stage>\d+)\.blocks\.\d+\.attn\.w_msa',
+            linear='qkv',
+            shift=False),
+        ffn=r'stages\.(?P<stage>\d+)\.blocks\.\d+\.ffn\.layers\.0\.0'),
+    # SAM: windows are padded after the norm, before the attention: qkv
+    # sees the padded tokens; decomposed rel-pos terms use q (bias folded
+    # into qkv.bias exactly).
+    'mmpretrain.ViTSAM':
+    dict(
+        attn=r'layers\.\d+\.attn\.qkv',
+        ffn=r'layers\.\d+\.ffn\.layers\.0\.0'),
+    # ConvNeXt: no attention; the FFN site is the first pointwise linear
+    # (linear_pw_conv=True, the default). The RepAdapter reference also
+    # adapts the depthwise conv's input, which cannot fold into a depthwise
+    # conv (a dense channel mix in front of it): not offered.
+    'mmpretrain.ConvNeXt':
+    dict(ffn=r'stages\.(?P<stage>\d+)\.\d+\.pointwise_conv1'),
     'mmseg.SwinTransformer': _SWIN_SITES,
     'mmdet.SwinTransformer': _SWIN_SITES,
+    # mmseg ViT: mmcv's MultiheadAttention adds its own residual (identity)
+    # and calls nn.MultiheadAttention(query, key, value) with one tensor:
+    # the adapter acts on those three inputs and folds into the fused
+    # in_proj_weight / in_proj_bias.
+    'mmseg.VisionTransformer':
+    dict(
+        attn=ModuleInputSite(
+            module=r'layers\.\d+\.attn\.attn',
+            weight='in_proj_weight',
+            bias_sink='in_proj_bias',
+            inputs=('query', 'key', 'value')),
+        ffn=r'layers\.\d+\.ffn\.layers\.0\.0'),
     # VideoMAE ViT (vit_mae.py): with qkv_bias=True, q and v biases are the
-    # attention's q_bias / v_bias and the k bias is a constant zero; a bias
-    # folded into k changes q.k by a constant per query, which the softmax
-    # over keys ignores, so it is dropped.
+    # attention's q_bias / v_bias and the k bias is a constant zero.
     'mmaction.VisionTransformer':
     dict(
         attn=ModuleInputSite(
-            module=r'blocks\.\d+\.attn',
-            linear='qkv',
-            bias_sink=('q_bias', None, 'v_bias')),
+            module=r'blocks\.\d+\.attn', linear='qkv', bias_sink=_QV_BIAS),
         ffn=r'blocks\.\d+\.mlp\.layers\.0\.0'),
     # Video Swin (swin.py): windows are padded before the attention, so the
     # qkv adapter sees the padded tokens exactly as qkv does.
@@ -81,7 +166,7 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
 
 @dataclass(frozen=True)
 class AttachSite:
-    """One target linear of a backbone.
+    """One adapter site of a backbone.
 
     Attributes:
         path (str): Module path, inside the backbone, of the module whose
@@ -89,17 +174,22 @@ class AttachSite:
         kind (str): Site kind, e.g. ``'attn'`` or ``'ffn'``.
         share_group (str): Name of the group of sites that share parameters
             (``kind``, or ``f'{kind}_stage{i}'``).
-        in_features (int): Input size of the linear, the adapter's width.
-        linear (str): Path of the linear inside that module; ``''`` when the
-            module is the linear.
-        bias_sink (tuple, optional): See :class:`ModuleInputSite`.
+        in_features (int): Input width, the adapter's width.
+        fold_target (FoldTarget, optional): Where the adapter folds; None
+            for a non-mergeable site.
+        inputs (tuple[str]): See :class:`ModuleInputSite`.
+        shift (bool): Whether the adapter may have a shift.
+        linear (bool): Whether the module is an ``nn.Linear`` whose own
+            weight and bias are the fold target (an :class:`AdaptedLinear`).
     """
     path: str
     kind: str
     share_group: str
     in_features: int
-    linear: str = ''
-    bias_sink: Optional[Tuple[Optional[str], ...]] = None
+    fold_target: Optional[FoldTarget]
+    inputs: Tuple[str, ...] = ()
+    shift: bool = True
+    linear: bool = False
 
 
 def _table_key(cls: type) -> str:
@@ -122,27 +212,64 @@ def site_patterns(backbone: nn.Module,
         'wrapper to name the modules yourself.')
 
 
+def _input_width(module: nn.Module) -> Optional[int]:
+    """Input width of a module without fold target (non-mergeable site)."""
+    for name in ('in_features', 'embed_dims', 'in_channels'):
+        if isinstance(getattr(module, name, None), int):
+            return getattr(module, name)
+    shape = getattr(module, 'normalized_shape', None)
+    return shape[-1] if shape else None
+
+
+def _make_site(path: str, kind: str, group: str, module: nn.Module,
+               spec: ModuleInputSite) -> AttachSite:
+    target = spec.fold_target()
+    if target is None:
+        width = _input_width(module)
+        if width is None:
+            raise TypeError(f'cannot tell the input width of non-mergeable '
+                            f'site {path!r} ({type(module).__name__})')
+        return AttachSite(path, kind, group, width, None, spec.inputs,
+                          spec.shift)
+    weight = find_parameter(module, target.weight)
+    if weight is None or weight.dim() != 2:
+        what = ('has no weight parameter ' + repr(target.weight)
+                if weight is None else
+                f'has a weight of shape {tuple(weight.shape)}')
+        raise TypeError(
+            f'attach site {path!r} ({kind}) is a {type(module).__name__} '
+            f'that {what}, not an (out, in) linear map; name a module that '
+            'applies one, e.g. dict(module=regex, linear=path) or '
+            'weight=parameter path')
+    linear = (isinstance(module, nn.Linear) and target.weight == 'weight'
+              and not target.bias_sink and not spec.inputs)
+    return AttachSite(path, kind, group, weight.shape[1], target, spec.inputs,
+                      spec.shift, linear)
+
+
 def find_attach_sites(
         backbone: nn.Module,
-        sites: Sequence[str] = ('attn', 'ffn'),
+        sites: Optional[Sequence[str]] = None,
         targets: Optional[Dict[str, str]] = None) -> List[AttachSite]:
-    """List the target linears of ``backbone``.
+    """List the adapter sites of ``backbone``.
 
     Args:
         backbone (nn.Module): The stock backbone.
-        sites (Sequence[str]): Site kinds to use from the table, e.g.
-            ``('attn', 'ffn')`` or ``('attn',)``.
+        sites (Sequence[str], optional): Site kinds to use from the table,
+            e.g. ``('attn', 'ffn')`` or ``('attn',)``. None: those of
+            :data:`DEFAULT_SITES` that the backbone's row has.
         targets (dict, optional): ``{kind: spec}`` that replaces the table
             (for backbones it does not know). A spec is a regex of linear
-            paths, or a :class:`ModuleInputSite` or the dict of its fields
-            (``module``, ``linear``, ``bias_sink``). Patterns must match whole
-            module paths.
+            paths, or a :class:`ModuleInputSite` or the dict of its fields.
+            Patterns must match whole module paths.
 
     Returns:
         list[AttachSite]: In module order.
     """
     if targets is None:
         table = site_patterns(backbone)
+        if sites is None:
+            sites = [kind for kind in DEFAULT_SITES if kind in table]
         unknown = set(sites) - set(table)
         if unknown:
             raise KeyError(f'unknown site kinds {sorted(unknown)} for '
@@ -158,25 +285,19 @@ def find_attach_sites(
             match = pattern.fullmatch(path)
             if match is None:
                 continue
-            spec = specs[kind]
-            try:
-                linear = module.get_submodule(spec.linear)
-            except AttributeError:
-                raise TypeError(f'attach site {path!r} ({kind}) has no '
-                                f'submodule {spec.linear!r}')
-            if not isinstance(linear, nn.Linear):
-                name = '.'.join(p for p in (path, spec.linear) if p)
-                raise TypeError(f'attach site {name!r} ({kind}) is a '
-                                f'{type(linear).__name__}, not an nn.Linear')
             stage = match.groupdict().get('stage')
             group = kind if stage is None else f'{kind}_stage{stage}'
-            found.append(
-                AttachSite(path, kind, group, linear.in_features,
-                           spec.linear, spec.bias_sink))
+            found.append(_make_site(path, kind, group, module, specs[kind]))
     missing = set(patterns) - {site.kind for site in found}
     if missing:
         raise ValueError(f'site kinds {sorted(missing)} match no module of '
                          f'{type(backbone).__name__}')
+    paths = [site.path for site in found]
+    nested = [(a, b) for a in paths for b in paths
+              if b.startswith(a + '.')]
+    if nested:
+        raise ValueError(f'attach sites overlap: {nested[0][1]!r} is inside '
+                         f'{nested[0][0]!r}; adapters on both would not fold')
     return found
 
 
@@ -186,10 +307,17 @@ def _as_site_spec(spec: Union[str, dict, ModuleInputSite]) -> ModuleInputSite:
     if isinstance(spec, ModuleInputSite):
         return spec
     if isinstance(spec, dict):
+        spec = dict(spec)
+        for name in ('bias_sink', 'inputs'):
+            if isinstance(spec.get(name), list):
+                spec[name] = tuple(spec[name])
         return ModuleInputSite(**spec)
-    return ModuleInputSite(module=spec, linear='')
+    return ModuleInputSite(module=spec)
 
 
-def normalize_sites(sites: Union[str, Sequence[str]]) -> tuple:
-    """Accept ``'attn'`` as well as ``('attn', 'ffn')``."""
+def normalize_sites(
+        sites: Optional[Union[str, Sequence[str]]]) -> Optional[tuple]:
+    """Accept ``'attn'`` as well as ``('attn', 'ffn')``; None stays."""
+    if sites is None:
+        return None
     return (sites, ) if isinstance(sites, str) else tuple(sites)

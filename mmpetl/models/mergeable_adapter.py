@@ -20,6 +20,9 @@ class MergeableAdapter(nn.Module, metaclass=ABCMeta):
     """
 
     in_features: int
+    #: Whether ``m`` can be non-zero. Adapters built for a site that takes
+    #: no shift (``AttachSite.shift``) must set it False.
+    has_shift: bool = True
 
     @abstractmethod
     def affine(self) -> Tuple[Tensor, Tensor]:

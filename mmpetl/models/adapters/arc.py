@@ -47,6 +47,9 @@ class ARCAdapter(MergeableAdapter):
             reference, not a submodule: its owner saves it once.
         dropout (float): Dropout on the hidden ``h`` units. Defaults to 0.1.
         scale_init (str): ``'zeros'`` or ``'xavier_uniform'`` for ``lambda``.
+        bias (bool): Whether to learn ``b``. Defaults to True. Without it
+            ``m = 0``: for sites that take no shift (Swin V2's attention), a
+            deviation from the paper's adapter.
 
     Shapes:
         input: (..., d) -> output: (..., d).
@@ -55,16 +58,18 @@ class ARCAdapter(MergeableAdapter):
     def __init__(self,
                  projection: SharedProjection,
                  dropout: float = 0.1,
-                 scale_init: str = 'zeros'):
+                 scale_init: str = 'zeros',
+                 bias: bool = True):
         super().__init__()
         in_features, hidden_dim = projection.weight.shape
         self.in_features = in_features
+        self.has_shift = bias
         # A list hides the shared module from this adapter's state dict and
         # parameters, so the wrapper owns and saves it exactly once.
         self._projection = [projection]
         self.dropout = nn.Dropout(dropout)
         self.scale = nn.Parameter(torch.empty(hidden_dim))
-        self.bias = nn.Parameter(torch.zeros(in_features))
+        self.bias = nn.Parameter(torch.zeros(in_features)) if bias else None
         if scale_init == 'zeros':
             nn.init.zeros_(self.scale)
         elif scale_init == 'xavier_uniform':
@@ -81,13 +86,14 @@ class ARCAdapter(MergeableAdapter):
     def forward(self, x: Tensor) -> Tensor:
         proj = self.projection
         hidden = self.dropout(x @ proj) * self.scale
-        return x + hidden @ proj.t() + self.bias
+        out = x + hidden @ proj.t()
+        return out if self.bias is None else out + self.bias
 
     def affine(self) -> Tuple[Tensor, Tensor]:
         proj = self.projection.double()
-        eye, _ = self.identity_affine(device=proj.device)
+        eye, shift = self.identity_affine(device=proj.device)
         matrix = eye + proj @ torch.diag(self.scale.double()) @ proj.t()
-        return matrix, self.bias.double()
+        return matrix, shift if self.bias is None else self.bias.double()
 
 
 @MODELS.register_module()
@@ -138,4 +144,5 @@ class ARCBackbone(AdapterBackbone):
         return ARCAdapter(
             projection,
             dropout=self.dropout,
-            scale_init=self.scale_inits.get(site.kind, 'zeros'))
+            scale_init=self.scale_inits.get(site.kind, 'zeros'),
+            bias=site.shift)

@@ -20,13 +20,18 @@ class GroupedLinear(nn.Module):
         in_features (int): Input size, divisible by ``groups``.
         out_features (int): Output size, divisible by ``groups``.
         groups (int): Number of blocks.
+        bias (bool): Whether to add a bias. Defaults to True.
 
     Shapes:
         weight: (out_features, in_features // groups), as Conv1d's weight.
         input: (..., in_features) -> output: (..., out_features).
     """
 
-    def __init__(self, in_features: int, out_features: int, groups: int):
+    def __init__(self,
+                 in_features: int,
+                 out_features: int,
+                 groups: int,
+                 bias: bool = True):
         super().__init__()
         if in_features % groups or out_features % groups:
             raise ValueError(f'in_features ({in_features}) and out_features '
@@ -37,14 +42,15 @@ class GroupedLinear(nn.Module):
         self.groups = groups
         self.weight = nn.Parameter(
             torch.empty(out_features, in_features // groups))
-        self.bias = nn.Parameter(torch.empty(out_features))
+        self.bias = nn.Parameter(
+            torch.empty(out_features)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
         g = self.groups
         x = x.unflatten(-1, (g, self.in_features // g))
         weight = self.weight.view(g, self.out_features // g, -1)
-        out = torch.einsum('...gi,goi->...go', x, weight)
-        return out.flatten(-2) + self.bias
+        out = torch.einsum('...gi,goi->...go', x, weight).flatten(-2)
+        return out if self.bias is None else out + self.bias
 
     def dense_weight(self) -> Tensor:
         """The block-diagonal (out_features, in_features) matrix."""
@@ -75,6 +81,9 @@ class RepAdapter(MergeableAdapter):
         scale (float): The scale ``s``. Defaults to 1.0; the paper picks it
             per task from {0.1, 0.5, 1, 5, 10}.
         dropout (float): Dropout between A and B. Defaults to 0.1.
+        bias (bool): Whether A and B have biases. Defaults to True. Without
+            them ``m = 0``: for sites that take no shift (Swin V2's
+            attention), a deviation from the paper's adapter.
 
     Shapes:
         input: (..., d) -> output: (..., d).
@@ -85,17 +94,20 @@ class RepAdapter(MergeableAdapter):
                  hidden_dim: int = 8,
                  groups: int = 2,
                  scale: float = 1.0,
-                 dropout: float = 0.1):
+                 dropout: float = 0.1,
+                 bias: bool = True):
         super().__init__()
         self.in_features = in_features
+        self.has_shift = bias
         self.scale = scale
-        self.down = nn.Linear(in_features, hidden_dim)
+        self.down = nn.Linear(in_features, hidden_dim, bias=bias)
         self.dropout = nn.Dropout(dropout)
-        self.up = GroupedLinear(hidden_dim, in_features, groups)
+        self.up = GroupedLinear(hidden_dim, in_features, groups, bias=bias)
         nn.init.xavier_uniform_(self.down.weight)
-        nn.init.zeros_(self.down.bias)
         nn.init.zeros_(self.up.weight)
-        nn.init.zeros_(self.up.bias)
+        if bias:
+            nn.init.zeros_(self.down.bias)
+            nn.init.zeros_(self.up.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.scale * self.up(self.dropout(self.down(x)))
@@ -103,14 +115,15 @@ class RepAdapter(MergeableAdapter):
     def affine(self) -> Tuple[Tensor, Tensor]:
         up = self.up.dense_weight().double()
         down = self.down.weight.double()
-        eye, _ = self.identity_affine(device=up.device)
+        eye, shift = self.identity_affine(device=up.device)
         matrix = eye + self.scale * up @ down
-        shift = self.scale * (up @ self.down.bias.double() +
-                              self.up.bias.double())
+        if self.has_shift:
+            shift = self.scale * (up @ self.down.bias.double() +
+                                  self.up.bias.double())
         return matrix, shift
 
     def extra_repr(self) -> str:
-        return f'scale={self.scale}'
+        return f'scale={self.scale}, bias={self.has_shift}'
 
 
 @MODELS.register_module()
@@ -141,4 +154,5 @@ class RepAdapterBackbone(AdapterBackbone):
         super().__init__(backbone, **kwargs)
 
     def build_adapter(self, site: AttachSite) -> RepAdapter:
-        return RepAdapter(site.in_features, **self.adapter_cfg)
+        return RepAdapter(
+            site.in_features, bias=site.shift, **self.adapter_cfg)

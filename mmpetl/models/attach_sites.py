@@ -233,14 +233,14 @@ def _make_site(path: str, kind: str, group: str, module: nn.Module,
                           spec.shift)
     weight = find_parameter(module, target.weight)
     if weight is None or weight.dim() != 2:
-        what = ('has no weight parameter ' + repr(target.weight)
+        what = (f'has no weight parameter {target.weight!r}'
                 if weight is None else
-                f'has a weight of shape {tuple(weight.shape)}')
+                f'weight {target.weight!r} has shape {tuple(weight.shape)}')
         raise TypeError(
-            f'attach site {path!r} ({kind}) is a {type(module).__name__} '
-            f'that {what}, not an (out, in) linear map; name a module that '
-            'applies one, e.g. dict(module=regex, linear=path) or '
-            'weight=parameter path')
+            f'attach site {path!r} ({kind}): {type(module).__name__} {what},'
+            ' not an (out, in) linear map; name a module that applies one: '
+            "dict(module=regex, linear='path of its nn.Linear') or "
+            "weight='parameter path'")
     linear = (isinstance(module, nn.Linear) and target.weight == 'weight'
               and not target.bias_sink and not spec.inputs)
     return AttachSite(path, kind, group, weight.shape[1], target, spec.inputs,

@@ -32,16 +32,12 @@ METHODS = ('RepAdapterBackbone', 'ARCBackbone')
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        '--backbones', nargs='+', choices=sorted(BACKBONES),
-        default=list(BACKBONES), help='which backbones (default: all)')
-    args = parser.parse_args()
+    argparse.ArgumentParser(description=__doc__).parse_args()
     # Quiet the per-parameter init report of every build.
     MMLogger.get_instance('mmengine', log_level='WARNING')
     print('| backbone | sites | stock params | RepAdapter | ARC |')
     print('| --- | --- | ---: | ---: | ---: |')
-    for name in args.backbones:
+    for name in BACKBONES:
         counts, sites = [], ''
         for method in METHODS:
             model = MODELS.build(

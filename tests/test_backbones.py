@@ -17,6 +17,7 @@ from mmpetl.models.site_check import fold_error
 from mmpetl.registry import MODELS
 from mmpetl.reparam import max_relative_difference, merge_adapters
 from tests.helpers import pretrained_cfg, randomize_adapters
+from tests.test_video_merge import METHODS
 
 _TINY_ARCH = dict(embed_dims=32, num_layers=2, num_heads=2,
                   feedforward_channels=64)
@@ -62,12 +63,6 @@ BACKBONES = {
                      mlp_ratio=2, out_indices=(1, )),
                 [(3, 32, 32), (3, 40, 24)]),
 }
-
-METHODS = {
-    'repadapter': dict(type='mmpetl.RepAdapterBackbone', scale=2.0),
-    'arc': dict(type='mmpetl.ARCBackbone', hidden_dim=6),
-}
-
 
 @pytest.fixture(scope='module')
 def backbone_cfgs(tmp_path_factory):
@@ -352,24 +347,13 @@ def test_non_mergeable_site(backbone_cfgs):
 
 # End to end: a new backbone through tools/train.py and tools/reparam.py.
 
-_TOOL_CONFIG = """
-_base_ = ['{base}']
-data_root = '{data}'
-train_dataloader = dict(
-    batch_size=16, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root))
-val_dataloader = dict(
-    batch_size=64, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root))
-test_dataloader = val_dataloader
+# test_tools' config with another backbone, a neck and one epoch.
+_OVERRIDES = """
 model = dict(
     backbone=dict(backbone=dict(_delete_=True, **{backbone})),
     neck=dict(_delete_=True, type='GlobalAveragePooling'),
     head=dict(num_classes=3, in_channels=32))
-data_preprocessor = dict(num_classes=3)
 train_cfg = dict(max_epochs=1, val_interval=1)
-default_hooks = dict(logger=dict(interval=1))
-param_scheduler = []
 """
 
 
@@ -381,7 +365,7 @@ def test_swinv2_trains_and_merges_through_the_tools(tmp_path):
     from mmpetl.checkpoint_io import load_matching_state_dict
     from mmpetl.datasets import write_digits_task
     from mmpetl.reparam import build_model
-    from tests.test_tools import QUICKSTART, run_tool
+    from tests.test_tools import CONFIG, QUICKSTART, run_tool
 
     data = tmp_path / 'data'
     write_digits_task(str(data), (5, 6, 7), train_fraction=0.25)
@@ -389,9 +373,11 @@ def test_swinv2_trains_and_merges_through_the_tools(tmp_path):
         dict(BACKBONES['swinv2'][0], out_indices=(1, )),
         tmp_path / 'swinv2.pth', perturb=0.02)
     config = tmp_path / 'swinv2_repadapter.py'
-    config.write_text(_TOOL_CONFIG.format(
-        base=osp.join(QUICKSTART, 'vit-tiny_digits5-9_repadapter.py'),
-        data=data, backbone=repr(backbone)))
+    config.write_text(
+        CONFIG.format(
+            base=osp.join(QUICKSTART, 'vit-tiny_digits5-9_repadapter.py'),
+            data=data, pretrained=backbone['init_cfg']['checkpoint']) +
+        _OVERRIDES.format(backbone=repr(backbone)))
     work_dir = tmp_path / 'work'
     result = run_tool('tools/train.py', str(config), '--work-dir',
                       str(work_dir))

@@ -23,7 +23,7 @@ from .checkpoint_io import (CheckpointError, atomic_output, check_output_path,
                             load_config_file, load_matching_state_dict,
                             model_state_dict)
 from .models import (AdaptedLinear, AdaptedModule, AdapterBackbone,
-                     FrozenBackbone)
+                     FrozenBackbone, MergeableAdapter)
 from .registry import MODELS
 
 #: Checkpoint meta key under which mmpetl records what it did.
@@ -38,13 +38,35 @@ def is_merged_checkpoint(checkpoint: dict) -> bool:
     return bool(meta.get(META_KEY, {}).get('merged'))
 
 
+def unfoldable_adapters(model: nn.Module) -> List[str]:
+    """Why adapters of ``model`` cannot be folded: one line per adapter that
+    no :class:`AdaptedLinear` / :class:`AdaptedModule` holds (e.g. ARC's
+    reference Swin placement), with its owner's ``fold_error``."""
+    folded = {id(m.adapter) for m in model.modules() if isinstance(m, ADAPTED)}
+    reasons = []
+    for name, module in model.named_modules():
+        if isinstance(module, MergeableAdapter) and id(module) not in folded:
+            owner = model.get_submodule(name.rpartition('.')[0])
+            reasons.append(f'{name}: ' + getattr(
+                owner, 'fold_error', 'not on a site that folds into a linear'))
+    return reasons
+
+
 def merge_adapters(model: nn.Module) -> nn.Module:
     """Fold every adapter of ``model`` into its linear and unwrap every
     mmpetl backbone wrapper, in place.
 
     Returns the merged model (a different object only when ``model`` itself
     is a wrapper).
+
+    Raises:
+        ValueError: If an adapter cannot be folded (see
+            :func:`unfoldable_adapters`); the model is left unchanged.
     """
+    blocked = unfoldable_adapters(model)
+    if blocked:
+        raise ValueError(f'{len(blocked)} adapters cannot be folded; '
+                         f'{blocked[0]}')
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, AdaptedLinear):
@@ -253,6 +275,9 @@ def reparameterize_checkpoint(config: str,
     except Exception as e:  # e.g. its pre-trained backbone file is missing
         raise CheckpointError(
             f'cannot build the model of {config} ({first_line(e)})')
+    blocked = unfoldable_adapters(model)
+    if blocked:
+        raise CheckpointError(f'{config} cannot be merged: {blocked[0]}')
     adapter_prefixes = tuple(f'{name}.adapter.'
                              for name, m in model.named_modules()
                              if isinstance(m, ADAPTED))
@@ -308,7 +333,7 @@ def _merged_backbone_like(merged: nn.Module,
 
 
 __all__ = [
-    'merge_adapters', 'stock_config', 'adapter_wrappers_in_config',
+    'merge_adapters', 'unfoldable_adapters', 'stock_config', 'adapter_wrappers_in_config',
     'build_model', 'example_inputs', 'max_relative_difference',
     'reparameterize_checkpoint', 'is_merged_checkpoint', 'CheckpointError',
     'META_KEY'

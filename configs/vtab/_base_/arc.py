@@ -12,7 +12,8 @@ model = dict(
         backbone=dict(_base_.backbone, drop_path_rate=0.),
         hidden_dim=50,
         dropout=0.1),
-    head=dict(init_cfg=dict(type='Constant', layer='Linear', val=0.)))
+    head=dict(init_cfg=dict(
+        _delete_=True, type='Constant', layer='Linear', val=0.)))
 train_dataloader = dict(batch_size=32, drop_last=False)
 optim_wrapper = dict(
     optimizer=dict(lr=1e-2, weight_decay=0.),

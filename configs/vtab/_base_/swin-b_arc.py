@@ -12,7 +12,7 @@ _base_ = ['./arc.py', './backbones/swin-b_in22k.py']
 model = dict(
     backbone=dict(
         backbone=dict(_base_.swin_b.backbone, _delete_=True), dropout=0.5),
-    neck=_base_.swin_b.neck,
+    neck=dict(_base_.swin_b.neck, _delete_=True),
     head=dict(
         in_channels=_base_.swin_b.feat_dims,
         init_cfg=dict(

@@ -4,5 +4,5 @@ _base_ = ['./repadapter.py', './backbones/swin-b_in22k.py']
 
 model = dict(
     backbone=dict(backbone=dict(_base_.swin_b.backbone, _delete_=True)),
-    neck=_base_.swin_b.neck,
+    neck=dict(_base_.swin_b.neck, _delete_=True),
     head=dict(in_channels=_base_.swin_b.feat_dims))

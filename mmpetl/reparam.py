@@ -333,7 +333,8 @@ def _merged_backbone_like(merged: nn.Module,
 
 
 __all__ = [
-    'merge_adapters', 'unfoldable_adapters', 'stock_config', 'adapter_wrappers_in_config',
+    'merge_adapters', 'unfoldable_adapters', 'stock_config',
+    'adapter_wrappers_in_config',
     'build_model', 'example_inputs', 'max_relative_difference',
     'reparameterize_checkpoint', 'is_merged_checkpoint', 'CheckpointError',
     'META_KEY'

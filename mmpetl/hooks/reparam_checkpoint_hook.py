@@ -41,7 +41,8 @@ class ReparamCheckpointHook(Hook):
             runner.model) else runner.model
         blocked = unfoldable_adapters(model)
         if blocked:  # e.g. ARC's reference Swin placement
-            runner.logger.warning(f'No merged checkpoint written: {blocked[0]}')
+            runner.logger.warning(
+                f'No merged checkpoint written: {blocked[0]}')
             return
         model = copy.deepcopy(model).cpu()
         model.eval()  # not chained: some backbones' train() returns None

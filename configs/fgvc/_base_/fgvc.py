@@ -20,14 +20,10 @@ fgvc_train = dict(
         dict(type='PackInputs'),
     ])
 fgvc_test = dict(
-    type='mmpetl.FGVC',
-    name=None,
-    data_root=fgvc_root,
+    fgvc_train,
     split='test',
     pipeline=[
-        dict(type='LoadImageFromFile', imdecode_backend='pillow'),
-        dict(type='ResizeEdge', scale=256, edge='short', backend='pillow',
-             interpolation='bilinear'),
+        *fgvc_train['pipeline'][:2],  # load, shorter side to 256
         dict(type='CenterCrop', crop_size=224),
         dict(type='PackInputs'),
     ])

@@ -10,6 +10,8 @@ into it.
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import \
+    PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
 from mmengine.registry import Registry
 
 MODELS = Registry(
@@ -24,3 +26,8 @@ DATASETS = Registry(
     parent=MMENGINE_DATASETS,
     scope='mmpetl',
     locations=['mmpetl.datasets'])
+PARAM_SCHEDULERS = Registry(
+    'parameter scheduler',
+    parent=MMENGINE_PARAM_SCHEDULERS,
+    scope='mmpetl',
+    locations=['mmpetl.engine'])

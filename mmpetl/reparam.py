@@ -23,7 +23,7 @@ from .checkpoint_io import (CheckpointError, atomic_output, check_output_path,
                             load_config_file, load_matching_state_dict,
                             model_state_dict)
 from .models import (AdaptedLinear, AdaptedModule, AdapterBackbone,
-                     FrozenBackbone)
+                     FrozenBackbone, MergeableAdapter)
 from .models.site_check import output_tensors, relative_difference
 from .registry import MODELS
 
@@ -39,6 +39,20 @@ def is_merged_checkpoint(checkpoint: dict) -> bool:
     return bool(meta.get(META_KEY, {}).get('merged'))
 
 
+def unfoldable_adapters(model: nn.Module) -> List[str]:
+    """Why adapters of ``model`` cannot be folded: one line per adapter that
+    no :class:`AdaptedLinear` / :class:`AdaptedModule` holds (e.g. ARC's
+    reference Swin placement), with its owner's ``fold_error``."""
+    folded = {id(m.adapter) for m in model.modules() if isinstance(m, ADAPTED)}
+    reasons = []
+    for name, module in model.named_modules():
+        if isinstance(module, MergeableAdapter) and id(module) not in folded:
+            owner = model.get_submodule(name.rpartition('.')[0])
+            reasons.append(f'{name}: ' + getattr(
+                owner, 'fold_error', 'not on a site that folds into a linear'))
+    return reasons
+
+
 def merge_adapters(model: nn.Module) -> nn.Module:
     """Fold every adapter of ``model`` into its fold target and unwrap every
     mmpetl backbone wrapper, in place.
@@ -47,8 +61,14 @@ def merge_adapters(model: nn.Module) -> nn.Module:
     is a wrapper).
 
     Raises:
-        ValueError: Naming the site that cannot fold.
+        ValueError: If an adapter cannot be folded (see
+            :func:`unfoldable_adapters`; the model is left unchanged), or
+            naming the site whose fold fails.
     """
+    blocked = unfoldable_adapters(model)
+    if blocked:
+        raise ValueError(f'{len(blocked)} adapters cannot be folded; '
+                         f'{blocked[0]}')
     for path, module in list(model.named_modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, ADAPTED):
@@ -244,6 +264,9 @@ def reparameterize_checkpoint(config: str,
     except Exception as e:  # e.g. its pre-trained backbone file is missing
         raise CheckpointError(
             f'cannot build the model of {config} ({first_line(e)})')
+    blocked = unfoldable_adapters(model)
+    if blocked:
+        raise CheckpointError(f'{config} cannot be merged: {blocked[0]}')
     adapter_prefixes = tuple(f'{name}.adapter.'
                              for name, m in model.named_modules()
                              if isinstance(m, ADAPTED))
@@ -299,7 +322,8 @@ def _merged_backbone_like(merged: nn.Module,
 
 
 __all__ = [
-    'merge_adapters', 'stock_config', 'adapter_wrappers_in_config',
+    'merge_adapters', 'unfoldable_adapters', 'stock_config',
+    'adapter_wrappers_in_config',
     'build_model', 'example_inputs', 'max_relative_difference',
     'reparameterize_checkpoint', 'is_merged_checkpoint', 'CheckpointError',
     'META_KEY'

@@ -45,6 +45,14 @@ FGVC_SETS: Dict[str, FGVCSet] = {
 FGVC_SPLITS = ('train', 'val', 'trainval', 'test')
 
 
+def fgvc_set(name: str) -> FGVCSet:
+    """The table entry of set ``name``, with a clear error if unknown."""
+    if name not in FGVC_SETS:
+        raise KeyError(f'unknown FGVC set {name!r}; the sets are '
+                       f'{", ".join(FGVC_SETS)}')
+    return FGVC_SETS[name]
+
+
 @DATASETS.register_module()
 class FGVC(BaseDataset):
     """One FGVC set, read from VPT's json split files.

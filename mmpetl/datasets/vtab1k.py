@@ -61,6 +61,24 @@ def vtab1k_task(name: str) -> VTABTask:
     return VTAB1K_TASKS[name]
 
 
+#: The attention-only RepAdapter's own per-task scales (the reference code's
+#: ``configs/repattn/*.yaml``), also chosen from {0.1, 0.5, 1, 5, 10}.
+VTAB1K_REPATTN_SCALES: Dict[str, float] = {
+    'cifar': 0.1, 'caltech101': 10, 'dtd': 0.1, 'oxford_flowers102': 0.5,
+    'oxford_iiit_pet': 0.5, 'svhn': 10, 'sun397': 0.1,
+    'patch_camelyon': 0.5, 'eurosat': 5, 'resisc45': 0.1,
+    'diabetic_retinopathy': 0.5, 'clevr_count': 1, 'clevr_dist': 0.1,
+    'dmlab': 5, 'kitti': 1, 'dsprites_loc': 10, 'dsprites_ori': 5,
+    'smallnorb_azi': 10, 'smallnorb_ele': 1,
+}
+
+
+def repattn_scale(name: str) -> float:
+    """The attention-only RepAdapter's scale for task ``name``."""
+    vtab1k_task(name)  # unknown task: the table's error
+    return VTAB1K_REPATTN_SCALES[name]
+
+
 @DATASETS.register_module()
 class VTAB1k(BaseDataset):
     """One VTAB-1k task, read from its split list.

@@ -1,17 +1,20 @@
 # ARC (Dong et al.): shared D (hidden 50) per site kind, per-layer lambda
-# and bias. Its VTAB-1k recipe: AdamW lr 1e-2, wd 0, batch 32, grad-clip
-# 1.0, 10 warm-up epochs then cosine to 0, zero-initialised head.
+# and bias. Its VTAB-1k recipe (DavidYanAnDe/ARC vtab_ARC_train.py): AdamW
+# lr 1e-2, wd 0, batch 32 without drop_last, grad-clip 1.0, 10 warm-up
+# epochs then cosine to 0, stepped per iteration, zero-initialised head,
+# adapter dropout 0.1, and no drop-path (its ViT has no DropPath).
 _base_ = ['./vtab1k.py']
 
 model = dict(
     backbone=dict(
         _delete_=True,
         type='mmpetl.ARCBackbone',
-        backbone=_base_.backbone,
+        backbone=dict(_base_.backbone, drop_path_rate=0.),
         hidden_dim=50,
         dropout=0.1),
-    head=dict(init_cfg=dict(type='Constant', layer='Linear', val=0.)))
-train_dataloader = dict(batch_size=32)
+    head=dict(init_cfg=dict(
+        _delete_=True, type='Constant', layer='Linear', val=0.)))
+train_dataloader = dict(batch_size=32, drop_last=False)
 optim_wrapper = dict(
     optimizer=dict(lr=1e-2, weight_decay=0.),
     clip_grad=dict(max_norm=1.0))

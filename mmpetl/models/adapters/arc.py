@@ -1,12 +1,16 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from mmpetl.registry import MODELS
 from ..adapter_backbone import AdapterBackbone, AttachSite
+from ..attach_sites import find_attach_sites
 from ..mergeable_adapter import MergeableAdapter
+
+#: Where ARC's FFN adapter sits in a Swin block (see :class:`ARCBackbone`).
+SWIN_FFN_PLACEMENTS = ('foldable', 'reference')
 
 
 class SharedProjection(nn.Module):
@@ -96,6 +100,48 @@ class ARCAdapter(MergeableAdapter):
         return matrix, shift if self.bias is None else self.bias.double()
 
 
+class ResidualStreamFFN(nn.Module):
+    r"""A Swin block's ``norm2`` and FFN with ARC's adapter on the residual
+    stream before ``norm2``, as the ARC reference code places it in Swin
+    (``Model/ARC_swin_b.py``)::
+
+        x' = a(x)
+        out = x' + FFN(norm2(x'))
+
+    The block's own ``norm2`` is replaced by ``nn.Identity`` and this module
+    replaces its ``ffn``, so the block calls ``ffn(x, identity=x)`` with the
+    residual stream ``x`` (the ``identity`` it passes is that same tensor and
+    is replaced by ``a(x)``). The adapter changes the skip path as well as
+    the FFN's input, so it cannot be folded into a linear: merging refuses
+    a model holding one.
+
+    Args:
+        norm (nn.Module): The block's ``norm2``.
+        ffn (nn.Module): The block's FFN (``forward(x, identity=None)``).
+        adapter (MergeableAdapter): The site's adapter.
+
+    Shapes:
+        input: (B, L, C) -> output: (B, L, C).
+    """
+
+    fold_error = (
+        "ARC's reference Swin placement (swin_ffn_placement='reference') "
+        'puts the FFN adapter on the residual stream before norm2, where it '
+        'also changes the skip path, so it cannot be folded into a linear; '
+        "train with swin_ffn_placement='foldable' (the default) to merge")
+
+    def __init__(self, norm: nn.Module, ffn: nn.Module,
+                 adapter: MergeableAdapter):
+        super().__init__()
+        self.norm = norm
+        self.ffn = ffn
+        self.adapter = adapter
+
+    def forward(self, x: Tensor, identity: Optional[Tensor] = None) -> Tensor:
+        x = self.adapter(x)
+        return self.ffn(self.norm(x), identity=x)
+
+
 @MODELS.register_module()
 class ARCBackbone(AdapterBackbone):
     """A frozen backbone with :class:`ARCAdapter` in front of its target
@@ -110,6 +156,12 @@ class ARCBackbone(AdapterBackbone):
         ffn_scale_init (str): ``lambda`` init of FFN sites. Defaults to
             ``'zeros'`` (identity at init); the reference code uses
             ``'xavier_uniform'``.
+        swin_ffn_placement (str): Where the FFN adapter sits in a Swin
+            block. ``'foldable'`` (default): after ``norm2``, in front of
+            fc1, where it folds into fc1. ``'reference'``: on the residual
+            stream before ``norm2``, as in the ARC reference code
+            (:class:`ResidualStreamFFN`); it cannot be merged. Only for the
+            Swin backbones of the attach-site table.
         **kwargs: ``sites``, ``targets``, ``save_frozen``, ``init_cfg`` of
             :class:`AdapterBackbone`.
     """
@@ -120,16 +172,53 @@ class ARCBackbone(AdapterBackbone):
                  dropout: float = 0.1,
                  attn_scale_init: str = 'zeros',
                  ffn_scale_init: str = 'zeros',
+                 swin_ffn_placement: str = 'foldable',
                  **kwargs):
+        if swin_ffn_placement not in SWIN_FFN_PLACEMENTS:
+            raise ValueError(f'swin_ffn_placement must be one of '
+                             f'{SWIN_FFN_PLACEMENTS}, not '
+                             f'{swin_ffn_placement!r}')
         self.hidden_dim = hidden_dim
         self.dropout = dropout
         self.scale_inits = dict(attn=attn_scale_init, ffn=ffn_scale_init)
+        self.swin_ffn_placement = swin_ffn_placement
         super().__init__(backbone, **kwargs)
 
     def attach_adapters(self) -> None:
         # share group -> SharedProjection, filled by build_adapter
         self.shared_projections = nn.ModuleDict()
-        super().attach_adapters()
+        if self.swin_ffn_placement == 'foldable' or 'ffn' not in self.sites:
+            super().attach_adapters()
+            return
+        ffn_sites = self._swin_ffn_sites()
+        sites = self.sites
+        self.sites = tuple(kind for kind in sites if kind != 'ffn')
+        try:
+            super().attach_adapters()
+        finally:
+            self.sites = sites
+        for site in ffn_sites:
+            block = self.backbone.get_submodule(site.path)
+            block.ffn = ResidualStreamFFN(block.norm2, block.ffn,
+                                          self.build_adapter(site))
+            block.norm2 = nn.Identity()
+        self.attach_sites = self.attach_sites + ffn_sites
+
+    def _swin_ffn_sites(self) -> list:
+        """The FFN sites of the reference placement: one per Swin block,
+        ``path`` naming the block (it holds ``norm2`` and ``ffn``)."""
+        name = type(self.backbone).__name__
+        if self.targets is not None or name != 'SwinTransformer':
+            raise ValueError(
+                "swin_ffn_placement='reference' applies to the Swin "
+                f'backbones of the attach-site table, not {name}' +
+                (' with targets' if self.targets is not None else ''))
+        sites = []
+        for site in find_attach_sites(self.backbone, ('ffn', )):
+            block = site.path.split('.ffn.')[0]
+            sites.append(AttachSite(block, site.kind, site.share_group,
+                                    site.in_features))
+        return sites
 
     def build_adapter(self, site: AttachSite) -> ARCAdapter:
         if site.share_group not in self.shared_projections:

@@ -1,0 +1,10 @@
+_base_ = ['../_base_/swin-b_arc.py']
+from mmpetl.datasets import vtab1k_task
+
+task = 'diabetic_retinopathy'
+model = dict(head=dict(num_classes=vtab1k_task(task).num_classes))
+# train_ARC_swin.py's values for this task
+optim_wrapper = dict(optimizer=dict(lr=5e-3, weight_decay=5e-5))
+train_dataloader = dict(dataset=dict(task=task))
+val_dataloader = dict(dataset=dict(task=task))
+test_dataloader = dict(dataset=dict(task=task))

@@ -1,0 +1,10 @@
+_base_ = ['../_base_/swin-b_repadapter.py']
+from mmpetl.datasets import vtab1k_task
+
+task = 'patch_camelyon'
+model = dict(
+    backbone=dict(scale=vtab1k_task(task).repadapter_scale),
+    head=dict(num_classes=vtab1k_task(task).num_classes))
+train_dataloader = dict(dataset=dict(task=task))
+val_dataloader = dict(dataset=dict(task=task))
+test_dataloader = dict(dataset=dict(task=task))

@@ -4,15 +4,24 @@ MMEngine's Runner, resume where a previous run stopped, and collect one
 results table. The library side of ``tools/suites/vtab.py``.
 
 Per method and task, ``{work_dir}/{method}/{task}/`` holds the runner's
-files and ``result.json`` (top-1 on the test split, trainable parameters),
-written atomically when the task is finished: a task with ``result.json``
-is skipped; a task without it but with a ``last_checkpoint`` resumes from
-that checkpoint.
+files and ``result.json`` (top-1 on the test split, trainable parameters,
+data variant), written atomically when the task is finished: a task with
+``result.json`` is skipped; a task without it but with a ``last_checkpoint``
+resumes from that checkpoint.
+
+The standard protocol (:mod:`mmpetl.suite_protocol`) adds, per task, one
+run per point of a hyper-parameter grid trained on the search split and
+evaluated on the validation split (``{task}/search/{point}/``), the pick
+(``{task}/picked.json``), and one run per seed of the picked values on
+the full training split, tested once (``{task}/seed_{s}/``); the tables
+then give mean ± std over seeds.
 """
 import copy
 import csv
+import glob
 import json
 import os.path as osp
+import statistics
 from typing import Dict, List, Optional, Sequence
 
 from mmengine.config import Config
@@ -44,6 +53,11 @@ TINY_ARCHS = {
 }
 
 
+# Dataset types --dry-run points at stand-in data, and the config key
+# naming their task / set.
+STANDIN_TYPES = {'mmpetl.VTAB1k': 'task', 'mmpetl.FewShot': 'name'}
+
+
 def stock_backbone(model_cfg: dict) -> dict:
     """The stock backbone config inside ``model_cfg.backbone``, looking
     through adapter / LoRA wrappers."""
@@ -71,8 +85,9 @@ def replace_backbone(cfg: Config, backbone: dict, neck: Optional[dict],
 def shrink_for_dry_run(cfg: Config, data_root: str) -> None:
     """A few iterations on tiny data with a tiny backbone of the same type,
     no pre-trained weights: every other setting (wrappers, heads, hooks,
-    pipeline, schedule types) stays the config's. VTAB-1k datasets read the
-    stand-in tasks under ``data_root``; other datasets keep their own."""
+    pipeline, schedule types) stays the config's. VTAB-1k and few-shot
+    datasets read the stand-in data under ``data_root`` (see
+    :func:`write_standin_data`); other datasets keep their own."""
     stock = stock_backbone(cfg.model)
     if stock['type'] not in TINY_ARCHS:
         raise ValueError(f'--dry-run knows no tiny {stock["type"]}; add it '
@@ -86,7 +101,7 @@ def shrink_for_dry_run(cfg: Config, data_root: str) -> None:
         # The first 8 samples (mmengine's `indices`); serializing a handful
         # of samples costs a gc.collect() per dataset.
         loader.dataset.update(indices=8, serialize_data=False)
-        if loader.dataset.type == 'mmpetl.VTAB1k':
+        if loader.dataset.type in STANDIN_TYPES:
             loader.dataset.data_root = data_root
     # One epoch, or as few as leave each open-ended scheduler a step.
     open_ended = [s.get('begin', 0) for s in cfg.get('param_scheduler', [])
@@ -94,6 +109,20 @@ def shrink_for_dry_run(cfg: Config, data_root: str) -> None:
     cfg.train_cfg.update(max_epochs=1 + max(open_ended, default=0))
     cfg.default_hooks.logger.interval = 1
     cfg.default_hooks.checkpoint.interval = 1
+
+
+def write_standin_data(configs: Sequence[Config], root: str) -> None:
+    """Write the tiny stand-in data under ``root`` for the VTAB-1k tasks
+    and few-shot sets that ``configs`` read (``--dry-run``)."""
+    from mmpetl.datasets import write_fewshot_standin, write_vtab1k_standin
+    names = {kind: set() for kind in STANDIN_TYPES}
+    for cfg in configs:
+        for loader in ('train_dataloader', 'test_dataloader'):
+            dataset = cfg[loader].dataset
+            if dataset.type in STANDIN_TYPES:
+                names[dataset.type].add(dataset[STANDIN_TYPES[dataset.type]])
+    write_vtab1k_standin(root, sorted(names['mmpetl.VTAB1k']))
+    write_fewshot_standin(root, sorted(names['mmpetl.FewShot']))
 
 
 def count_trainable(cfg: Config) -> Dict[str, int]:
@@ -121,10 +150,13 @@ def count_trainable(cfg: Config) -> Dict[str, int]:
     return counts
 
 
-def run_task(cfg: Config, work_dir: str, launcher: str = 'none') -> dict:
+def run_task(cfg: Config, work_dir: str, launcher: str = 'none',
+             **record) -> dict:
     """Train ``cfg`` in ``work_dir`` (resuming from its last checkpoint if
-    there is one), test the last epoch's model, and write
-    ``{work_dir}/result.json``. Returns the result."""
+    there is one), test the last epoch's model (on the test dataloader's
+    split), and write ``{work_dir}/result.json``: top-1, parameter counts
+    and the ``record`` fields (seed, data variant, ...). Returns the
+    result."""
     cfg = copy.deepcopy(cfg)
     cfg.work_dir = work_dir
     cfg.launcher = launcher
@@ -144,7 +176,8 @@ def run_task(cfg: Config, work_dir: str, launcher: str = 'none') -> dict:
         top1=float(metrics['accuracy/top1']),
         trainable=counts['trainable'],
         trainable_backbone=counts.get('trainable.backbone', 0),
-        total=counts['total'])
+        total=counts['total'],
+        **record)
     if runner.rank == 0:
         with atomic_output(osp.join(work_dir, RESULT_FILE)) as tmp:
             with open(tmp, 'w') as f:
@@ -152,16 +185,29 @@ def run_task(cfg: Config, work_dir: str, launcher: str = 'none') -> dict:
     return result
 
 
+def task_results(task_dir: str) -> List[dict]:
+    """The finished results of one method and task: ``result.json`` of a
+    single run, or of each ``seed_{s}/`` run, in seed order."""
+    single = osp.join(task_dir, RESULT_FILE)
+    paths = [single] if osp.isfile(single) else sorted(
+        glob.glob(osp.join(task_dir, 'seed_*', RESULT_FILE)),
+        key=lambda p: int(osp.basename(osp.dirname(p))[len('seed_'):]))
+    results = []
+    for path in paths:
+        with open(path) as f:
+            results.append(json.load(f))
+    return results
+
+
 def load_results(work_root: str, methods: Sequence[str],
-                 tasks: Sequence[str]) -> Dict[str, Dict[str, dict]]:
-    """``{method: {task: result}}`` of the finished tasks."""
+                 tasks: Sequence[str]) -> Dict[str, Dict[str, List[dict]]]:
+    """``{method: {task: [result per seed]}}`` of the finished tasks."""
     results = {}
     for method in methods:
         for task in tasks:
-            path = osp.join(work_root, method, task, RESULT_FILE)
-            if osp.isfile(path):
-                with open(path) as f:
-                    results.setdefault(method, {})[task] = json.load(f)
+            found = task_results(osp.join(work_root, method, task))
+            if found:
+                results.setdefault(method, {})[task] = found
     return results
 
 
@@ -169,31 +215,63 @@ def _mean(values: List[float]) -> Optional[float]:
     return sum(values) / len(values) if values else None
 
 
-def summarize(results: Dict[str, Dict[str, dict]],
+def _std(values: List[float]) -> Optional[float]:
+    """Sample standard deviation; None below two values."""
+    return statistics.stdev(values) if len(values) > 1 else None
+
+
+def _aggregates(top1: Dict[str, float], tasks: Sequence[str]) -> dict:
+    """Group means (VTAB-1k tasks), their mean and the flat mean of one
+    seed's per-task top-1."""
+    out = {}
+    done = [t for t in tasks if t in top1]
+    groups = {}
+    for group in VTAB1K_GROUPS:
+        members = [t for t in done if t in VTAB1K_TASKS and
+                   VTAB1K_TASKS[t].group == group]
+        if members:
+            groups[group] = out[group] = _mean([top1[t] for t in members])
+    if groups:
+        out['mean_of_groups'] = _mean(list(groups.values()))
+    out['mean'] = _mean([top1[t] for t in done])
+    return out
+
+
+def summarize(results: Dict[str, Dict[str, List[dict]]],
               tasks: Sequence[str]) -> List[dict]:
     """One row per method: top-1 per task, and for VTAB-1k tasks the mean
     of each group, the mean of the group means (the papers' convention)
-    and the flat mean over tasks. A mean covers the finished tasks only;
-    ``tasks_done`` says how many."""
+    and the flat mean over tasks. With several seeds, each value is the
+    mean over seeds and ``{column}_std`` its sample standard deviation
+    (aggregates: computed per seed, then over seeds). A mean covers the
+    finished tasks only; ``tasks_done`` says how many, ``seeds`` how many
+    runs per task, ``data`` the data variants the results ran on."""
     rows = []
     for method, per_task in results.items():
         row = dict(method=method)
-        for task in tasks:
-            row[task] = per_task[task]['top1'] if task in per_task else None
         done = [t for t in tasks if t in per_task]
-        groups = {}
-        for group in VTAB1K_GROUPS:
-            members = [t for t in done if t in VTAB1K_TASKS and
-                       VTAB1K_TASKS[t].group == group]
-            if members:
-                groups[group] = _mean([per_task[t]['top1'] for t in members])
-                row[group] = groups[group]
-        if groups:
-            row['mean_of_groups'] = _mean(list(groups.values()))
-        row['mean'] = _mean([per_task[t]['top1'] for t in done])
+        per_seed: Dict[object, Dict[str, float]] = {}
+        for task in done:
+            values = [r['top1'] for r in per_task[task]]
+            row[task] = _mean(values)
+            row[f'{task}_std'] = _std(values)
+            for i, r in enumerate(per_task[task]):
+                per_seed.setdefault(r.get('seed', i), {})[task] = r['top1']
+        for task in tasks:
+            row.setdefault(task, None)
+        per_seed_aggregates = [_aggregates(top1, tasks)
+                               for top1 in per_seed.values()]
+        for column in per_seed_aggregates[0] if per_seed_aggregates else ():
+            values = [a[column] for a in per_seed_aggregates if column in a]
+            row[column] = _mean(values)
+            row[f'{column}_std'] = _std(values)
         row['tasks_done'] = f'{len(done)}/{len(tasks)}'
+        row['seeds'] = max((len(per_task[t]) for t in done), default=0)
+        runs = [r for t in done for r in per_task[t]]
+        row['data'] = '+'.join(sorted({r.get('data_variant', '-')
+                                       for r in runs})) or None
         for count in ('trainable_backbone', 'trainable'):
-            row[count] = round(_mean([per_task[t][count] for t in done]))
+            row[count] = round(_mean([r[count] for r in runs]))
         rows.append(row)
     return rows
 
@@ -201,60 +279,75 @@ def summarize(results: Dict[str, Dict[str, dict]],
 def _columns(rows: List[dict], tasks: Sequence[str]) -> List[str]:
     extra = [c for c in (*VTAB1K_GROUPS, 'mean_of_groups')
              if any(c in r for r in rows)]
-    return ['method', *tasks, *extra, 'mean', 'tasks_done',
+    return ['method', *tasks, *extra, 'mean', 'tasks_done', 'seeds', 'data',
             'trainable_backbone', 'trainable']
 
 
-def _text(value) -> str:
+def _text(value, std=None) -> str:
     if value is None:
         return '-'
     if isinstance(value, int):
         return f'{value:,}'
     if isinstance(value, float):
-        return f'{value:.2f}'
+        return f'{value:.2f}' if std is None else f'{value:.2f} ± {std:.2f}'
     return str(value)
 
 
-def write_tables(rows: List[dict], tasks: Sequence[str],
-                 out_stem: str) -> List[str]:
-    """Write ``{out_stem}.md`` and ``{out_stem}.csv`` atomically.
-    Parameter columns: trainable parameters of the backbone (adapters) and
-    in all (with the head), averaged over tasks."""
-    columns = _columns(rows, tasks)
+def write_markdown_csv(rows: List[dict], columns: List[str],
+                        markdown_cells, out_stem: str) -> List[str]:
+    """``{out_stem}.md`` (cells from ``markdown_cells(row, column)``) and
+    ``{out_stem}.csv`` (the values), both written atomically."""
     markdown = ['| ' + ' | '.join(columns) + ' |',
                 '|' + '---|' * len(columns)]
-    markdown += ['| ' + ' | '.join(_text(r.get(c)) for c in columns) + ' |'
-                 for r in rows]
+    markdown += ['| ' + ' | '.join(markdown_cells(r, c) for c in columns) +
+                 ' |' for r in rows]
+    csv_columns = [c for column in columns for c in (column, f'{column}_std')
+                   if c == column or any(r.get(c) is not None for r in rows)]
     paths = [f'{out_stem}.md', f'{out_stem}.csv']
     with atomic_output(paths[0]) as tmp:
         with open(tmp, 'w') as f:
             f.write('\n'.join(markdown) + '\n')
     with atomic_output(paths[1]) as tmp:
         with open(tmp, 'w', newline='') as f:
-            writer = csv.DictWriter(f, fieldnames=columns,
+            writer = csv.DictWriter(f, fieldnames=csv_columns,
                                     extrasaction='ignore')
             writer.writeheader()
             writer.writerows(rows)
     return paths
 
 
+def write_tables(rows: List[dict], tasks: Sequence[str],
+                 out_stem: str) -> List[str]:
+    """Write ``{out_stem}.md`` (``mean ± std`` where there are several
+    seeds) and ``{out_stem}.csv`` (means, and ``{column}_std`` columns
+    where there are several seeds) atomically. Parameter columns:
+    trainable parameters of the backbone (adapters) and in all (with the
+    head), averaged over tasks."""
+    return write_markdown_csv(
+        rows, _columns(rows, tasks),
+        lambda row, c: _text(row.get(c), row.get(f'{c}_std')), out_stem)
+
+
 def plot_accuracy_vs_parameters(rows: List[dict], path: str) -> None:
     """Mean accuracy (mean of group means where there are groups) against
-    trainable backbone parameters, one point per method; written
+    trainable backbone parameters, one point per method, with error bars
+    of one standard deviation over seeds where there are several; written
     atomically."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     figure, axes = plt.subplots(figsize=(5, 4))
     for row in rows:
-        accuracy = row.get('mean_of_groups', row['mean'])
+        column = 'mean_of_groups' if 'mean_of_groups' in row else 'mean'
+        accuracy, std = row[column], row.get(f'{column}_std')
         params = max(row['trainable_backbone'] or 0, 1)
-        axes.scatter(params, accuracy)
+        axes.errorbar(params, accuracy, yerr=std, fmt='o', capsize=3)
         axes.annotate(row['method'], (params, accuracy),
                       textcoords='offset points', xytext=(4, 4))
     axes.set_xscale('log')
     axes.set_xlabel('trainable backbone parameters')
-    axes.set_ylabel('top-1 (%)')
+    axes.set_ylabel('top-1 (%)' + (' (mean ± std over seeds)' if any(
+        r.get('seeds', 1) > 1 for r in rows) else ''))
     axes.grid(True, alpha=0.3)
     figure.tight_layout()
     with atomic_output(path) as tmp:

@@ -78,6 +78,26 @@ def write_digits_task(root: str,
     return write_split_lists(root, lines, mark_complete=True)
 
 
+def _write_digit_images(img_root: str, count: int, num_classes: int,
+                        rng: np.random.Generator,
+                        size: int) -> List[str]:
+    """Write ``count`` random scikit-learn digits as ``size`` x ``size``
+    PNGs into ``img_root``; returns their ``name label`` lines (labels
+    ``digit % num_classes``)."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    os.makedirs(img_root, exist_ok=True)
+    lines = []
+    for index in rng.choice(len(data.images), count, replace=False):
+        name = f'{index:04d}.png'
+        pixels = (data.images[index] * (255 / 16)).astype(np.uint8)
+        Image.fromarray(pixels).resize((size, size), Image.BILINEAR).save(
+            osp.join(img_root, name))
+        lines.append(f'{name} {data.target[index] % num_classes}\n')
+    return lines
+
+
 def write_vtab1k_standin(root: str,
                          tasks: Sequence[str],
                          images_per_split: int = 4,
@@ -89,33 +109,84 @@ def write_vtab1k_standin(root: str,
     ``{root}/{task}/images/`` and the four lists ``train800.txt``,
     ``val200.txt``, ``train800val200.txt`` and ``test.txt`` (``path label``
     lines) with labels ``digit % num_classes`` of the task. Used by
-    ``tools/suites/vtab.py --dry-run`` and the tests.
+    ``tools/suites/vtab.py --dry-run`` and the tests; their counts are not
+    VTAB-1k's (the suite records them as data variant ``standin``).
     """
-    from sklearn.datasets import load_digits
-
     from .vtab1k import vtab1k_task
-    data = load_digits()
     rng = np.random.default_rng(seed)
     for task in tasks:
-        num_classes = vtab1k_task(task).num_classes
         folder = osp.join(root, task)
-        os.makedirs(osp.join(folder, 'images'), exist_ok=True)
-        picked = rng.choice(len(data.images), 3 * images_per_split,
-                            replace=False)
-        lines = []
-        for index in picked:
-            name = f'images/{index:04d}.png'
-            pixels = (data.images[index] * (255 / 16)).astype(np.uint8)
-            Image.fromarray(pixels).resize((size, size),
-                                           Image.BILINEAR).save(
-                                               osp.join(folder, name))
-            lines.append(f'{name} {data.target[index] % num_classes}\n')
+        lines = [f'images/{line}' for line in _write_digit_images(
+            osp.join(folder, 'images'), 3 * images_per_split,
+            vtab1k_task(task).num_classes, rng, size)]
         train, val = lines[:images_per_split], \
             lines[images_per_split:images_per_split * 3 // 2]
         write_split_lists(
             folder,
             dict(train800=train, val200=val, train800val200=train + val,
                  test=lines[images_per_split * 3 // 2:]))
+
+
+def write_fewshot_standin(root: str,
+                          sets: Sequence[str],
+                          shots: Sequence[int] = (1, 2, 4, 8, 16),
+                          seeds: Sequence[int] = (0, 1, 2),
+                          images_per_split: int = 4,
+                          size: int = 32,
+                          seed: int = 0) -> None:
+    """Write tiny stand-in sets in the few-shot layout of NOAH (real
+    images): per set, scikit-learn digits under its image folder and the
+    lists ``annotations/train_meta.list.num_shot_{K}.seed_{S}`` (for every
+    K and S), ``val_meta.list`` and ``test_meta.list`` with
+    ``images_per_split`` lines each (not K per class: the suite records
+    them as data variant ``standin``)."""
+    from .fewshot import fewshot_list_file, fewshot_set
+    rng = np.random.default_rng(seed)
+    for name in sets:
+        entry = fewshot_set(name)
+        folder = osp.join(root, entry.folder)
+        lines = _write_digit_images(
+            osp.join(folder, entry.image_dir), 3 * images_per_split,
+            entry.num_classes, rng, size)
+        os.makedirs(osp.join(folder, 'annotations'), exist_ok=True)
+        train = lines[:images_per_split]
+        splits = {
+            fewshot_list_file('train', k, s): train
+            for k in shots for s in seeds
+        }
+        splits[fewshot_list_file('val', 0, 0)] = \
+            lines[images_per_split:2 * images_per_split]
+        splits[fewshot_list_file('test', 0, 0)] = lines[2 * images_per_split:]
+        for path, split_lines in splits.items():
+            with open(osp.join(folder, path), 'w') as f:
+                f.writelines(split_lines)
+
+
+def write_holdout_split(root: str,
+                        source: str = 'train',
+                        fraction: float = 0.2,
+                        names: Sequence[str] = ('search_train', 'search_val'),
+                        seed: int = 0) -> Dict[str, int]:
+    """Split ``{root}/{source}.txt`` per label into ``{root}/{names[0]}.txt``
+    and a held-out ``{root}/{names[1]}.txt`` (``fraction`` of each label,
+    at least one image): the train / validation lists of the
+    hyper-parameter search on a task that ships only train / test lists.
+    Returns lines per written list."""
+    with open(osp.join(root, f'{source}.txt')) as f:
+        lines = [line for line in f if line.strip()]
+    by_label: Dict[str, List[str]] = {}
+    for line in lines:
+        by_label.setdefault(line.rsplit(maxsplit=1)[1], []).append(line)
+    rng = np.random.default_rng(seed)
+    kept, held_out = [], []
+    for label in sorted(by_label):
+        members = by_label[label]
+        order = rng.permutation(len(members))
+        num_held = max(1, int(round(fraction * len(members))))
+        held = set(order[:num_held].tolist())
+        for i, line in enumerate(members):
+            (held_out if i in held else kept).append(line)
+    return write_split_lists(root, {names[0]: kept, names[1]: held_out})
 
 
 def write_lfw_faces_task(root: str,

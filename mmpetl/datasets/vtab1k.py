@@ -16,7 +16,7 @@ from typing import Dict, List, NamedTuple
 from mmpretrain.datasets import BaseDataset
 
 from mmpetl.registry import DATASETS
-from .annotation_errors import AnnotationError, check_sample
+from .annotation_errors import read_path_label_list
 
 
 class VTABTask(NamedTuple):
@@ -51,6 +51,20 @@ VTAB1K_TASKS: Dict[str, VTABTask] = {
 }
 VTAB1K_GROUPS = ('natural', 'specialized', 'structured')
 VTAB1K_SPLITS = ('train800', 'val200', 'train800val200', 'test')
+#: Images per split of the real VTAB-1k: the 1,000 training images, and
+#: each task's test split as task_adaptation defines it (the full TFDS
+#: test split, or a percentage slice: e.g. smallnorb ``test[50%:]`` of
+#: 24,300 = 12,150, dsprites 10% of 737,280 = 73,728).
+VTAB1K_TRAIN_SIZES = dict(train800=800, val200=200, train800val200=1000)
+VTAB1K_TEST_SIZES: Dict[str, int] = {
+    'cifar': 10000, 'caltech101': 6084, 'dtd': 1880,
+    'oxford_flowers102': 6149, 'oxford_iiit_pet': 3669, 'svhn': 26032,
+    'sun397': 21750, 'patch_camelyon': 32768, 'eurosat': 5400,
+    'resisc45': 6300, 'diabetic_retinopathy': 42670, 'clevr_count': 15000,
+    'clevr_dist': 15000, 'dmlab': 22735, 'kitti': 711,
+    'dsprites_loc': 73728, 'dsprites_ori': 73728, 'smallnorb_azi': 12150,
+    'smallnorb_ele': 12150,
+}
 
 
 def vtab1k_task(name: str) -> VTABTask:
@@ -101,6 +115,8 @@ class VTAB1k(BaseDataset):
             ``path label``, an image does not exist or a label is outside
             ``[0, num_classes)``; the message names the file and line.
     """
+    #: Recorded next to results (see :mod:`mmpetl.datasets.split_check`).
+    data_variant = 'vtab-1k'
 
     def __init__(self,
                  task: str,
@@ -122,28 +138,16 @@ class VTAB1k(BaseDataset):
             **kwargs)
 
     def load_data_list(self) -> List[dict]:
-        if not osp.isfile(self.ann_file):
-            raise AnnotationError(
-                f'VTAB-1k {self.task} list file {self.ann_file} does not '
-                'exist')
-        data_list = []
-        with open(self.ann_file) as f:
-            for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                fields = line.split()
-                if len(fields) != 2 or not fields[1].lstrip('-').isdigit():
-                    raise AnnotationError(
-                        f'{self.ann_file}, line {number}: expected '
-                        f"'relative/path.jpg label', got {line.strip()!r}")
-                img_path = osp.join(self.data_root, fields[0])
-                label = int(fields[1])
-                check_sample(self.ann_file, f'line {number}', img_path,
-                             label, self.num_classes)
-                data_list.append(dict(img_path=img_path, gt_label=label))
-        if not data_list:
-            raise AnnotationError(f'{self.ann_file} lists no images')
-        return data_list
+        return read_path_label_list(self.ann_file, self.data_root,
+                                    self.num_classes,
+                                    f'VTAB-1k {self.task}')
+
+    @property
+    def expected_size(self) -> int:
+        """Images the real VTAB-1k has in this task's split (checked by
+        :func:`mmpetl.datasets.check_split_data` before a suite run)."""
+        return VTAB1K_TRAIN_SIZES.get(self.split) or \
+            VTAB1K_TEST_SIZES[self.task]
 
     def extra_repr(self) -> List[str]:
         return [f'Task: \t{self.task}', f'Split: \t{self.split}']

@@ -7,13 +7,19 @@ shipped inside scikit-learn and scikit-image; nothing is downloaded.
 
 Writes the data, pre-trains with tools/train.py when the checkpoint is
 missing, then runs tools/suites/vtab.py (finished tasks are skipped) and prints
-the table of ``work_dirs/compare/results.md``."""
+the table of ``work_dirs/compare/results.md``. Arguments are passed on to
+tools/suites/vtab.py: the protocol version (search on a held-out fifth of
+each training list, seeds)::
+
+    python tools/suites/compare.py --search scale=0.1,1,10 --seeds 3 \
+        --work-dir work_dirs/compare-protocol
+"""
 import os
 import os.path as osp
 import subprocess
 import sys
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PRETRAIN_CONFIG = 'configs/quickstart/vit-tiny_digits0-4_pretrain.py'
 METHODS = ['linear-probe', 'full-finetune', 'lora', 'repadapter', 'arc']
 TASKS = ['digits5-9', 'lfw-faces']
@@ -28,14 +34,18 @@ def main():
     os.chdir(ROOT)
     from mmengine.config import Config
 
-    from mmpetl.datasets import write_digits_task, write_lfw_faces_task
+    from mmpetl.datasets import (write_digits_task, write_holdout_split,
+                                 write_lfw_faces_task)
     write_digits_task('data/quickstart/digits0-4', (0, 1, 2, 3, 4))
     write_digits_task('data/quickstart/digits5-9', (5, 6, 7, 8, 9))
     write_lfw_faces_task('data/compare/lfw-faces')
+    for task in ('data/quickstart/digits5-9', 'data/compare/lfw-faces'):
+        write_holdout_split(task)
     pretrained = Config.fromfile(PRETRAIN_CONFIG).pretrained
     if not osp.isfile(pretrained):
         run('tools/train.py', PRETRAIN_CONFIG, '--work-dir',
             osp.dirname(pretrained))
+    # argparse keeps the last of repeated options: the caller's win.
     run('tools/suites/vtab.py', '--config-dir', 'configs/compare', '--prefix',
         'vit-tiny', '--methods', *METHODS, '--tasks', *TASKS,
         '--work-dir', 'work_dirs/compare', *sys.argv[1:])

@@ -13,11 +13,25 @@ checkpoint. Then ``{work_dir}/results.{md,csv}`` (per task, group means,
 mean of group means, flat mean) and ``results.png`` (accuracy against
 trainable parameters) are rewritten from every finished task.
 
+The standard protocol (``mmpetl.suite_protocol``): ``--search
+scale=0.1,0.5,1,5,10 lr=5e-4,1e-3`` trains each grid point on the search
+split (VTAB-1k train800) and evaluates it on the validation split
+(val200), picks per task the best validation top-1, retrains with it on
+the full training split (train800val200) and tests once; ``--seeds 3``
+repeats the final runs with seeds 0, 1, 2 and the tables give mean ± std
+(``search.{md,csv}`` the grids and picks).
+
+Before training, the data of every unfinished run is checked: image
+counts against the benchmark's (VTAB-1k 800 / 200 / 1,000 / test size;
+few-shot K x classes) and every image readable; ``--data-variant NAME``
+accepts other data (counts not enforced) and records NAME next to each
+result (``--dry-run``: ``standin``).
+
 ``--dry-run`` builds every config and trains a few iterations (8 samples
-per split, one epoch) on stand-in data in the VTAB-1k layout (real
-scikit-learn digits) with a tiny backbone of the same type and no weights;
-the tests use it. ``--count-params`` builds each method at its real size
-and prints its trainable parameters.
+per split, one epoch) on stand-in data in the VTAB-1k / few-shot layouts
+(real scikit-learn digits) with a tiny backbone of the same type and no
+weights; the tests use it. ``--count-params`` builds each method at its
+real size and prints its trainable parameters.
 """
 import argparse
 import os
@@ -28,11 +42,12 @@ import torch
 from mmengine.config import Config, DictAction
 
 from mmpetl.checkpoint_io import CheckpointError, load_config_file
-from mmpetl.datasets import VTAB1K_TASKS, write_vtab1k_standin
-from mmpetl.task_suite import (RESULT_FILE, count_trainable, load_results,
+from mmpetl.datasets import VTAB1K_TASKS
+from mmpetl.suite_protocol import Protocol, parse_search, write_search_table
+from mmpetl.task_suite import (count_trainable, load_results,
                                plot_accuracy_vs_parameters, replace_backbone,
-                               run_task, shrink_for_dry_run, summarize,
-                               write_tables)
+                               shrink_for_dry_run, summarize,
+                               write_standin_data, write_tables)
 
 METHODS = ('repadapter', 'arc', 'lora', 'linear-probe', 'full-finetune')
 
@@ -60,12 +75,27 @@ def parse_args():
     parser.add_argument('--count-params', action='store_true',
                         help='only build each method (first task, real '
                         'size, no weights) and print trainable parameters')
+    parser.add_argument(
+        '--search', nargs='+', metavar='KEY=V1,V2',
+        help='grid searched on the validation split per task: scale, lr, '
+        'wd or a dotted config key (e.g. scale=0.1,0.5,1,5,10 lr=1e-3,5e-3)')
+    parser.add_argument('--seeds', type=int, metavar='N',
+                        help='final runs with seeds 0..N-1 (mean ± std); '
+                        'default: one run with the config\'s seed')
+    parser.add_argument(
+        '--data-variant', metavar='NAME',
+        help='run on data other than the benchmark\'s (counts not '
+        'enforced); NAME is recorded next to each result')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of every config')
     parser.add_argument('--launcher', default='none',
                         choices=['none', 'pytorch', 'slurm', 'mpi'])
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
+    if args.seeds is not None and args.seeds < 1:
+        parser.error('--seeds must be at least 1')
+    if args.dry_run and args.data_variant is None:
+        args.data_variant = 'standin'
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
@@ -89,16 +119,21 @@ def task_config(args, method: str, task: str, standin_root: str) -> Config:
     return cfg
 
 
+def fail(error: Exception) -> None:
+    print(f'error: {str(error).strip(chr(39))}', file=sys.stderr)
+    sys.exit(2)
+
+
 def main():
     args = parse_args()
     standin_root = osp.join(args.work_dir, 'standin_data')
     try:
+        search = parse_search(args.search)
         # Every config first: a typo fails now, not after hours of training.
         configs = {(m, t): task_config(args, m, t, standin_root)
                    for m in args.methods for t in args.tasks}
     except (CheckpointError, KeyError, ValueError) as e:
-        print(f'error: {str(e).strip(chr(39))}', file=sys.stderr)
-        sys.exit(2)
+        fail(e)
     if args.count_params:
         for method in args.methods:
             counts = count_trainable(configs[method, args.tasks[0]])
@@ -115,20 +150,14 @@ def main():
     # Each task tears its process group down: the launcher's rank decides.
     is_main = int(os.environ.get('RANK', 0)) == 0
     if args.dry_run and is_main:
-        write_vtab1k_standin(standin_root, [
-            t for t in args.tasks if t in VTAB1K_TASKS])
-    for (method, task), cfg in configs.items():
-        work_dir = osp.join(args.work_dir, method, task)
-        if osp.isfile(osp.join(work_dir, RESULT_FILE)):
-            if is_main:
-                print(f'{method} / {task}: done, skipped')
-            continue
-        result = run_task(cfg, work_dir, args.launcher)
-        if is_main:
-            print(f'{method} / {task}: top-1 {result["top1"]:.2f}, '
-                  f'trainable {result["trainable"]:,} (backbone '
-                  f'{result["trainable_backbone"]:,}) of '
-                  f'{result["total"]:,}')
+        write_standin_data(configs.values(), standin_root)
+    seeds = [None] if args.seeds is None else list(range(args.seeds))
+    try:  # plans every run and checks its data before any training
+        protocol = Protocol(configs, args.work_dir, search, seeds,
+                            args.data_variant, is_main)
+    except ValueError as e:  # AnnotationError included
+        fail(e)
+    grids = protocol.run(args.launcher)
     if is_main:
         rows = summarize(
             load_results(args.work_dir, args.methods, args.tasks),
@@ -137,6 +166,9 @@ def main():
         paths = write_tables(rows, args.tasks, stem)
         plot_accuracy_vs_parameters(rows, f'{stem}.png')
         print(open(paths[0]).read())
+        if grids:
+            paths += write_search_table(
+                grids, osp.join(args.work_dir, 'search'))
         print(f'wrote {", ".join(paths)}, {stem}.png')
 
 

@@ -26,3 +26,7 @@ compare: venv
 .PHONY: bench-training
 bench-training: venv
 	$(PYTHON) tools/benchmarks/training.py
+
+.PHONY: bench-cls
+bench-cls: venv
+	$(PYTHON) tools/benchmarks/training.py --task cls

@@ -16,7 +16,7 @@ interleaved rounds so that a shared machine's noise hits them alike.
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 from mmengine.optim import OptimWrapper
@@ -51,9 +51,8 @@ def make_optim_wrapper(model: nn.Module, lr: float = 1e-4) -> OptimWrapper:
     return OptimWrapper(torch.optim.AdamW(trainable, lr=lr))
 
 
-def saved_bytes_of_step(model: nn.Module, data: dict,
-                        optim_wrapper: OptimWrapper) -> int:
-    """Bytes of the distinct storages autograd saves in one training step,
+def _saved_bytes(model: nn.Module, run: Callable[[], object]) -> int:
+    """Bytes of the distinct storages autograd saves while ``run()`` runs,
     parameters excluded."""
     param_storages = {
         p.untyped_storage().data_ptr()
@@ -68,8 +67,49 @@ def saved_bytes_of_step(model: nn.Module, data: dict,
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model.train_step(data, optim_wrapper)
+        run()
     return sum(storages.values())
+
+
+def saved_bytes_of_step(model: nn.Module, data: dict,
+                        optim_wrapper: OptimWrapper) -> int:
+    """Bytes of the distinct storages autograd saves in one training step,
+    parameters excluded."""
+    return _saved_bytes(model, lambda: model.train_step(data, optim_wrapper))
+
+
+def saved_bytes_of_forward(model: nn.Module, data: dict) -> int:
+    """Bytes of the distinct storages autograd saves for backward in the
+    forward and loss of a training step, parameters excluded.
+
+    The same count as :func:`saved_bytes_of_step` (autograd saves during the
+    forward only) at a third of its cost, with no optimizer step: for a
+    batch too large to time on a CPU.
+    """
+    model.train()
+    return _saved_bytes(
+        model, lambda: model.parse_losses(
+            model._run_forward(model.data_preprocessor(data, True),
+                               mode='loss')))
+
+
+def require_input_grad(module: nn.Module):
+    """Make the first input of ``module`` require grad (a forward pre-hook).
+
+    Backward then runs the input gradient through ``module`` even where none
+    of its parameters trains. On a frozen backbone this is the floor of a
+    sequential adapter's training step: forward plus input-gradient
+    backward, no weight gradients (an adapter in the first layer needs the
+    gradient of every layer above it).
+
+    Returns:
+        The hook's handle (``.remove()`` undoes it).
+    """
+
+    def hook(module, args):
+        return (args[0].detach().requires_grad_(), ) + tuple(args[1:])
+
+    return module.register_forward_pre_hook(hook)
 
 
 def measure_training_steps(models: Dict[str, nn.Module],
@@ -172,3 +212,20 @@ def dense_batch(task: str, size: int, batch_size: int,
         else:
             raise ValueError(f"task must be 'seg' or 'det', not {task!r}")
     return dict(inputs=inputs, data_samples=samples)
+
+
+def classification_batch(size: int, batch_size: int,
+                         num_classes: int) -> dict:
+    """A random batch as mmpretrain's dataloaders yield it: uint8 images
+    (3, size, size) and ``DataSample`` s with a ground-truth label."""
+    from mmpretrain.structures import DataSample
+    generator = torch.Generator().manual_seed(0)
+    return dict(
+        inputs=[
+            torch.randint(0, 256, (3, size, size), generator=generator,
+                          dtype=torch.uint8) for _ in range(batch_size)
+        ],
+        data_samples=[
+            DataSample().set_gt_label(int(label)) for label in torch.randint(
+                0, num_classes, (batch_size, ), generator=generator)
+        ])

@@ -1,6 +1,6 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 from abc import ABCMeta, abstractmethod
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -36,3 +36,44 @@ class MergeableAdapter(nn.Module, metaclass=ABCMeta):
         """The identity map ``(I, 0)`` of this adapter's dimension."""
         eye = torch.eye(self.in_features, dtype=dtype, device=device)
         return eye, eye.new_zeros(self.in_features)
+
+
+def add_up_projection(x: Tensor,
+                      hidden: Tensor,
+                      weight: Tensor,
+                      bias: Optional[Tensor],
+                      scale: float = 1.0) -> Tensor:
+    """``x + scale * (hidden @ weight.T + bias)``, the residual up-projection
+    that ends a sequential adapter, as one GEMM.
+
+    The bias rides along as an extra hidden unit fixed at 1 and ``x`` is the
+    GEMM's accumulator (``torch.addmm(x, [hidden, 1], [weight.T; bias],
+    alpha=scale)``), so the forward writes one (..., d) tensor instead of
+    three (product, bias sum, residual sum), and the backward gets the bias
+    gradient from the weight-gradient GEMM instead of a reduction over the
+    tokens. Equal to the unfused formula up to float rounding (summation
+    order); under autocast the sum is formed in the autocast dtype, to which
+    the linear after the adapter casts it anyway.
+
+    Args:
+        x (Tensor): The adapter's input, shape (..., d).
+        hidden (Tensor): The hidden units, shape (..., h).
+        weight (Tensor): The up-projection, shape (d, h).
+        bias (Tensor, optional): Its bias, shape (d, ); ``None`` for an
+            adapter without shift.
+        scale (float): The scale of the branch.
+
+    Returns:
+        Tensor: shape (..., d).
+    """
+    up = weight.t()
+    if bias is not None:
+        hidden = torch.cat(
+            [hidden, hidden.new_ones(hidden.shape[:-1] + (1, ))], dim=-1)
+        up = torch.cat([up, bias.unsqueeze(0)])
+    out = torch.addmm(
+        x.reshape(-1, x.shape[-1]),
+        hidden.reshape(-1, hidden.shape[-1]),
+        up,
+        alpha=scale)
+    return out.view(x.shape)

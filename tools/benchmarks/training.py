@@ -6,6 +6,13 @@ same model config and batch, printed as ratios.
     python tools/benchmarks/training.py                       # both tasks
     python tools/benchmarks/training.py --task seg --size 512 --rounds 3
     python tools/benchmarks/training.py --task det --size 512 --device cuda
+    python tools/benchmarks/training.py --task cls    # ViT-B/16 classification
+
+``--task cls``: linear probe, RepAdapter, ARC, LoRA and full fine-tuning on
+ViT-B/16 (the VTAB-1k configs), plus the floor of a sequential adapter
+(frozen backbone, input-gradient backward only), as ratios to full
+fine-tuning: memory at ``--memory-batch-size`` (the paper's 64), step time
+at ``--batch-size`` (default 8, CPU-feasible).
 
 Memory is measured as in :mod:`mmpetl.benchmarks.training_cost` (saved activations +
 parameters + gradients + AdamW state; CUDA peak too on a GPU). Models are
@@ -13,6 +20,8 @@ built without pre-trained weights (the cost does not depend on them).
 """
 import argparse
 import copy
+import dataclasses
+import os
 import os.path as osp
 
 import torch
@@ -21,9 +30,12 @@ from mmengine.model import revert_sync_batchnorm
 
 import mmpetl  # noqa: F401  (compat fixes)
 from mmpetl.reparam import build_model
-from mmpetl.benchmarks.training_cost import dense_batch, measure_training_steps
+from mmpetl.benchmarks.training_cost import (classification_batch, dense_batch,
+                                             measure_training_steps,
+                                             require_input_grad,
+                                             saved_bytes_of_forward)
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = dict(
     seg='configs/ade20k/upernet_swin-b-in22k_{}_8xb2-160k_ade20k-512x512.py',
     det='configs/coco/cascade-mask-rcnn_swin-b-in22k_{}_fpn_ms-3x_coco.py')
@@ -36,16 +48,35 @@ METHODS = {
 }
 #: The paper's average savings of E3VA over full fine-tuning.
 PAPER_SAVING = dict(memory=62.2, time=26.2)
+CLS_CONFIG = 'configs/vtab/{0}/vit-b16_{0}_cifar.py'
+#: Printed name -> VTAB-1k config method; the floor is the linear probe with
+#: the input gradient run through the frozen backbone.
+CLS_METHODS = {
+    'floor (input grad only)': 'linear-probe',
+    'linear probe': 'linear-probe',
+    'RepAdapter': 'repadapter',
+    'ARC': 'arc',
+    'LoRA': 'lora',
+    'full fine-tuning': 'full-finetune',
+}
+#: The RepAdapter paper's savings over full fine-tuning (ratios 0.75, 0.80).
+REPADAPTER_PAPER_SAVING = dict(memory=20, time=25)
+#: Issue target: a sequential adapter's step time over full fine-tuning's.
+CLS_TIME_TARGET = 0.70
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--task', choices=['seg', 'det', 'both'],
+    parser.add_argument('--task', choices=['seg', 'det', 'both', 'cls'],
                         default='both')
-    parser.add_argument('--size', type=int, default=512,
-                        help='square input side (default 512)')
-    parser.add_argument('--batch-size', type=int, default=2,
-                        help='per-device batch of the configs (8xb2)')
+    parser.add_argument('--size', type=int, default=None,
+                        help='square input side (default 512; cls 224)')
+    parser.add_argument('--batch-size', type=int, default=None,
+                        help='timed batch (default 2, the configs\' 8xb2; '
+                        'cls 8)')
+    parser.add_argument('--memory-batch-size', type=int, default=64,
+                        help='cls: batch of the memory count (default 64, '
+                        'the paper\'s)')
     parser.add_argument('--rounds', type=int, default=3)
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--threads', type=int, default=None)
@@ -113,11 +144,76 @@ def report(task, costs, args):
               f'floor, saving {saving:.1f}% over full fine-tuning')
 
 
+def cls_models(device):
+    """The VTAB-1k ViT-B/16 model of each method, without pre-trained
+    weights."""
+    models = {}
+    for name, method in CLS_METHODS.items():
+        cfg = Config.fromfile(osp.join(ROOT, CLS_CONFIG.format(method)))
+        node = cfg.model.backbone
+        while 'backbone' in node or 'module' in node:  # LoRAModel: module
+            node = node.get('backbone', node.get('module'))
+        node.init_cfg = None
+        torch.manual_seed(0)
+        models[name] = build_model(cfg).to(device)
+    require_input_grad(models['floor (input grad only)'].backbone)
+    return models
+
+
+def cls_report(costs, memory_batch, args):
+    mib = 2**20
+    print(f'\ncls: ViT-B/16 {args.size}x{args.size}, memory at batch {memory_batch}, step '
+          f'at batch {args.batch_size}, device {args.device}, '
+          f'{torch.get_num_threads()} threads, median of {args.rounds} '
+          f'interleaved rounds, load average '
+          f'{" ".join(f"{x:.1f}" for x in os.getloadavg())}')
+    cuda = args.device.startswith('cuda')
+    print(f'{"method":<26}{"saved":>9}{"params":>8}{"grads":>7}{"AdamW":>7}'
+          f'{"memory":>9}{"step":>9}{"memory/FT":>11}{"step/FT":>9}' +
+          (f'{"cuda peak":>11}' if cuda else '') + '   (MiB, s)')
+    full = costs['full fine-tuning']
+    for name, c in costs.items():
+        print(f'{name:<26}{c.saved / mib:>9.0f}{c.params / mib:>8.0f}'
+              f'{c.grads / mib:>7.0f}{c.optimizer / mib:>7.0f}'
+              f'{c.memory / mib:>9.0f}{c.seconds:>9.3f}'
+              f'{c.memory / full.memory:>11.3f}'
+              f'{c.seconds / full.seconds:>9.3f}' +
+              (f'{c.cuda_peak / mib:>11.0f}' if cuda else ''))
+    paper = REPADAPTER_PAPER_SAVING
+    print(f'RepAdapter paper: -{paper["time"]}% time, -{paper["memory"]}% '
+          f'memory (step/FT {1 - paper["time"] / 100:.2f}, memory/FT '
+          f'{1 - paper["memory"] / 100:.2f})')
+    for name in ('RepAdapter', 'ARC'):
+        ratio = costs[name].seconds / full.seconds
+        print(f'{name} step/FT {ratio:.3f} (target <= {CLS_TIME_TARGET}, '
+              f'{"met" if ratio <= CLS_TIME_TARGET else "missed"}; floor '
+              f'{costs["floor (input grad only)"].seconds / full.seconds:.3f})')
+
+
+def classification(args, device):
+    """Costs of the classification methods, memory at the paper's batch."""
+    models = cls_models(device)
+    args.batch_size = args.batch_size or 8
+    size = args.size = args.size or 224
+    costs = measure_training_steps(
+        models, classification_batch(size, args.batch_size, 100),
+        rounds=args.rounds)
+    memory_data = classification_batch(size, args.memory_batch_size, 100)
+    for name, model in models.items():
+        costs[name] = dataclasses.replace(
+            costs[name], saved=saved_bytes_of_forward(model, memory_data))
+    cls_report(costs, args.memory_batch_size, args)
+
+
 def main():
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if args.task == 'cls':
+        return classification(args, device)
+    args.size = args.size or 512
+    args.batch_size = args.batch_size or 2
     for task in (('seg', 'det') if args.task == 'both' else (args.task, )):
         models = {}
         for name, cfg in method_configs(task, args.size).items():

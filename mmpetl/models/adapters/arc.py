@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from mmpetl.registry import MODELS
 from ..adapter_backbone import AdapterBackbone, AttachSite
 from ..attach_sites import find_attach_sites
-from ..mergeable_adapter import MergeableAdapter
+from ..mergeable_adapter import MergeableAdapter, add_up_projection
 
 #: Where ARC's FFN adapter sits in a Swin block (see :class:`ARCBackbone`).
 SWIN_FFN_PLACEMENTS = ('foldable', 'reference')
@@ -41,6 +41,9 @@ class ARCAdapter(MergeableAdapter):
     transposed as the up-projection; only ``lambda`` (h) and ``b`` (d) belong
     to the site. The map is linear, so it folds into the next linear:
     ``M = I + D diag(lambda) D^T`` (symmetric), ``m = b``.
+
+    The forward adds ``h D^T + b`` to ``x`` in one GEMM
+    (:func:`add_up_projection`), with ``h = drop(x D) diag(lambda)``.
 
     Init: ``b = 0`` and ``lambda = 0``, so the adapter is the identity at
     init. The ARC reference code instead initialises the FFN sites' lambda
@@ -90,8 +93,7 @@ class ARCAdapter(MergeableAdapter):
     def forward(self, x: Tensor) -> Tensor:
         proj = self.projection
         hidden = self.dropout(x @ proj) * self.scale
-        out = x + hidden @ proj.t()
-        return out if self.bias is None else out + self.bias
+        return add_up_projection(x, hidden, proj, self.bias)
 
     def affine(self) -> Tuple[Tensor, Tensor]:
         proj = self.projection.double()

@@ -2,11 +2,12 @@
 from typing import Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmpetl.registry import MODELS
 from ..adapter_backbone import AdapterBackbone, AttachSite
-from ..mergeable_adapter import MergeableAdapter
+from ..mergeable_adapter import MergeableAdapter, add_up_projection
 
 
 class GroupedLinear(nn.Module):
@@ -14,7 +15,9 @@ class GroupedLinear(nn.Module):
     linears, each from ``in_features / groups`` to ``out_features / groups``.
 
     The same map as ``nn.Conv1d(in, out, 1, groups=groups)``, which is how the
-    RepAdapter reference code writes it, without the transposes.
+    RepAdapter reference code writes it, computed as one dense GEMM with the
+    block-diagonal weight: the blocks are tiny (h/g wide), so the zeros cost
+    less than the transposes and copies of a batched product.
 
     Args:
         in_features (int): Input size, divisible by ``groups``.
@@ -46,11 +49,7 @@ class GroupedLinear(nn.Module):
             torch.empty(out_features)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        g = self.groups
-        x = x.unflatten(-1, (g, self.in_features // g))
-        weight = self.weight.view(g, self.out_features // g, -1)
-        out = torch.einsum('...gi,goi->...go', x, weight).flatten(-2)
-        return out if self.bias is None else out + self.bias
+        return F.linear(x, self.dense_weight(), self.bias)
 
     def dense_weight(self) -> Tensor:
         """The block-diagonal (out_features, in_features) matrix."""
@@ -73,6 +72,11 @@ class RepAdapter(MergeableAdapter):
     B and both biases are zero, so the adapter is the identity at init.
     Without dropout the map is affine, so it folds into the next linear:
     ``M = I + s B_dense A``, ``m = s (B_dense a_b + b_b)``.
+
+    The forward computes ``x + s (B_dense h + b_b)`` as one GEMM with ``x`` as
+    its accumulator (:func:`add_up_projection`): the training step's cost
+    beyond the frozen backbone's is then the two thin GEMMs and their
+    gradients, not passes over (..., d) temporaries.
 
     Args:
         in_features (int): Token dimension ``d``.
@@ -110,7 +114,9 @@ class RepAdapter(MergeableAdapter):
             nn.init.zeros_(self.up.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.scale * self.up(self.dropout(self.down(x)))
+        hidden = self.dropout(self.down(x))
+        return add_up_projection(x, hidden, self.up.dense_weight(),
+                                 self.up.bias, self.scale)
 
     def affine(self) -> Tuple[Tensor, Tensor]:
         up = self.up.dense_weight().double()

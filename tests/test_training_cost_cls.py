@@ -1,0 +1,78 @@
+# Copyright (c) mmpetl contributors. All rights reserved.
+"""The classification training-cost pieces on a tiny ViT: the forward-only
+saved-bytes count equals the full step's, and the input-gradient floor runs
+the backward through the frozen backbone without weight gradients."""
+import copy
+import os.path as osp
+
+import torch
+from mmengine.config import Config
+
+from mmpetl.benchmarks.training_cost import (classification_batch,
+                                             make_optim_wrapper,
+                                             measure_training_steps,
+                                             require_input_grad,
+                                             saved_bytes_of_forward,
+                                             saved_bytes_of_step)
+from mmpetl.reparam import build_model
+from tests.helpers import TINY_VIT
+from tests.test_tools import ROOT
+
+
+def tiny_classifier(method):
+    cfg = Config.fromfile(
+        osp.join(ROOT, 'configs', 'vtab', method,
+                 f'vit-b16_{method}_cifar.py'))
+    if 'backbone' in cfg.model.backbone:
+        cfg.model.backbone.backbone = copy.deepcopy(TINY_VIT)
+    else:
+        cfg.model.backbone = copy.deepcopy(TINY_VIT)
+    cfg.model.head.in_channels = TINY_VIT['arch']['embed_dims']
+    torch.manual_seed(0)
+    return build_model(cfg)
+
+
+def test_forward_count_equals_step_count():
+    model = tiny_classifier('repadapter')
+    data = classification_batch(32, 3, 100)
+    step = saved_bytes_of_step(model.train(), data, make_optim_wrapper(model))
+    assert step > 0
+    assert saved_bytes_of_forward(model, data) == step
+    # Saved activations grow with the batch.
+    assert saved_bytes_of_forward(
+        model, classification_batch(32, 6, 100)) > step
+
+
+def test_input_gradient_floor():
+    probe, floor = tiny_classifier('linear-probe'), tiny_classifier(
+        'linear-probe')
+    handle = require_input_grad(floor.backbone)
+    costs = measure_training_steps(
+        dict(probe=probe, floor=floor,
+             repadapter=tiny_classifier('repadapter')),
+        classification_batch(32, 2, 100), rounds=1)
+    # The floor keeps what the input gradient needs; an adapter adds its
+    # own inputs; the linear probe keeps only the head's input.
+    assert costs['probe'].saved < costs['floor'].saved
+    assert costs['floor'].saved < costs['repadapter'].saved
+    assert costs['floor'].grads == costs['probe'].grads
+    # No weight gradient inside the frozen backbone, yet the backward ran
+    # through all of it (to the patch embedding's input).
+    inputs = []
+    floor.backbone.register_forward_pre_hook(
+        lambda module, args: inputs.append(args[0]))
+    floor.train_step(classification_batch(32, 2, 100),
+                     make_optim_wrapper(floor))
+    assert all(p.grad is None for p in floor.backbone.parameters())
+    assert inputs[0].grad is not None and inputs[0].grad.abs().sum() > 0
+    handle.remove()
+    assert saved_bytes_of_forward(floor, classification_batch(
+        32, 2, 100)) == costs['probe'].saved
+
+
+def test_classification_batch():
+    batch = classification_batch(16, 3, 5)
+    assert [tuple(x.shape) for x in batch['inputs']] == [(3, 16, 16)] * 3
+    assert all(x.dtype == torch.uint8 for x in batch['inputs'])
+    labels = [int(s.gt_label) for s in batch['data_samples']]
+    assert all(0 <= label < 5 for label in labels)

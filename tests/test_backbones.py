@@ -400,3 +400,21 @@ def test_swinv2_trains_and_merges_through_the_tools(tmp_path):
     assert set(state) == set(stock.state_dict())
     trained = torch.load(checkpoint, weights_only=False)['state_dict']
     assert any('.adapter.' in key for key in trained)
+
+
+def test_convnext_b_real_size_counts():
+    """ConvNeXt-B: 36 FFN sites, widths 128/256/512/1024 (3, 3, 27, 3
+    blocks); one ARC projection per stage. The README's figures."""
+    from tests.test_video_merge import _arc_params, _rep_adapter_params
+    stages = [(128, 3), (256, 3), (512, 27), (1024, 3)]
+    # No init: only the structure is counted.
+    backbone = dict(type='mmpretrain.ConvNeXt', arch='base', init_cfg=None)
+    counts = {
+        method: count_parameters(
+            MODELS.build(dict(type=f'mmpetl.{method}',
+                              backbone=backbone)))['trainable']
+        for method in ('RepAdapterBackbone', 'ARCBackbone')
+    }
+    assert counts['RepAdapterBackbone'] == sum(
+        n * _rep_adapter_params(d) for d, n in stages) == 234_912
+    assert counts['ARCBackbone'] == _arc_params(stages, hidden=50) == 115_848

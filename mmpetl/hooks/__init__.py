@@ -1,5 +1,9 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
+from .exact_resume_hook import ExactResumeHook, add_exact_resume_hook
 from .parameter_count_hook import ParameterCountHook, count_parameters
 from .reparam_checkpoint_hook import ReparamCheckpointHook
 
-__all__ = ['ParameterCountHook', 'ReparamCheckpointHook', 'count_parameters']
+__all__ = [
+    'ExactResumeHook', 'ParameterCountHook', 'ReparamCheckpointHook',
+    'add_exact_resume_hook', 'count_parameters'
+]

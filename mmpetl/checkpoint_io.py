@@ -17,6 +17,7 @@ Writes are atomic (a temporary file in the destination folder, then
 and refuse to replace an existing file unless asked.
 """
 import importlib
+import inspect
 import os
 import os.path as osp
 import pickle
@@ -36,11 +37,14 @@ TRUSTED_CHECKPOINTS_ENV = 'MMPETL_TRUSTED_CHECKPOINTS'
 
 #: What a checkpoint may hold besides tensors and plain Python containers,
 #: as ``module.name``. Found by saving and loading real Runner checkpoints
-#: of every toolbox (tests/test_checkpoint_safety.py): the message hub's
-#: ``HistoryBuffer`` (whose state is NumPy arrays), NumPy scalars in metrics
-#: and runtime info, and the NumPy dtypes these pickle with. NumPy 1 and 2
-#: pickle the same functions under ``numpy.core`` and ``numpy._core``.
+#: (tests/test_trust.py): the message hub's ``HistoryBuffer`` (its state is
+#: NumPy arrays, which pickle ``bytes``, and its statistics methods, which
+#: pickle as ``getattr(HistoryBuffer, 'mean')``: see
+#: :func:`class_function`), NumPy scalars in metrics and runtime info, and
+#: the NumPy dtypes these pickle with. NumPy 1 and 2 pickle the same
+#: functions under ``numpy.core`` and ``numpy._core``.
 SAFE_GLOBALS = (
+    'builtins.bytes',
     'mmengine.logging.history_buffer.HistoryBuffer',
     'numpy.ndarray',
     'numpy.dtype',
@@ -88,13 +92,26 @@ def _resolve(qualified: str) -> object:
     return getattr(importlib.import_module(module), name)
 
 
+def class_function(owner: type, name: str) -> object:
+    """What checkpoints get for ``builtins.getattr``: a function defined in
+    an allow-listed class (``getattr(HistoryBuffer, 'mean')``), nothing else
+    (a free ``getattr`` would reach any object, e.g. ``builtins`` through
+    ``getattr.__self__``)."""
+    allowed = [g for g in safe_globals() if isinstance(g, type)]
+    if owner in allowed and not name.startswith('_') and \
+            inspect.isfunction(vars(owner).get(name)):
+        return getattr(owner, name)
+    raise pickle.UnpicklingError(
+        f'Unsupported global: GLOBAL builtins.getattr({owner!r}, {name!r})')
+
+
 @lru_cache(maxsize=None)
 def safe_globals() -> Tuple[object, ...]:
     """:data:`SAFE_GLOBALS` as objects (entries that this NumPy lacks
-    skipped), plus every NumPy dtype class, for
-    ``torch.serialization.safe_globals``. An object pickled under another
-    name than its own (``numpy.core`` under NumPy 2) is given with that
-    name."""
+    skipped), plus every NumPy dtype class and :func:`class_function` as
+    ``builtins.getattr``, for ``torch.serialization.safe_globals``. An
+    object pickled under another name than its own (``numpy.core`` under
+    NumPy 2) is given with that name."""
     import numpy as np
     found: List[object] = []
     for qualified in SAFE_GLOBALS:
@@ -105,11 +122,14 @@ def safe_globals() -> Tuple[object, ...]:
         own = f'{getattr(obj, "__module__", "")}.{obj.__qualname__}'
         found.append(obj if own == qualified else (obj, qualified))
     found.extend({type(np.dtype(code)) for code in np.typecodes['All']})
+    found.append((class_function, 'builtins.getattr'))
     return tuple(found)
 
 
-_UNSUPPORTED_GLOBAL = re.compile(r'Unsupported global: GLOBAL ([\w.]+)')
-_UNPICKLER_ERROR = re.compile(r'(?:WeightsUnpickler|Unpickler) error: (.*)')
+# torch words it "Unsupported global: GLOBAL m.f was not an allowed global"
+# or "unsupported GLOBAL m.f whose module m is blocked".
+_UNSUPPORTED_GLOBAL = re.compile(
+    r'[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)')
 
 
 def _unpickling_error(path: str, error: Exception) -> CheckpointError:
@@ -121,8 +141,9 @@ def _unpickling_error(path: str, error: Exception) -> CheckpointError:
             f'checkpoint {path} needs {unsafe.group(1)}, which is not among '
             'the types allowed in checkpoints; loading it could run code. '
             f'Only if you trust this file, set {TRUSTED_CHECKPOINTS_ENV}=1')
-    detail = _UNPICKLER_ERROR.search(message)
-    detail = detail.group(1).strip() if detail else first_line(error)
+    _, found, rest = message.partition('error:')
+    lines = [line.strip() for line in rest.splitlines() if line.strip()]
+    detail = lines[0] if found and lines else first_line(error)
     return CheckpointError(f'{path} is not a PyTorch checkpoint ({detail})')
 
 

@@ -300,7 +300,7 @@ def config_files(path: str) -> List[str]:
     from mmengine.config import Config
     files, todo = [], [path]
     while todo:
-        current = todo.pop()
+        current = osp.abspath(todo.pop())
         if current in files or not osp.isfile(current):
             continue
         files.append(current)
@@ -324,8 +324,9 @@ def run_input_files(config: str, cfg=None) -> List[str]:
     config as loaded with any overrides, when given)."""
     if cfg is None:
         cfg = load_config_file(config)
-    return config_files(config) + list(
-        _pretrained_files(cfg._cfg_dict.to_dict()))
+    return config_files(config) + [
+        osp.abspath(p) for p in _pretrained_files(cfg._cfg_dict.to_dict())
+    ]
 
 
 def check_output_path(path: str, force: bool, *inputs: str) -> None:

@@ -81,10 +81,15 @@ class UnsafeCheckpointError(CheckpointError):
     """A checkpoint needs a type outside :data:`SAFE_GLOBALS` to load."""
 
 
+def env_flag(name: str) -> bool:
+    """Whether the environment variable ``name`` is set to a true value."""
+    value = os.environ.get(name, '').strip().lower()
+    return value not in ('', '0', 'false', 'no')
+
+
 def trusted_checkpoints() -> bool:
     """Whether ``MMPETL_TRUSTED_CHECKPOINTS`` turns the allow-list off."""
-    return os.environ.get(TRUSTED_CHECKPOINTS_ENV, '0').strip().lower() not in (
-        '', '0', 'false', 'no')
+    return env_flag(TRUSTED_CHECKPOINTS_ENV)
 
 
 def _resolve(qualified: str) -> object:

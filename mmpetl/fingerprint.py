@@ -19,14 +19,13 @@ the model's own:
   whole-model checkpoint): no check, the weights come along.
 """
 import hashlib
-import os
 import warnings
 from typing import Any, Dict, NamedTuple, Optional
 
 import torch
 from torch import nn
 
-from .checkpoint_io import CheckpointError
+from .checkpoint_io import CheckpointError, env_flag
 
 #: Key of the fingerprint in the wrapper's state-dict metadata.
 FINGERPRINT_KEY = 'backbone_fingerprint'
@@ -72,11 +71,6 @@ def pretrained_file(backbone_cfg: Any) -> Optional[str]:
     return pretrained if isinstance(pretrained, str) else None
 
 
-def _ignored() -> bool:
-    return os.environ.get(IGNORE_FINGERPRINT_ENV, '0').strip().lower() not in (
-        '', '0', 'false', 'no')
-
-
 def check_fingerprint(recorded: Optional[BackboneFingerprint],
                       current: BackboneFingerprint) -> None:
     """Raise :class:`BackboneMismatchError` if ``recorded`` (from a
@@ -92,7 +86,7 @@ def check_fingerprint(recorded: Optional[BackboneFingerprint],
     message = (f'trained on the backbone of {recorded.describe()}, but this '
                f'model\'s backbone is {current.describe()}; use the config '
                'and pre-trained file it was trained with')
-    if _ignored():
+    if env_flag(IGNORE_FINGERPRINT_ENV):
         warnings.warn(f'{message} ({IGNORE_FINGERPRINT_ENV} is set: loading '
                       'anyway)', stacklevel=2)
         return

@@ -29,34 +29,30 @@ from mmpetl.reparam import (build_model, max_relative_difference,
                             reparameterize_checkpoint)
 from mmpetl.registry import MODELS
 from tests.helpers import TINY_SEG_SWIN, TINY_VIT, pretrained_cfg
+from tests.test_tools import CONFIG as TOOLS_CONFIG
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 QUICKSTART = osp.join(ROOT, 'configs', 'quickstart')
 
-# The method config is reached through a local _base_ file, so that the
-# tests can aim outputs at a _base_ file without risking a repository file.
+# The tools' test config (tiny data, 2 epochs), reached through a local
+# _base_ chain so that the tests can aim outputs at _base_ files without
+# risking a repository file; dropout on, a checkpoint every 4 iterations.
 BASE = "_base_ = ['{method}']\n"
 CONFIG = """
-_base_ = ['./base.py']
-data_root = '{data}'
-train_dataloader = dict(
-    batch_size=16, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root))
-val_dataloader = dict(
-    batch_size=64, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root))
-test_dataloader = val_dataloader
-model = dict(
-    backbone=dict(backbone=dict(
-        drop_rate=0.1,
-        init_cfg=dict(checkpoint='{pretrained}'))),
-    head=dict(num_classes=3))
-data_preprocessor = dict(num_classes=3)
-train_cfg = dict(max_epochs=2, val_interval=2)
-default_hooks = dict(checkpoint=dict(interval=4, by_epoch=False),
-                     logger=dict(interval=1))
-param_scheduler = []
+_base_ = ['./tools.py']
+model = dict(backbone=dict(backbone=dict(drop_rate=0.1)))
+default_hooks = dict(checkpoint=dict(interval=4, by_epoch=False))
 """
+
+
+def write_config(folder, data, pretrained):
+    """``folder/repadapter.py`` -> tools.py -> base.py -> quickstart's."""
+    (folder / 'base.py').write_text(BASE.format(method=osp.join(
+        QUICKSTART, 'vit-tiny_digits5-9_repadapter.py')))
+    (folder / 'tools.py').write_text(TOOLS_CONFIG.format(
+        base='./base.py', data=data, pretrained=pretrained))
+    (folder / 'repadapter.py').write_text(CONFIG)
+    return str(folder / 'repadapter.py')
 
 
 def run_tool(*args, expect_ok=True, env=None):
@@ -113,12 +109,8 @@ def workspace(tmp_path_factory):
         save_pretrained(vit, pretrained[name], noise)
         folder = root / name
         folder.mkdir()
-        (folder / 'base.py').write_text(BASE.format(method=osp.join(
-            QUICKSTART, 'vit-tiny_digits5-9_repadapter.py')))
-        configs[name] = folder / 'repadapter.py'
-        configs[name].write_text(
-            CONFIG.format(data=data, pretrained=pretrained[name]))
-    return dict(root=root, configs={k: str(v) for k, v in configs.items()},
+        configs[name] = write_config(folder, data, pretrained[name])
+    return dict(root=root, configs=configs,
                 pretrained={k: str(v) for k, v in pretrained.items()})
 
 
@@ -186,6 +178,22 @@ def test_trusted_files_load_only_when_asked(tmp_path, monkeypatch):
         load_local_checkpoint(str(path))
     monkeypatch.setenv('MMPETL_TRUSTED_CHECKPOINTS', '1')
     assert load_local_checkpoint(str(path))['meta']['day'].day == 2
+
+
+class Gadget:
+    """Pickles as getattr(getattr, '__self__'): the builtins module."""
+
+    def __reduce__(self):
+        return getattr, (getattr, '__self__')
+
+
+def test_getattr_reaches_only_allow_listed_methods(tmp_path):
+    # HistoryBuffer pickles its statistics methods through getattr; a free
+    # getattr would hand out any object.
+    path = tmp_path / 'gadget.pth'
+    torch.save(dict(meta=dict(g=Gadget()), state_dict={}), path)
+    with pytest.raises(UnsafeCheckpointError, match='builtins.getattr'):
+        load_local_checkpoint(str(path))
 
 
 def test_runner_checkpoints_load_safely(trained):

@@ -96,11 +96,8 @@ class FrozenBackbone(BaseModule):
         """Digest of the frozen weights and the pre-trained file's name."""
         if self._fingerprint is None:
             frozen = set(self.frozen_state_keys())
-            weights = {
-                k: v
-                for k, v in self.backbone.state_dict(prefix='backbone.').items()
-                if k in frozen
-            }
+            state = self.backbone.state_dict(prefix='backbone.')
+            weights = {k: v for k, v in state.items() if k in frozen}
             self._fingerprint = BackboneFingerprint(
                 weights_digest(weights), self._pretrained_file)
         return self._fingerprint

@@ -238,10 +238,12 @@ def reparameterize_checkpoint(config: str,
     for path in (config, checkpoint):
         if not osp.isfile(path):
             raise CheckpointError(f'{path} does not exist')
+    outputs = [out_checkpoint, out_config]
+    check_output_paths(outputs, force, [config, checkpoint])  # cheap first
     cfg = load_config_file(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    check_output_paths([out_checkpoint, out_config], force,
+    check_output_paths(outputs, force,
                        run_input_files(config, cfg) + [checkpoint])
     if not adapter_wrappers_in_config(cfg):
         raise CheckpointError(

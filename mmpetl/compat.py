@@ -8,8 +8,10 @@ imported, and covered by a test that fails without it:
   checkpoints with ``torch.load(path)``, which now defaults to
   ``weights_only=True`` and rejects mmengine's own checkpoints (their meta
   holds a ``HistoryBuffer``), so ``--resume`` and ``load_from`` fail. We
-  register a local-file loader that passes ``weights_only=False``.
-  This unpickles arbitrary objects: load only checkpoints you trust.
+  register :func:`mmpetl.checkpoint_io.load_local_checkpoint` as the local
+  loader: still ``weights_only=True``, with an allow-list of the types
+  mmengine's checkpoints hold (never ``weights_only=False`` unless
+  ``MMPETL_TRUSTED_CHECKPOINTS=1``).
 * **mmaction2 1.2.0 wheel lacks** ``mmaction/models/localizers/drn``, so
   ``import mmaction.models`` fails. We provide that module; building a
   ``DRN`` raises an error that says why.
@@ -35,13 +37,7 @@ from typing import Iterator
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
-
-def load_local_checkpoint(filename, map_location=None):
-    """mmengine's local loader, with ``weights_only=False``."""
-    filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'{filename} can not be found.')
-    return torch.load(filename, map_location=map_location, weights_only=False)
+from .checkpoint_io import load_local_checkpoint
 
 
 def patch_checkpoint_loader() -> None:

@@ -18,10 +18,11 @@ from mmengine.registry import MODELS as ROOT_MODELS
 from mmengine.registry import init_default_scope
 from torch import nn
 
-from .checkpoint_io import (CheckpointError, atomic_output, check_output_path,
-                            first_line, load_checkpoint_file,
-                            load_config_file, load_matching_state_dict,
-                            model_state_dict)
+from .checkpoint_io import (CheckpointError, atomic_output, check_finite,
+                            check_output_paths, first_line,
+                            load_checkpoint_file, load_config_file,
+                            load_matching_state_dict, model_state_dict,
+                            run_input_files)
 from .models import (AdaptedLinear, AdaptedModule, AdapterBackbone,
                      FrozenBackbone, MergeableAdapter)
 from .models.site_check import output_tensors, relative_difference
@@ -191,12 +192,22 @@ def example_inputs(backbone: nn.Module,
 @torch.no_grad()
 def max_relative_difference(reference: nn.Module, other: nn.Module,
                             inputs: torch.Tensor) -> float:
-    """``max |a - b| / max |a|`` over all output tensors, in eval mode."""
+    """``max |a - b| / max |a|`` over all output tensors, in eval mode.
+
+    Raises:
+        ValueError: If the inputs or any output hold NaN or Inf (no
+            difference can be measured then).
+    """
     reference.eval()
     other.eval()
     expected, actual = reference(inputs), other(inputs)
     if len(output_tensors(expected)) != len(output_tensors(actual)):
         raise RuntimeError('the two models return different outputs')
+    for name, tensors in (('the input', [inputs]),
+                          ('the reference output', output_tensors(expected)),
+                          ('the compared output', output_tensors(actual))):
+        if not all(torch.isfinite(t).all() for t in tensors):
+            raise ValueError(f'{name} holds NaN or Inf values')
     return relative_difference(expected, actual)
 
 
@@ -238,15 +249,13 @@ def reparameterize_checkpoint(config: str,
     for path in (config, checkpoint):
         if not osp.isfile(path):
             raise CheckpointError(f'{path} does not exist')
-    check_output_path(out_checkpoint, force, config, checkpoint)
-    if out_config is not None:
-        check_output_path(out_config, force, config, checkpoint)
-        if osp.abspath(out_config) == osp.abspath(out_checkpoint):
-            raise CheckpointError('--out-config and the output checkpoint '
-                                  'are the same file')
+    outputs = [out_checkpoint, out_config]
+    check_output_paths(outputs, force, [config, checkpoint])  # cheap first
     cfg = load_config_file(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    check_output_paths(outputs, force,
+                       run_input_files(config, cfg) + [checkpoint])
     if not adapter_wrappers_in_config(cfg):
         raise CheckpointError(
             f'config {config} has no adapters to fold: its model uses no '
@@ -258,6 +267,7 @@ def reparameterize_checkpoint(config: str,
             f'{checkpoint} is already merged (written by mmpetl reparam); it '
             'loads into the stock config as it is')
     state_dict = model_state_dict(source)
+    check_finite(state_dict, f'checkpoint {checkpoint}')
 
     try:
         model = build_model(cfg)
@@ -288,11 +298,16 @@ def reparameterize_checkpoint(config: str,
     report: Dict[str, Any] = dict(
         adapters=num_adapters,
         params=sum(p.numel() for p in merged.parameters()))
+    merged_state = merged.state_dict()
+    check_finite(merged_state, 'the merged model')
     if verify:
         merged_backbone = _merged_backbone_like(merged, reference)
         inputs = example_inputs(reference, verify_shape)
-        report['max_rel_diff'] = max_relative_difference(
-            reference, merged_backbone, inputs)
+        try:
+            report['max_rel_diff'] = max_relative_difference(
+                reference, merged_backbone, inputs)
+        except ValueError as e:
+            raise CheckpointError(f'verification failed: {e}')
         if report['max_rel_diff'] > tolerance:
             raise CheckpointError(
                 f'verification failed: merged and adapter outputs differ by '
@@ -303,7 +318,7 @@ def reparameterize_checkpoint(config: str,
     meta[META_KEY] = dict(
         merged=True, source=checkpoint, adapters=num_adapters)
     meta['cfg'] = stock.pretty_text
-    out = dict(meta=meta, state_dict=merged.state_dict())
+    out = dict(meta=meta, state_dict=merged_state)
     with ExitStack() as stack:
         ckpt_tmp = stack.enter_context(atomic_output(out_checkpoint))
         torch.save(out, ckpt_tmp)

@@ -31,6 +31,7 @@ from mmengine.runner import Runner
 from mmpetl.checkpoint_io import atomic_output
 from mmpetl.compat import cpu_distributed
 from mmpetl.datasets.vtab1k import VTAB1K_GROUPS, VTAB1K_TASKS
+from mmpetl.hooks.exact_resume_hook import add_exact_resume_hook
 from mmpetl.hooks.parameter_count_hook import count_parameters
 
 RESULT_FILE = 'result.json'
@@ -165,6 +166,7 @@ def run_task(cfg: Config, work_dir: str, launcher: str = 'none',
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     if osp.isfile(osp.join(work_dir, 'last_checkpoint')):
         cfg.resume, cfg.load_from = True, None
+    add_exact_resume_hook(cfg)
     with cpu_distributed(cfg, launcher):
         runner = Runner.from_cfg(cfg)
         model = runner.model.module if is_model_wrapper(

@@ -14,9 +14,10 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmpetl.checkpoint_io import (CheckpointError, atomic_output,
+                                  check_finite, check_output_paths,
                                   load_checkpoint_file,
                                   load_config_file, load_matching_state_dict,
-                                  model_state_dict)
+                                  model_state_dict, run_input_files)
 from mmpetl.compat import cpu_distributed
 from mmpetl.reparam import adapter_wrappers_in_config, is_merged_checkpoint
 
@@ -28,6 +29,9 @@ def parse_args():
     parser.add_argument('--work-dir', help='the dir to save logs')
     parser.add_argument(
         '--metrics-out', help='write the metrics to this JSON file')
+    parser.add_argument(
+        '--force', action='store_true', help='replace --metrics-out if it '
+        'exists (never an input)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -48,7 +52,10 @@ def parse_args():
 def check_inputs(args):
     """Validate the config and checkpoint paths and contents cheaply."""
     cfg = load_config_file(args.config)
+    check_output_paths([args.metrics_out], args.force,
+                       run_input_files(args.config, cfg) + [args.checkpoint])
     checkpoint = load_checkpoint_file(args.checkpoint)
+    check_finite(model_state_dict(checkpoint), f'checkpoint {args.checkpoint}')
     if is_merged_checkpoint(checkpoint) and adapter_wrappers_in_config(cfg):
         raise CheckpointError(
             f'{args.checkpoint} is a merged (stock) checkpoint but '

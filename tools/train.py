@@ -11,7 +11,9 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from mmpetl.checkpoint_io import CheckpointError, check_checkpoint_path
 from mmpetl.compat import cpu_distributed
+from mmpetl.hooks import add_exact_resume_hook
 
 
 def parse_args():
@@ -90,15 +92,20 @@ def main():
     args = parse_args()
     if not osp.isfile(args.config):
         sys.exit(f'error: config {args.config} does not exist')
-    if args.resume not in (None, 'auto') and not osp.isfile(args.resume):
-        sys.exit(f'error: checkpoint {args.resume} does not exist')
     cfg = merge_args(Config.fromfile(args.config), args)
-    with cpu_distributed(cfg, args.launcher):
-        if 'runner_type' not in cfg:
-            runner = Runner.from_cfg(cfg)
-        else:
-            runner = RUNNERS.build(cfg)
-        runner.train()
+    add_exact_resume_hook(cfg)
+    try:
+        if args.resume not in (None, 'auto'):
+            check_checkpoint_path(args.resume)
+        with cpu_distributed(cfg, args.launcher):
+            if 'runner_type' not in cfg:
+                runner = Runner.from_cfg(cfg)
+            else:
+                runner = RUNNERS.build(cfg)
+            runner.train()
+    except CheckpointError as e:  # unsafe, mismatched or missing checkpoint
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == '__main__':

@@ -9,7 +9,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import EpochBasedTrainLoop
 
-from mmpetl.checkpoint_io import atomic_output
+from mmpetl.checkpoint_io import atomic_output, check_finite
 from mmpetl.registry import HOOKS
 from mmpetl.reparam import (META_KEY, merge_adapters, stock_config,
                             unfoldable_adapters)
@@ -47,6 +47,8 @@ class ReparamCheckpointHook(Hook):
         model = copy.deepcopy(model).cpu()
         model.eval()  # not chained: some backbones' train() returns None
         merged = merge_adapters(model)
+        state_dict = merged.state_dict()
+        check_finite(state_dict, 'the merged model')  # training diverged
         stem = (f'epoch_{runner.epoch}' if isinstance(
             runner.train_loop, EpochBasedTrainLoop) else f'iter_{runner.iter}')
         out_dir = self.out_dir or runner.work_dir
@@ -61,7 +63,7 @@ class ReparamCheckpointHook(Hook):
                                  None),
             **{META_KEY: dict(merged=True, source='ReparamCheckpointHook')})
         with atomic_output(ckpt_path) as tmp:
-            torch.save(dict(meta=meta, state_dict=merged.state_dict()), tmp)
+            torch.save(dict(meta=meta, state_dict=state_dict), tmp)
         with atomic_output(cfg_path) as tmp:
             stock.dump(tmp)
         runner.logger.info(f'Saved merged checkpoint {ckpt_path} and stock '

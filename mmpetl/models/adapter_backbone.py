@@ -8,6 +8,8 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch import nn
 
+from mmpetl.fingerprint import (BackboneFingerprint, pretrained_file,
+                                register_fingerprint_hooks, weights_digest)
 from mmpetl.registry import MODELS
 from .adapted_linear import AdaptedLinear
 from .adapted_module import AdaptedModule
@@ -31,6 +33,9 @@ class FrozenBackbone(BaseModule):
     Checkpoints hold only what trains: a state-dict hook drops the frozen
     backbone's entries, and a load hook accepts their absence, so loading an
     adapter checkpoint onto the pre-trained backbone restores the model.
+    They also hold the backbone's fingerprint (digest of the frozen weights
+    as loaded, and the pre-trained file's name), checked when a state dict
+    is loaded: see :mod:`mmpetl.fingerprint`.
 
     With no adapters this is the linear-probe baseline, and the floor that
     no adapter method's training cost can go below.
@@ -59,6 +64,9 @@ class FrozenBackbone(BaseModule):
         self.save_frozen = save_frozen
         self.attach_adapters()
         self.freeze_backbone()
+        self._pretrained_file = pretrained_file(backbone)
+        self._fingerprint: Optional[BackboneFingerprint] = None
+        self.backbone_fingerprint()  # of the weights as loaded
         self._register_state_dict_hooks()
 
     def attach_adapters(self) -> None:
@@ -86,6 +94,21 @@ class FrozenBackbone(BaseModule):
             if not any(f'backbone.{key}'.startswith(p) for p in trainable)
         ]
 
+    def backbone_fingerprint(self) -> BackboneFingerprint:
+        """Digest of the frozen weights and the pre-trained file's name."""
+        if self._fingerprint is None:
+            frozen = set(self.frozen_state_keys())
+            state = self.backbone.state_dict(prefix='backbone.')
+            weights = {k: v for k, v in state.items() if k in frozen}
+            self._fingerprint = BackboneFingerprint(
+                weights_digest(weights), self._pretrained_file)
+        return self._fingerprint
+
+    def forget_backbone_fingerprint(self) -> None:
+        """Recompute the fingerprint when next needed (frozen weights were
+        loaded)."""
+        self._fingerprint = None
+
     def _register_state_dict_hooks(self) -> None:
 
         def drop_frozen(module, state_dict, prefix, local_metadata):
@@ -106,6 +129,7 @@ class FrozenBackbone(BaseModule):
 
         self._register_state_dict_hook(drop_frozen)
         self.register_load_state_dict_post_hook(accept_missing_frozen)
+        register_fingerprint_hooks(self)
 
     def forward(self, *args, **kwargs):
         return self.backbone(*args, **kwargs)

@@ -162,6 +162,7 @@ def test_unknown_memory_mode_is_a_clear_error(det_swin_cfg):
 
 MEMORY_MODES = ['autocast', 'recompute', ('recompute', 'keep'),
                 ('keep', 'recompute')]
+MEMORY_IDS = ['autocast', 'recompute', 'recompute-stage0', 'recompute-stage1']
 
 
 def mode_gradients(backbone_cfg, memory, x, autocast=False, seed=0):
@@ -192,7 +193,7 @@ def mode_gradients(backbone_cfg, memory, x, autocast=False, seed=0):
     return grads, saved
 
 
-@pytest.mark.parametrize('memory', MEMORY_MODES)
+@pytest.mark.parametrize('memory', MEMORY_MODES, ids=MEMORY_IDS)
 @pytest.mark.parametrize('dtype,tol', [(torch.float64, 1e-10),
                                        (torch.float32, 1e-5)])
 @pytest.mark.parametrize('scope', ['seg', 'det'])
@@ -210,7 +211,7 @@ def test_memory_modes_give_the_default_gradients(memory, dtype, tol, scope,
                                    msg=name)
 
 
-@pytest.mark.parametrize('memory', MEMORY_MODES)
+@pytest.mark.parametrize('memory', MEMORY_MODES, ids=MEMORY_IDS)
 def test_memory_modes_under_bf16_autocast(memory, det_swin_cfg):
     """Under mixed precision too (bf16 autocast on CPU: the recomputed
     stages replay it)."""

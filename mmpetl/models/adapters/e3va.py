@@ -159,7 +159,6 @@ class _RecomputedTaps(torch.autograd.Function):
     def forward(ctx, plan, z_prev, *tensors):
         stage_inputs = tensors[:len(plan.stages)]
         ctx.plan = plan
-        ctx.num_params = len(tensors) - len(stage_inputs)
         device = stage_inputs[0].device.type
         ctx.autocast = (device, torch.is_autocast_enabled(device),
                         torch.get_autocast_dtype(device))
@@ -172,11 +171,11 @@ class _RecomputedTaps(torch.autograd.Function):
     def backward(ctx, *grads):
         plan = ctx.plan
         z_prev, *stage_inputs = ctx.saved_tensors
-        taps = plan.regenerate(stage_inputs)
         params = list(plan.params)
         device, enabled, dtype = ctx.autocast
         with torch.enable_grad(), torch.autocast(device, dtype=dtype,
                                                  enabled=enabled):
+            taps = plan.regenerate(stage_inputs)
             leaf = None
             if z_prev is not None:
                 leaf = z_prev.detach().requires_grad_(

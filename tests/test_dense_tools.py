@@ -11,7 +11,6 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config
-
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import DefaultScope
 

@@ -1,113 +1,18 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
-"""Tiny ADE20K- and COCO-layout datasets from real photos, and tiny versions
-of the shipped dense-prediction configs.
-
-The photos ship with scikit-image and scikit-learn. Labels are derived from
-the images: pixels are split into three classes by grey-level tercile
-(dark / mid / bright), and every connected component of a class (big enough)
-is a COCO instance with its box and polygon.
-"""
-import json
-import os
+"""Tiny versions of the shipped dense-prediction configs, for the tiny
+ADE20K / COCO / VOC datasets of :mod:`mmpetl.datasets.embedded_dense`."""
 import os.path as osp
 
-import cv2
-import numpy as np
 from mmengine.config import ConfigDict
 
-CLASSES = ('dark', 'mid', 'bright')
-TRAIN_PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket')
-VAL_PHOTOS = ('china.jpg', 'flower.jpg')
+from mmpetl.datasets.embedded_dense import (CLASSES, write_ade20k,  # noqa
+                                            write_coco, write_voc)
+from tests.helpers import TINY_DET_SWIN
 
-
-def _photos(size):
-    from skimage import data
-    from sklearn.datasets import load_sample_images
-    samples = load_sample_images()
-    photos = {name: getattr(data, name)() for name in TRAIN_PHOTOS}
-    photos.update(zip(samples.filenames, samples.images))
-    photos = {osp.basename(k).split('.')[0]: v for k, v in photos.items()}
-    return {
-        name: cv2.resize(rgb, size[::-1], interpolation=cv2.INTER_AREA)
-        for name, rgb in photos.items()
-    }
-
-
-def class_map(rgb):
-    """0, 1, 2 by grey-level tercile of the image."""
-    grey = rgb.astype(np.float64).mean(axis=2)
-    low, high = np.quantile(grey, [1 / 3, 2 / 3])
-    return (grey > low).astype(np.uint8) + (grey > high).astype(np.uint8)
-
-
-def _splits():
-    return dict(training=TRAIN_PHOTOS,
-                validation=tuple(p.split('.')[0] for p in VAL_PHOTOS))
-
-
-def write_ade20k(root, size=(64, 64)):
-    """ADE20K layout: images/{training,validation}/*.jpg and
-    annotations/.../*.png with 0 = other (ignored by reduce_zero_label) and
-    class c stored as c + 1."""
-    photos = _photos(size)
-    for split, names in _splits().items():
-        os.makedirs(osp.join(root, 'images', split), exist_ok=True)
-        os.makedirs(osp.join(root, 'annotations', split), exist_ok=True)
-        for name in names:
-            rgb = photos[name]
-            cv2.imwrite(osp.join(root, 'images', split, f'{name}.jpg'),
-                        rgb[..., ::-1])
-            cv2.imwrite(osp.join(root, 'annotations', split, f'{name}.png'),
-                        class_map(rgb) + 1)
-    return root
-
-
-def _instances(labels, min_area):
-    for category, _ in enumerate(CLASSES):
-        count, components = cv2.connectedComponents(
-            (labels == category).astype(np.uint8), connectivity=8)
-        for index in range(1, count):
-            mask = (components == index).astype(np.uint8)
-            if mask.sum() < min_area:
-                continue
-            contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL,
-                                           cv2.CHAIN_APPROX_SIMPLE)
-            polygons = [c.reshape(-1).astype(float).tolist()
-                        for c in contours if len(c) >= 3]
-            if not polygons:
-                continue
-            ys, xs = np.nonzero(mask)
-            x0, y0 = int(xs.min()), int(ys.min())
-            box = [x0, y0, int(xs.max()) + 1 - x0, int(ys.max()) + 1 - y0]
-            yield category, box, polygons, int(mask.sum())
-
-
-def write_coco(root, size=(64, 64), min_area=24):
-    """COCO layout: {train,val}/*.jpg and annotations/instances_{train,
-    val}.json, one instance per connected component of each class."""
-    photos = _photos(size)
-    os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
-    ann_id = 0
-    for split, names in zip(('train', 'val'), _splits().values()):
-        os.makedirs(osp.join(root, split), exist_ok=True)
-        images, annotations = [], []
-        for image_id, name in enumerate(names):
-            rgb = photos[name]
-            cv2.imwrite(osp.join(root, split, f'{name}.jpg'), rgb[..., ::-1])
-            images.append(dict(id=image_id, file_name=f'{name}.jpg',
-                               height=size[0], width=size[1]))
-            for category, box, polygons, area in _instances(
-                    class_map(rgb), min_area):
-                ann_id += 1
-                annotations.append(dict(
-                    id=ann_id, image_id=image_id, category_id=category + 1,
-                    bbox=box, area=area, segmentation=polygons, iscrowd=0))
-        with open(osp.join(root, 'annotations',
-                           f'instances_{split}.json'), 'w') as f:
-            json.dump(dict(images=images, annotations=annotations,
-                           categories=[dict(id=i + 1, name=n)
-                                       for i, n in enumerate(CLASSES)]), f)
-    return root
+#: A three-stage tiny Swin whose stages 1-2 feed the FPN, as stages 1-3 of
+#: the VOC recipe's Swin-L do.
+TINY_VOC_SWIN = dict(TINY_DET_SWIN, depths=(2, 2, 2), num_heads=(2, 2, 2),
+                     strides=(4, 2, 2), out_indices=(1, 2))
 
 
 def _set_backbone(cfg, swin):
@@ -162,9 +67,40 @@ def tiny_upernet_config(cfg, data_root, swin, work_iters=4):
     return cfg
 
 
+def _det_pipelines(size, with_mask):
+    load = dict(type='LoadAnnotations', with_bbox=True, with_mask=with_mask)
+    train = [
+        dict(type='LoadImageFromFile'), load,
+        dict(type='Resize', scale=size, keep_ratio=True),
+        dict(type='RandomFlip', prob=0.5),
+        dict(type='PackDetInputs')
+    ]
+    test = [
+        dict(type='LoadImageFromFile'),
+        dict(type='Resize', scale=size, keep_ratio=True), load,
+        dict(type='PackDetInputs',
+             meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                        'scale_factor'))
+    ]
+    return train, test
+
+
+def _epochs_on_cpu(cfg, epochs):
+    """A few epochs, no schedule; the recipes' AmpOptimWrapper (mmengine
+    runs it on GPUs only) as a plain OptimWrapper on the CPU."""
+    cfg.train_cfg.update(max_epochs=epochs, val_interval=epochs)
+    cfg.param_scheduler = []
+    cfg.default_hooks.checkpoint.interval = epochs
+    cfg.default_hooks.logger.interval = 1
+    if cfg.optim_wrapper.type == 'AmpOptimWrapper':
+        cfg.optim_wrapper.type = 'OptimWrapper'
+    return cfg
+
+
 def tiny_cascade_config(cfg, data_root, swin, epochs=2):
     """``cfg`` (a shipped COCO config) at 64x64 with a tiny Swin and narrow
-    heads; changed in place."""
+    heads (the recipe's 4conv1fc SyncBN heads, GIoU loss); changed in
+    place."""
     _set_backbone(cfg, dict(swin, convert_weights=False))
     width, size = 16, (64, 64)
     model = cfg.model
@@ -174,6 +110,8 @@ def tiny_cascade_config(cfg, data_root, swin, epochs=2):
     for head in model.roi_head.bbox_head:
         head.update(in_channels=width, fc_out_channels=32,
                     num_classes=len(CLASSES))
+        if 'conv_out_channels' in head:
+            head.conv_out_channels = width
     model.roi_head.mask_roi_extractor.out_channels = width
     model.roi_head.mask_head.update(in_channels=width,
                                     conv_out_channels=width,
@@ -184,21 +122,7 @@ def tiny_cascade_config(cfg, data_root, swin, epochs=2):
         stage.sampler.num = 64
     model.test_cfg.rpn.update(nms_pre=200, max_per_img=50)
     model.test_cfg.rcnn.max_per_img = 20
-    train_pipeline = [
-        dict(type='LoadImageFromFile'),
-        dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-        dict(type='Resize', scale=size, keep_ratio=True),
-        dict(type='RandomFlip', prob=0.5),
-        dict(type='PackDetInputs')
-    ]
-    test_pipeline = [
-        dict(type='LoadImageFromFile'),
-        dict(type='Resize', scale=size, keep_ratio=True),
-        dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-        dict(type='PackDetInputs',
-             meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                        'scale_factor'))
-    ]
+    train_pipeline, test_pipeline = _det_pipelines(size, with_mask=True)
     dataset = dict(type='CocoDataset', data_root=str(data_root),
                    metainfo=dict(classes=CLASSES))
     _loader(cfg.train_dataloader, dict(
@@ -213,8 +137,29 @@ def tiny_cascade_config(cfg, data_root, swin, epochs=2):
     for evaluator in ('val_evaluator', 'test_evaluator'):
         cfg[evaluator].ann_file = osp.join(
             str(data_root), 'annotations', 'instances_val.json')
-    cfg.train_cfg.update(max_epochs=epochs, val_interval=epochs)
-    cfg.param_scheduler = []
-    cfg.default_hooks.checkpoint.interval = epochs
-    cfg.default_hooks.logger.interval = 1
-    return cfg
+    return _epochs_on_cpu(cfg, epochs)
+
+
+def tiny_retinanet_config(cfg, data_root, swin, epochs=2):
+    """``cfg`` (a shipped VOC config) at 64x64 with a tiny Swin whose
+    later stages feed the FPN (``swin['out_indices']``, e.g. ``(1, 2)``, as
+    the recipe's ``(1, 2, 3)``) and a narrow head; changed in place."""
+    _set_backbone(cfg, dict(swin, convert_weights=False))
+    width, size = 16, (64, 64)
+    dims = [swin['embed_dims'] * 2**i for i in swin['out_indices']]
+    cfg.model.neck.update(in_channels=dims, out_channels=width)
+    cfg.model.bbox_head.update(in_channels=width, feat_channels=width,
+                               stacked_convs=1, num_classes=len(CLASSES))
+    cfg.model.test_cfg.update(nms_pre=200, max_per_img=20)
+    train_pipeline, test_pipeline = _det_pipelines(size, with_mask=False)
+    dataset = dict(type='VOCDataset', data_root=str(data_root),
+                   data_prefix=dict(sub_data_root='VOC2007/'),
+                   metainfo=dict(classes=CLASSES))
+    _loader(cfg.train_dataloader, dict(
+        dataset, ann_file='VOC2007/ImageSets/Main/trainval.txt',
+        pipeline=train_pipeline, filter_cfg=dict(filter_empty_gt=True)), 2)
+    for loader in ('val_dataloader', 'test_dataloader'):
+        _loader(cfg[loader], dict(
+            dataset, ann_file='VOC2007/ImageSets/Main/test.txt',
+            pipeline=test_pipeline, test_mode=True), 1)
+    return _epochs_on_cpu(cfg, epochs)

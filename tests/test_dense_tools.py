@@ -1,7 +1,9 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
-"""The shipped ADE20K UperNet and COCO Cascade Mask R-CNN configs, made
-tiny, trained a few iterations through tools/train.py per method, evaluated
-through tools/test.py; RepAdapter checkpoints merged by tools/reparam.py."""
+"""The shipped ADE20K UperNet, COCO Cascade Mask R-CNN and Pascal VOC
+RetinaNet configs, made tiny, trained a few iterations through
+tools/train.py per method, evaluated through tools/test.py; RepAdapter and
+ARC checkpoints merged by tools/reparam.py. E3VA in each memory mode trains
+every dense model without a graph through the frozen Swin."""
 import json
 import math
 import os.path as osp
@@ -9,9 +11,14 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.model import revert_sync_batchnorm
+from mmengine.registry import DefaultScope
 
-from tests.dense_helpers import (tiny_cascade_config, tiny_upernet_config,
-                                 write_ade20k, write_coco)
+from mmpetl.benchmarks.training_cost import dense_batch, make_optim_wrapper
+from mmpetl.reparam import build_model
+from tests.dense_helpers import (TINY_VOC_SWIN, tiny_cascade_config,
+                                 tiny_retinanet_config, tiny_upernet_config,
+                                 write_ade20k, write_coco, write_voc)
 from tests.helpers import TINY_DET_SWIN, TINY_SEG_SWIN, pretrained_cfg
 from tests.test_tools import ROOT, run_tool
 
@@ -20,14 +27,24 @@ TASKS = dict(
         config='configs/ade20k/upernet_swin-b-in22k_{}_8xb2-160k_'
         'ade20k-512x512.py',
         tiny=tiny_upernet_config, swin=TINY_SEG_SWIN, data=write_ade20k,
-        metric='mIoU', checkpoint='iter_4.pth'),
+        metric='mIoU', checkpoint='iter_4.pth',
+        methods=('e3va', 'repadapter', 'full-ft')),
     det=dict(
-        config='configs/coco/cascade-mask-rcnn_swin-b-in22k_{}_fpn_ms-3x_'
-        'coco.py',
+        config='configs/coco/cascade-mask-rcnn_swin-b-in22k_{}_fpn_'
+        '4conv1fc-giou_amp-ms-crop-3x_coco.py',
         tiny=tiny_cascade_config, swin=TINY_DET_SWIN, data=write_coco,
-        metric='coco/segm_mAP', checkpoint='epoch_2.pth'))
-METHODS = ('e3va', 'repadapter', 'full-ft')
-RUNS = [(task, method) for task in TASKS for method in METHODS]
+        metric='coco/segm_mAP', checkpoint='epoch_2.pth',
+        methods=('e3va', 'repadapter', 'arc', 'frozen', 'full-ft')),
+    voc=dict(
+        config='configs/voc/retinanet_swin-l-in22k_{}_fpn_amp-1x_'
+        'voc0712.py',
+        tiny=tiny_retinanet_config, swin=TINY_VOC_SWIN, data=write_voc,
+        metric='pascal_voc/mAP', checkpoint='epoch_2.pth',
+        methods=('e3va', 'repadapter', 'frozen', 'full-ft')))
+RUNS = [(task, method) for task, spec in TASKS.items()
+        for method in spec['methods']]
+MERGEABLE = [(task, method) for task, method in RUNS
+             if method in ('repadapter', 'arc')]
 
 
 @pytest.fixture(scope='module')
@@ -42,14 +59,7 @@ def workspace(tmp_path_factory):
 
 
 def shipped_config(task, method):
-    spec = TASKS[task]
-    path = osp.join(ROOT, spec['config'].format(method))
-    if osp.exists(path):
-        return path
-    # No COCO RepAdapter config ships: the E3VA one with the other wrapper.
-    cfg = Config.fromfile(osp.join(ROOT, spec['config'].format('e3va')))
-    cfg.model.backbone.type = 'mmpetl.RepAdapterBackbone'
-    return cfg
+    return osp.join(ROOT, TASKS[task]['config'].format(method))
 
 
 @pytest.fixture(scope='module')
@@ -61,10 +71,8 @@ def trained(workspace):
         if (task, method) in runs:
             return runs[(task, method)]
         spec, space = TASKS[task], workspace[task]
-        source = shipped_config(task, method)
-        if isinstance(source, str):
-            source = Config.fromfile(source)
-        cfg = spec['tiny'](source, space['data'], space['swin'])
+        cfg = spec['tiny'](Config.fromfile(shipped_config(task, method)),
+                           space['data'], space['swin'])
         config = workspace['root'] / f'{task}_{method}.py'
         cfg.dump(str(config))
         work_dir = workspace['root'] / f'work_{task}_{method}'
@@ -108,16 +116,24 @@ def test_train_and_test(task, method, trained, workspace, tmp_path):
         assert backbone_keys and all(
             k.startswith(('backbone.highway.', 'backbone.highway_norms.'))
             for k in backbone_keys)
-        assert state['backbone.highway_norms.stage0.weight'].abs().sum() > 0
+        norms = [state[k] for k in backbone_keys
+                 if k.startswith('backbone.highway_norms.')]
+        assert len(norms) == 2 * len(workspace[task]['swin']['out_indices'])
+        assert all(norm.abs().sum() > 0 for norm in norms)
+    elif method == 'frozen':
+        assert not backbone_keys
     else:
-        assert backbone_keys and all('.adapter.' in k for k in backbone_keys)
-    assert any(k.startswith(('decode_head.', 'roi_head.')) for k in state)
+        assert backbone_keys and all(
+            '.adapter.' in k or k.startswith('backbone.shared_projections.')
+            for k in backbone_keys)
+    assert any(k.startswith(('decode_head.', 'roi_head.', 'bbox_head.'))
+               for k in state)
     assert 0 <= run['metric'] <= 100  # evaluated through tools/test.py
 
 
-@pytest.mark.parametrize('task', list(TASKS))
-def test_reparam_gives_a_stock_checkpoint(task, trained, tmp_path):
-    run = trained(task, 'repadapter')
+@pytest.mark.parametrize('task,method', MERGEABLE)
+def test_reparam_gives_a_stock_checkpoint(task, method, trained, tmp_path):
+    run = trained(task, method)
     merged, stock = tmp_path / 'merged.pth', tmp_path / 'stock.py'
     result = run_tool('tools/reparam.py', run['config'], run['checkpoint'],
                       str(merged), '--out-config', str(stock), '--verify')
@@ -128,3 +144,51 @@ def test_reparam_gives_a_stock_checkpoint(task, trained, tmp_path):
     stock_value = evaluate(str(stock), str(merged), tmp_path,
                            TASKS[task]['metric'])
     assert abs(run['metric'] - stock_value) <= 0.5
+
+
+@pytest.mark.parametrize('memory', ['keep', 'recompute'])
+@pytest.mark.parametrize('task', list(TASKS))
+def test_e3va_trains_without_a_backbone_graph(task, memory, workspace):
+    """A training step of each tiny E3VA model: the frozen Swin's forward
+    and its stages (also when re-run in the backward) save no activations,
+    and no Swin parameter gets a gradient; the highway (which runs the
+    Swin's patch merging on its own tokens), neck and heads train."""
+    spec, space = TASKS[task], workspace[task]
+    cfg = spec['tiny'](Config.fromfile(shipped_config(task, 'e3va')),
+                       space['data'], space['swin'])
+    cfg.model.backbone.memory = memory
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        model = revert_sync_batchnorm(build_model(cfg))
+    model.train()
+    swin = model.backbone.backbone
+    depth = {'inside': 0}
+    for module in [swin, *swin.stages]:
+        module.register_forward_pre_hook(
+            lambda *_: depth.update(inside=depth['inside'] + 1))
+        module.register_forward_hook(
+            lambda *_: depth.update(inside=depth['inside'] - 1))
+    saved = []
+
+    def pack(tensor):
+        if depth['inside']:
+            saved.append(tensor.shape)
+        return tensor
+
+    graded = set()
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            param.register_post_accumulate_grad_hook(
+                lambda p, name=name: graded.add(name))
+    with torch.no_grad():  # open the zero-initialised gates of the highway
+        for norm in model.backbone.highway_norms.values():
+            norm.weight.fill_(1.0)
+    data = dense_batch('seg' if task == 'seg' else 'det', 64, 2,
+                       num_classes=3)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model.train_step(data, make_optim_wrapper(model))
+    assert saved == []
+    assert all(p.grad is None for p in swin.parameters())
+    highway = {n for n, p in model.backbone.named_parameters()
+               if p.requires_grad}
+    assert highway and {f'backbone.{n}' for n in highway} <= graded
+    assert any(not n.startswith('backbone.') for n in graded)  # neck, heads

@@ -151,3 +151,83 @@ def test_deepcopy_keeps_working():
     x = torch.randn(1, 3, 56, 56)
     outs = clone(x)
     assert any((a - b).abs().max() > 0 for a, b in zip(outs, model(x)))
+
+
+def test_unknown_memory_mode_is_a_clear_error(det_swin_cfg):
+    with pytest.raises(ValueError, match='E3VA memory must be one of'):
+        E3VABackbone(det_swin_cfg, memory='offload')
+    with pytest.raises(ValueError, match='one per highway stage'):
+        E3VABackbone(det_swin_cfg, memory=('recompute', ))
+
+
+MEMORY_MODES = ['autocast', 'recompute', ('recompute', 'keep'),
+                ('keep', 'recompute')]
+MEMORY_IDS = ['autocast', 'recompute', 'recompute-stage0', 'recompute-stage1']
+
+
+def mode_gradients(backbone_cfg, memory, x, autocast=False, seed=0):
+    """Parameter gradients of one training step of an E3VA model in
+    ``memory`` mode, with drop-path on in the frozen Swin (so that a
+    recomputed stage must replay its random masks)."""
+    torch.manual_seed(seed)
+    model = E3VABackbone(dict(backbone_cfg, drop_path_rate=0.3), rank=4,
+                         memory=memory).to(x.dtype)
+    with torch.no_grad():
+        for norm in model.highway_norms.values():
+            norm.weight.normal_()
+            norm.bias.normal_()
+    model.train()
+    torch.manual_seed(seed + 1)
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
+        outs, saved = saved_tensors_in_backbone(model, x)
+    generator = torch.Generator().manual_seed(seed + 2)
+    loss = sum((out.to(x.dtype) * torch.randn(
+        out.shape, generator=generator, dtype=x.dtype)).sum()
+        for out in outs)
+    loss.backward()
+    assert saved['backbone'] == []
+    assert all(p.grad is None for p in model.backbone.parameters())
+    grads = {n: p.grad for n, p in model.named_parameters()
+             if p.requires_grad}
+    assert all(g is not None and g.abs().sum() > 0 for g in grads.values())
+    return grads, saved
+
+
+@pytest.mark.parametrize('memory', MEMORY_MODES, ids=MEMORY_IDS)
+@pytest.mark.parametrize('dtype,tol', [(torch.float64, 1e-10),
+                                       (torch.float32, 1e-5)])
+@pytest.mark.parametrize('scope', ['seg', 'det'])
+def test_memory_modes_give_the_default_gradients(memory, dtype, tol, scope,
+                                                 request):
+    """Every mode's parameter gradients equal the default's, also with
+    padded windows (60x92) and drop-path replayed in recomputed stages."""
+    backbone_cfg = request.getfixturevalue(f'{scope}_swin_cfg')
+    x = torch.randn(2, 3, 60, 92, dtype=dtype)
+    expected, _ = mode_gradients(backbone_cfg, 'keep', x)
+    grads, _ = mode_gradients(backbone_cfg, memory, x)
+    assert set(grads) == set(expected)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, expected[name], rtol=tol, atol=tol,
+                                   msg=name)
+
+
+@pytest.mark.parametrize('memory', MEMORY_MODES, ids=MEMORY_IDS)
+def test_memory_modes_under_bf16_autocast(memory, det_swin_cfg):
+    """Under mixed precision too (bf16 autocast on CPU: the recomputed
+    stages replay it)."""
+    x = torch.randn(2, 3, 60, 92)
+    expected, _ = mode_gradients(det_swin_cfg, 'keep', x, autocast=True)
+    grads, _ = mode_gradients(det_swin_cfg, memory, x, autocast=True)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, expected[name], rtol=1e-5,
+                                   atol=1e-5, msg=name)
+
+
+def test_recompute_keeps_only_the_stage_inputs(det_swin_cfg):
+    """Recomputing every stage keeps, of the highway, the stage inputs
+    ``(B, N_s, C_s)`` and nothing the size of the taps beyond them."""
+    x = torch.randn(2, 3, 64, 64)
+    _, kept = mode_gradients(det_swin_cfg, 'keep', x)
+    _, recomputed = mode_gradients(det_swin_cfg, 'recompute', x)
+    assert recomputed['all'] == [(2, 256, 16), (2, 64, 32)]
+    assert len(kept['all']) > 8 * len(recomputed['all'])

@@ -15,6 +15,7 @@ interleaved rounds so that a shared machine's noise hits them alike.
 """
 import statistics
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional
 
@@ -45,15 +46,47 @@ def _nbytes(tensors) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def make_optim_wrapper(model: nn.Module, lr: float = 1e-4) -> OptimWrapper:
-    """AdamW over the trainable parameters."""
+class AutocastOptimWrapper(OptimWrapper):
+    """Mixed precision as mmengine's ``AmpOptimWrapper`` runs it (the
+    forward under ``torch.autocast``, the backward and the fp32 update
+    outside), without a loss scaler and on any device: for bf16 (which
+    needs no scaling) on CPU, where ``AmpOptimWrapper`` refuses to run.
+
+    Args:
+        optimizer: The optimizer.
+        dtype (torch.dtype): Autocast dtype. Defaults to ``torch.bfloat16``.
+    """
+
+    def __init__(self, optimizer, dtype: torch.dtype = torch.bfloat16,
+                 **kwargs):
+        super().__init__(optimizer, **kwargs)
+        self.dtype = dtype
+
+    @contextmanager
+    def optim_context(self, model: nn.Module):
+        device = next(model.parameters()).device.type
+        with super().optim_context(model), torch.autocast(device,
+                                                          dtype=self.dtype):
+            yield
+
+
+def make_optim_wrapper(model: nn.Module, lr: float = 1e-4,
+                       autocast_dtype: Optional[torch.dtype] = None
+                       ) -> OptimWrapper:
+    """AdamW over the trainable parameters; with ``autocast_dtype``, its
+    forward under autocast (:class:`AutocastOptimWrapper`)."""
     trainable = [p for p in model.parameters() if p.requires_grad]
-    return OptimWrapper(torch.optim.AdamW(trainable, lr=lr))
+    optimizer = torch.optim.AdamW(trainable, lr=lr)
+    if autocast_dtype is None:
+        return OptimWrapper(optimizer)
+    return AutocastOptimWrapper(optimizer, dtype=autocast_dtype)
 
 
 def _saved_bytes(model: nn.Module, run: Callable[[], object]) -> int:
-    """Bytes of the distinct storages autograd saves while ``run()`` runs,
-    parameters excluded."""
+    """Bytes of the distinct storages autograd saves for backward while
+    ``run()`` runs, parameters excluded (what a backward saves, e.g. E3VA's
+    recomputed stages regenerating their taps at its end, is transient and
+    not counted)."""
     param_storages = {
         p.untyped_storage().data_ptr()
         for p in model.parameters()
@@ -61,6 +94,8 @@ def _saved_bytes(model: nn.Module, run: Callable[[], object]) -> int:
     storages: Dict[int, int] = {}
 
     def pack(tensor):
+        if torch._C._current_graph_task_id() != -1:  # inside a backward
+            return tensor
         storage = tensor.untyped_storage()
         if storage.data_ptr() not in param_storages:
             storages[storage.data_ptr()] = storage.nbytes()
@@ -115,7 +150,9 @@ def require_input_grad(module: nn.Module):
 def measure_training_steps(models: Dict[str, nn.Module],
                            data: dict,
                            rounds: int = 3,
-                           warmup: int = 1) -> Dict[str, StepCost]:
+                           warmup: int = 1,
+                           autocast_dtype: Optional[torch.dtype] = None
+                           ) -> Dict[str, StepCost]:
     """Memory and median step time of each model on the same ``data``.
 
     Args:
@@ -126,12 +163,16 @@ def measure_training_steps(models: Dict[str, nn.Module],
         rounds (int): Timed steps per model, interleaved across models.
         warmup (int): Untimed steps per model first (at least one: it
             creates the optimizer state that is measured).
+        autocast_dtype (torch.dtype, optional): Mixed precision: run the
+            forward under autocast in this dtype (see
+            :func:`make_optim_wrapper`).
     """
     costs: Dict[str, StepCost] = {}
     wrappers = {}
     for name, model in models.items():
         model.train()
-        wrappers[name] = make_optim_wrapper(model)
+        wrappers[name] = make_optim_wrapper(
+            model, autocast_dtype=autocast_dtype)
         device = next(model.parameters()).device
         for _ in range(max(warmup, 1)):
             model.train_step(data, wrappers[name])

@@ -1,10 +1,11 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
-"""Training-step memory and time of E3VA, RepAdapter and full fine-tuning
-against the floor (backbone frozen, no adapters), measured in one run on the
-same model config and batch, printed as ratios.
+"""Training-step memory and time of E3VA (each memory mode), RepAdapter and
+full fine-tuning against the floor (backbone frozen, no adapters), measured
+in one run on the same model config and batch, printed as ratios.
 
-    python tools/benchmarks/training.py                       # both tasks
+    python tools/benchmarks/training.py                       # all tasks
     python tools/benchmarks/training.py --task seg --size 512 --rounds 3
+    python tools/benchmarks/training.py --task voc --amp      # bf16 autocast
     python tools/benchmarks/training.py --task det --size 512 --device cuda
     python tools/benchmarks/training.py --task cls    # ViT-B/16 classification
 
@@ -14,9 +15,11 @@ ViT-B/16 (the VTAB-1k configs), plus the floor of a sequential adapter
 fine-tuning: memory at ``--memory-batch-size`` (the paper's 64), step time
 at ``--batch-size`` (default 8, CPU-feasible).
 
-Memory is measured as in :mod:`mmpetl.benchmarks.training_cost` (saved activations +
-parameters + gradients + AdamW state; CUDA peak too on a GPU). Models are
-built without pre-trained weights (the cost does not depend on them).
+Tasks: ``seg`` UperNet Swin-B (ADE20K), ``det`` Cascade Mask R-CNN Swin-B
+(COCO), ``voc`` RetinaNet Swin-L (Pascal VOC). Memory is measured as in
+:mod:`mmpetl.benchmarks.training_cost` (saved activations + parameters +
+gradients + AdamW state; CUDA peak too on a GPU). Models are built without
+pre-trained weights (the cost does not depend on them).
 """
 import argparse
 import copy
@@ -29,22 +32,32 @@ from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 
 import mmpetl  # noqa: F401  (compat fixes)
-from mmpetl.reparam import build_model
 from mmpetl.benchmarks.training_cost import (classification_batch, dense_batch,
                                              measure_training_steps,
                                              require_input_grad,
                                              saved_bytes_of_forward)
+from mmpetl.reparam import build_model
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = dict(
     seg='configs/ade20k/upernet_swin-b-in22k_{}_8xb2-160k_ade20k-512x512.py',
-    det='configs/coco/cascade-mask-rcnn_swin-b-in22k_{}_fpn_ms-3x_coco.py')
-#: Printed name -> (config name part, wrapper where no config ships).
+    det='configs/coco/cascade-mask-rcnn_swin-b-in22k_{}_fpn_4conv1fc-giou_'
+    'amp-ms-crop-3x_coco.py',
+    voc='configs/voc/retinanet_swin-l-in22k_{}_fpn_amp-1x_voc0712.py')
+NUM_CLASSES = dict(seg=150, det=80, voc=20)
+FLOOR = 'floor (frozen, no adapters)'
+#: Printed name -> (config name part, wrapper where no config ships, E3VA
+#: memory mode). 'E3VA autocast' runs with --amp only (without autocast it
+#: is 'E3VA keep').
 METHODS = {
-    'floor (frozen, no adapters)': ('floor', 'FrozenBackbone'),
-    'E3VA': ('e3va', 'E3VABackbone'),
-    'RepAdapter': ('repadapter', 'RepAdapterBackbone'),
-    'full fine-tuning': ('full-ft', None),
+    FLOOR: ('frozen', 'FrozenBackbone', None),
+    'E3VA keep': ('e3va', 'E3VABackbone', 'keep'),
+    'E3VA autocast': ('e3va', 'E3VABackbone', 'autocast'),
+    'E3VA recompute 0-1': ('e3va', 'E3VABackbone',
+                           ('recompute', 'recompute', 'keep', 'keep')),
+    'E3VA recompute all': ('e3va', 'E3VABackbone', 'recompute'),
+    'RepAdapter': ('repadapter', 'RepAdapterBackbone', None),
+    'full fine-tuning': ('full-ft', None, None),
 }
 #: The paper's average savings of E3VA over full fine-tuning.
 PAPER_SAVING = dict(memory=62.2, time=26.2)
@@ -63,12 +76,15 @@ CLS_METHODS = {
 REPADAPTER_PAPER_SAVING = dict(memory=20, time=25)
 #: Issue target: a sequential adapter's step time over full fine-tuning's.
 CLS_TIME_TARGET = 0.70
+#: V-PETL Bench's GPU memory of E3VA / the frozen backbone, per task.
+ANCHOR_RATIO = dict(det=7639 / 7137, voc=4819 / 3967)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--task', choices=['seg', 'det', 'both', 'cls'],
-                        default='both')
+    parser.add_argument('--task', choices=['seg', 'det', 'voc', 'all', 'cls'],
+                        default='all',
+                        help='dense tasks (all: seg, det, voc) or cls')
     parser.add_argument('--size', type=int, default=None,
                         help='square input side (default 512; cls 224)')
     parser.add_argument('--batch-size', type=int, default=None,
@@ -78,17 +94,23 @@ def parse_args():
                         help='cls: batch of the memory count (default 64, '
                         'the paper\'s)')
     parser.add_argument('--rounds', type=int, default=3)
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed precision: forward under bf16 autocast '
+                        '(works on CPU)')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--threads', type=int, default=None)
     return parser.parse_args()
 
 
-def method_configs(task, size):
-    """The shipped config of each method; where none ships (the floor, COCO
-    RepAdapter), the E3VA config with the other wrapper."""
+def method_configs(task, size, amp):
+    """The shipped config of each method; where none ships (the ADE20K
+    floor), the E3VA config with the other wrapper; E3VA in each memory
+    mode."""
     e3va = Config.fromfile(osp.join(ROOT, CONFIGS[task].format('e3va')))
     configs = {}
-    for name, (key, wrapper) in METHODS.items():
+    for name, (key, wrapper, memory) in METHODS.items():
+        if memory == 'autocast' and not amp:
+            continue
         shipped = osp.join(ROOT, CONFIGS[task].format(key))
         if osp.exists(shipped):
             cfg = Config.fromfile(shipped)
@@ -96,6 +118,8 @@ def method_configs(task, size):
             cfg = copy.deepcopy(e3va)
             cfg.model.backbone = dict(type=f'mmpetl.{wrapper}',
                                       backbone=e3va.model.backbone.backbone)
+        if memory is not None:
+            cfg.model.backbone.memory = memory
         node = cfg.model.backbone
         while 'backbone' in node:
             node = node.backbone
@@ -107,41 +131,56 @@ def method_configs(task, size):
     return configs
 
 
-def report(task, costs, args):
+def trainable_backbone(model):
+    """Trainable parameters of the backbone wrapper: for E3VA the highway
+    and its output norms."""
+    return sum(p.numel() for p in model.backbone.parameters()
+               if p.requires_grad)
+
+
+def report(task, costs, trainable, args):
     mib = 2**20
     print(f'\n{task}: input {args.batch_size}x3x{args.size}x{args.size}, '
-          f'device {args.device}, {torch.get_num_threads()} threads, median '
-          f'of {args.rounds} interleaved rounds')
-    header = (f'{"method":<30}{"saved":>10}{"params":>10}{"grads":>9}'
-              f'{"AdamW":>9}{"memory":>10}{"step":>10}')
+          f'device {args.device}, {torch.get_num_threads()} threads, '
+          f'{"bf16 autocast" if args.amp else "fp32"}, median of '
+          f'{args.rounds} interleaved rounds')
+    header = (f'{"method":<28}{"backbone trainable":>19}{"saved":>8}'
+              f'{"params":>8}{"grads":>7}{"AdamW":>7}{"memory":>8}'
+              f'{"step":>9}')
     cuda = args.device.startswith('cuda')
     print(header + (f'{"cuda peak":>11}' if cuda else '') + '   (MiB, s)')
     for name, c in costs.items():
-        line = (f'{name:<30}{c.saved / mib:>10.0f}{c.params / mib:>10.0f}'
-                f'{c.grads / mib:>9.0f}{c.optimizer / mib:>9.0f}'
-                f'{c.memory / mib:>10.0f}{c.seconds:>10.3f}')
+        line = (f'{name:<28}{trainable[name]:>19,}{c.saved / mib:>8.0f}'
+                f'{c.params / mib:>8.0f}{c.grads / mib:>7.0f}'
+                f'{c.optimizer / mib:>7.0f}{c.memory / mib:>8.0f}'
+                f'{c.seconds:>9.3f}')
         if cuda:
             line += f'{c.cuda_peak / mib:>11.0f}'
         print(line)
-    floor = costs['floor (frozen, no adapters)']
-    e3va, full = costs['E3VA'], costs['full fine-tuning']
-    mem_ratio, time_ratio = e3va.memory / floor.memory, \
-        e3va.seconds / floor.seconds
-    print(f'E3VA / floor: memory {mem_ratio:.3f} (target <= 1.05, '
-          f'{"met" if mem_ratio <= 1.05 else "missed"}), step time '
-          f'{time_ratio:.3f} (target <= 1.10, '
-          f'{"met" if time_ratio <= 1.10 else "missed"})')
-    for name in ('E3VA', 'RepAdapter'):
+    floor, full = costs[FLOOR], costs['full fine-tuning']
+    e3va = [name for name in costs if name.startswith('E3VA')]
+    for name in e3va + ['RepAdapter']:
         c = costs[name]
-        print(f'{name} saving over full fine-tuning: memory '
-              f'{100 * (1 - c.memory / full.memory):.1f}%, step time '
-              f'{100 * (1 - c.seconds / full.seconds):.1f}%' +
-              (f'   (paper, E3VA: {PAPER_SAVING["memory"]}% / '
-               f'{PAPER_SAVING["time"]}%)' if name == 'E3VA' else ''))
-    if cuda:
-        saving = 100 * (1 - e3va.cuda_peak / full.cuda_peak)
-        print(f'E3VA CUDA peak: {e3va.cuda_peak / floor.cuda_peak:.3f} x '
-              f'floor, saving {saving:.1f}% over full fine-tuning')
+        line = (f'{name + " / floor:":<29} memory '
+                f'{c.memory / floor.memory:.3f}, step time '
+                f'{c.seconds / floor.seconds:.3f}; saving over full '
+                f'fine-tuning: memory '
+                f'{100 * (1 - c.memory / full.memory):.1f}%, step time '
+                f'{100 * (1 - c.seconds / full.seconds):.1f}%')
+        if cuda:
+            line += f'; CUDA peak {c.cuda_peak / floor.cuda_peak:.3f} x floor'
+        print(line)
+    best = min(e3va, key=lambda n: costs[n].memory)
+    memory = costs[best].memory / floor.memory
+    time = costs['E3VA keep'].seconds / floor.seconds
+    anchor = (f' (anchor, GPU: {ANCHOR_RATIO[task]:.2f})'
+              if task in ANCHOR_RATIO else '')
+    print(f'targets: lowest E3VA memory / floor {memory:.3f} ({best}) '
+          f'<= 1.05{anchor}: {"met" if memory <= 1.05 else "missed"}; '
+          f'E3VA keep step time / floor {time:.3f} <= 1.10: '
+          f'{"met" if time <= 1.10 else "missed"}; paper saving over full '
+          f'fine-tuning (E3VA): {PAPER_SAVING["memory"]}% memory / '
+          f'{PAPER_SAVING["time"]}% time')
 
 
 def cls_models(device):
@@ -197,7 +236,8 @@ def classification(args, device):
     size = args.size = args.size or 224
     costs = measure_training_steps(
         models, classification_batch(size, args.batch_size, 100),
-        rounds=args.rounds)
+        rounds=args.rounds,
+        autocast_dtype=torch.bfloat16 if args.amp else None)
     memory_data = classification_batch(size, args.memory_batch_size, 100)
     for name, model in models.items():
         costs[name] = dataclasses.replace(
@@ -214,15 +254,20 @@ def main():
         return classification(args, device)
     args.size = args.size or 512
     args.batch_size = args.batch_size or 2
-    for task in (('seg', 'det') if args.task == 'both' else (args.task, )):
+    tasks = tuple(CONFIGS) if args.task == 'all' else (args.task, )
+    for task in tasks:
         models = {}
-        for name, cfg in method_configs(task, args.size).items():
+        for name, cfg in method_configs(task, args.size, args.amp).items():
             torch.manual_seed(0)
             models[name] = revert_sync_batchnorm(build_model(cfg)).to(device)
-        data = dense_batch(task, args.size, args.batch_size,
-                           num_classes=150 if task == 'seg' else 80)
-        costs = measure_training_steps(models, data, rounds=args.rounds)
-        report(task, costs, args)
+        data = dense_batch('seg' if task == 'seg' else 'det', args.size,
+                           args.batch_size, num_classes=NUM_CLASSES[task])
+        costs = measure_training_steps(
+            models, data, rounds=args.rounds,
+            autocast_dtype=torch.bfloat16 if args.amp else None)
+        report(task, costs,
+               {name: trainable_backbone(m) for name, m in models.items()},
+               args)
         del models
 
 

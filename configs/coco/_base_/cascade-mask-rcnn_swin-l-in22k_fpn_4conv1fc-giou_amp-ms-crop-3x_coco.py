@@ -1,4 +1,6 @@
-_base_ = ['./cascade-mask-rcnn_swin-in22k_fpn_ms-3x_coco.py']
+_base_ = [
+    './cascade-mask-rcnn_swin-in22k_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'
+]
 # The official checkpoint as released (github.com/microsoft/Swin-Transformer).
 pretrained = 'pretrain/swin_large_patch4_window7_224_22k.pth'
 model = dict(

@@ -1,0 +1,4 @@
+_base_ = [
+    './_base_/cascade-mask-rcnn_swin-b-in22k_'
+    'fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'
+]

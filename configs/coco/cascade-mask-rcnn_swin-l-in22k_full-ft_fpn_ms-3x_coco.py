@@ -1,1 +1,0 @@
-_base_ = ['./_base_/cascade-mask-rcnn_swin-l-in22k_fpn_ms-3x_coco.py']

@@ -13,7 +13,7 @@ import logging
 import os
 import os.path as osp
 import tempfile
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, redirect_stdout
 from typing import Iterator, Union
 
 from mmengine.logging import MMLogger
@@ -32,7 +32,9 @@ def log_to_file(log_file: str,
     (``print_log(..., logger='current')``, the per-parameter init records of
     ``init_weights``) goes to ``log_file``; the console shows only records of
     ``console_level`` and above (warnings, e.g. missing keys of a
-    pre-trained checkpoint). The previous current logger is restored after.
+    pre-trained checkpoint), and what mmengine writes with ``print``
+    (standard output) goes to ``log_file`` too. The previous current logger
+    is restored after.
 
     Args:
         log_file (str): The log file (replaced); its folder is created.
@@ -44,11 +46,16 @@ def log_to_file(log_file: str,
     name = f'mmpetl-log-{os.getpid()}-{next(_instances)}'
     logger = MMLogger.get_instance(
         name, logger_name='mmengine', log_file=log_file, log_level='INFO')
+    files = [h for h in logger.handlers if isinstance(h, logging.FileHandler)]
     for handler in logger.handlers:
-        if not isinstance(handler, logging.FileHandler):
+        if handler not in files:
             handler.setLevel(console_level)
     try:
-        yield logger
+        with ExitStack() as stack:
+            if files:
+                # What mmengine print()s (e.g. "Loads checkpoint by ...").
+                stack.enter_context(redirect_stdout(files[0].stream))
+            yield logger
     finally:
         for handler in logger.handlers:
             handler.close()

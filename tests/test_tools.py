@@ -314,12 +314,20 @@ def test_test_tool_option_errors_come_first(trained, tmp_path):
         (('--out', str(tmp_path / 'm.txt'), '--out-item', 'metrics'),
          'metrics are written as'),
         (('--out', str(tmp_path / 'gone' / 'p.pkl')), 'does not exist'),
-        (('--show-dir', 'vis', '--cfg-options',
-          'default_hooks.visualization=None'), 'visualization hook'),
     ]
+    no_hook = tmp_path / 'no_hook.py'
+    no_hook.write_text(f"_base_ = ['{config}']\n"
+                       'default_hooks = dict(visualization=None)\n')
+    cases = [((config, *options), message) for options, message in cases]
+    other_scope = tmp_path / 'other_scope.py'
+    other_scope.write_text(f"_base_ = ['{config}']\ndefault_scope = 'mmseg'\n")
+    cases += [((str(no_hook), '--show-dir', 'vis'), 'visualization hook'),
+              ((str(other_scope), '--tta'),
+               '--tta needs tta_model and tta_pipeline')]
     for options, message in cases:
-        result = run_tool('tools/test.py', config, checkpoint, '--work-dir',
-                          str(tmp_path / 'w'), *options, expect_ok=False)
+        result = run_tool('tools/test.py', options[0], checkpoint,
+                          '--work-dir', str(tmp_path / 'w'), *options[1:],
+                          expect_ok=False)
         assert result.returncode == 2, result.stderr[-2000:]
         assert message in result.stderr.strip().splitlines()[-1]
         assert 'System environment' not in result.stdout
@@ -360,8 +368,9 @@ def test_reparam_prints_results_only(trained, tmp_path):
     vit = build_model(Config(dict(
         default_scope='mmpretrain',
         model=Config.fromfile(config).model.backbone.backbone)))
-    assert log.count('PretrainedInit') >= len(list(vit.parameters()))
-    assert 'PretrainedInit' not in result.stdout + result.stderr
+    assert log.count(' - torch.Size([') >= len(list(vit.parameters()))
+    assert 'PretrainedInit' in log
+    assert 'torch.Size' not in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize('script,args,expected', [

@@ -21,6 +21,20 @@ imported, and covered by a test that fails without it:
   :func:`init_cpu_distributed` starts a gloo process group first (mmengine
   then skips its own) and removes the device ids; :func:`cpu_distributed`
   also tears the group down after the run.
+* **``_base_ = 'mmpetl::...'``**: mmengine resolves ``pkg::`` config paths
+  only for packages in its own table (``MODULE2PACKAGE``; otherwise
+  ``AssertionError: mmengine does not support to load mmpetl config``), and
+  finds them through the distribution's location, which for an editable
+  install (``pip install -e .``) is site-packages, where no ``mmpetl/``
+  lies. :func:`register_config_package` adds mmpetl to the table and reads
+  ``mmpetl::X`` from the *imported* mmpetl package: ``mmpetl/.mim/configs/X``
+  (the wheel's copies, the editable install's links; ``setup.py``), or in a
+  source checkout without them, the checkout's ``configs/X``. mmengine
+  would also give every dict of such a base the package's scope
+  (``_scope_='mmpetl'``), which suits a toolbox whose registry holds every
+  type of its configs; mmpetl's configs are written for the scope of the
+  toolbox they extend (their ``default_scope``) and name their own types
+  ``mmpetl.<Name>``, so they are read without one, as a local base is.
 
 The ``pkg_resources`` removal in setuptools 82 (used by mmcv's build and by
 mmengine's ``_base_ = 'pkg::...'`` resolution) is handled by the
@@ -124,6 +138,44 @@ def cpu_distributed(cfg, launcher: str) -> Iterator[None]:
         dist.destroy_process_group()
 
 
+PACKAGE_PREFIX = 'mmpetl::'
+
+
+def config_dir() -> str:
+    """Where ``mmpetl::`` config paths point: ``mmpetl/.mim/configs`` of
+    this mmpetl package, else (a source checkout without the links of
+    ``pip install -e .``) the checkout's ``configs``."""
+    package = osp.dirname(osp.abspath(__file__))
+    installed = osp.join(package, '.mim', 'configs')
+    checkout = osp.join(osp.dirname(package), 'configs')
+    return installed if osp.isdir(installed) or not osp.isdir(checkout) \
+        else checkout
+
+
+def register_config_package() -> None:
+    """Let mmengine resolve ``_base_ = 'mmpetl::...'`` (see above)."""
+    from mmengine.config import Config
+    from mmengine.config.utils import MODULE2PACKAGE
+    MODULE2PACKAGE.setdefault('mmpetl', 'mmpetl')
+    if getattr(Config._get_cfg_path, 'resolves_mmpetl', False):
+        return
+    get_cfg_path = Config._get_cfg_path
+
+    def _get_cfg_path(cfg_path: str, filename: str):
+        if not cfg_path.startswith(PACKAGE_PREFIX):
+            return get_cfg_path(cfg_path, filename)
+        path = osp.join(config_dir(), cfg_path[len(PACKAGE_PREFIX):])
+        if not osp.isfile(path):
+            raise FileNotFoundError(
+                f'{cfg_path} (in {filename}) is not an mmpetl config: '
+                f'{path} does not exist')
+        return path, None
+
+    _get_cfg_path.resolves_mmpetl = True
+    Config._get_cfg_path = staticmethod(_get_cfg_path)
+
+
 def apply_all() -> None:
     patch_checkpoint_loader()
     provide_missing_mmaction_drn()
+    register_config_package()

@@ -81,3 +81,56 @@ def test_cpu_distributed_starts_and_tears_down_a_gloo_group(monkeypatch):
         assert dist.is_initialized() and dist.get_backend() == 'gloo'
         assert cfg.model_wrapper_cfg.device_ids is None
     assert not dist.is_initialized()
+
+
+USER_CONFIG = """
+_base_ = 'mmpetl::quickstart/vit-tiny_digits5-9_repadapter.py'
+model = dict(
+    backbone=dict(backbone=dict(init_cfg=None)), head=dict(num_classes=3))
+"""
+
+
+def test_mmpetl_config_bases_resolve_once_mmpetl_is_imported(tmp_path):
+    from mmengine.config import Config
+
+    from mmpetl.models import AdaptedLinear
+    from mmpetl.reparam import build_model
+    (tmp_path / 'my_config.py').write_text(USER_CONFIG)
+    # Without the fix (a fresh interpreter that has not imported mmpetl).
+    plain = subprocess.run(
+        [sys.executable, '-c',
+         "from mmengine.config import Config; Config.fromfile('my_config.py')"],
+        cwd=tmp_path, capture_output=True, text=True)
+    assert plain.returncode != 0
+    assert 'does not support to load mmpetl config' in plain.stderr
+    # With it (conftest imported mmpetl).
+    cfg = Config.fromfile(str(tmp_path / 'my_config.py'))
+    assert cfg.model.backbone.type == 'mmpetl.RepAdapterBackbone'
+    assert cfg.default_scope == 'mmpretrain'
+    # Read in the toolbox's scope: with mmengine's `_scope_='mmpetl'`,
+    # ImageClassifier would not be found.
+    assert '_scope_' not in cfg.model
+    model = build_model(cfg)
+    assert sum(isinstance(m, AdaptedLinear) for m in model.modules()) == 8
+    assert model(torch.randn(2, 3, 32, 32), mode='tensor').shape == (2, 3)
+
+
+def test_unknown_mmpetl_config_is_one_clear_error(tmp_path):
+    from mmengine.config import Config
+    (tmp_path / 'bad.py').write_text("_base_ = 'mmpetl::nowhere/x.py'\n")
+    with pytest.raises(FileNotFoundError,
+                       match='mmpetl::nowhere/x.py .* is not an mmpetl '
+                       'config'):
+        Config.fromfile(str(tmp_path / 'bad.py'))
+
+
+def test_config_dir_prefers_the_package_links(tmp_path, monkeypatch):
+    checkout = tmp_path / 'checkout'
+    (checkout / 'configs').mkdir(parents=True)
+    (checkout / 'mmpetl').mkdir()
+    fake = str(checkout / 'mmpetl' / 'compat.py')
+    monkeypatch.setattr(compat, '__file__', fake)
+    assert compat.config_dir() == str(checkout / 'configs')
+    (checkout / 'mmpetl' / '.mim' / 'configs').mkdir(parents=True)
+    assert compat.config_dir() == str(checkout / 'mmpetl' / '.mim' /
+                                      'configs')

@@ -3,13 +3,16 @@
 checkpoint (and with --out-config, a config) for the stock OpenMMLab model.
 
 Inputs are never modified; outputs are written atomically and not replaced
-without --force. Bad input: one error line, exit status 2."""
+without --force. Bad input: one error line, exit status 2. The log of
+building the model (per-parameter init records) goes to --log-file, not the
+console."""
 import argparse
 import sys
 
 from mmengine.config import DictAction
 
 from mmpetl.checkpoint_io import CheckpointError
+from mmpetl.log_utils import log_to_file, temporary_log_file
 from mmpetl.reparam import reparameterize_checkpoint
 
 
@@ -35,6 +38,10 @@ def parse_args():
     parser.add_argument(
         '--force', action='store_true', help='replace existing outputs')
     parser.add_argument(
+        '--log-file',
+        help='where the log goes (default: a new file in the temporary '
+        'directory)')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -44,17 +51,19 @@ def parse_args():
 
 def main():
     args = parse_args()
+    log_file = args.log_file or temporary_log_file('mmpetl_reparam_')
     try:
-        report = reparameterize_checkpoint(
-            args.config,
-            args.checkpoint,
-            args.out_checkpoint,
-            out_config=args.out_config,
-            verify=args.verify,
-            force=args.force,
-            cfg_options=args.cfg_options,
-            verify_shape=args.verify_shape,
-            tolerance=args.tolerance)
+        with log_to_file(log_file):
+            report = reparameterize_checkpoint(
+                args.config,
+                args.checkpoint,
+                args.out_checkpoint,
+                out_config=args.out_config,
+                verify=args.verify,
+                force=args.force,
+                cfg_options=args.cfg_options,
+                verify_shape=args.verify_shape,
+                tolerance=args.tolerance)
     except CheckpointError as e:
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)
@@ -64,6 +73,7 @@ def main():
     if 'max_rel_diff' in report:
         print(f'verified: max relative difference '
               f'{report["max_rel_diff"]:.3g} <= {args.tolerance:g}')
+    print(f'log: {log_file}')
 
 
 if __name__ == '__main__':

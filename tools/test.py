@@ -1,25 +1,27 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 """Evaluate a checkpoint: an adapter checkpoint with its mmpetl config, or a
-merged checkpoint with its stock config. The checkpoint is checked against
-the config first: any mismatch is one error line and exit status 2."""
+merged checkpoint with its stock config. Flags follow mmpretrain's
+``tools/test.py``. The config, the checkpoint and the options are checked
+first, then the checkpoint against the config's model, before the runner
+and the data are set up: any problem is one error line and exit status 2."""
 import argparse
-import json
 import os
-import os.path as osp
 import sys
 
 from mmengine.config import DictAction
-from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmpetl.checkpoint_io import (CheckpointError, atomic_output,
-                                  check_finite, check_output_paths,
-                                  load_checkpoint_file,
-                                  load_config_file, load_matching_state_dict,
-                                  model_state_dict, run_input_files)
+from mmpetl.checkpoint_io import (CheckpointError, check_finite,
+                                  check_output_paths, load_checkpoint_file,
+                                  load_config_file, model_state_dict,
+                                  run_input_files)
 from mmpetl.compat import cpu_distributed
 from mmpetl.reparam import adapter_wrappers_in_config, is_merged_checkpoint
+from mmpetl.tool_options import (check_checkpoint_matches, check_out_path,
+                                 dump_predictions, enable_test_amp, enable_tta,
+                                 enable_visualization, set_dataloader_defaults,
+                                 set_work_dir, write_metrics)
 
 
 def parse_args():
@@ -28,15 +30,55 @@ def parse_args():
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the dir to save logs')
     parser.add_argument(
+        '--out',
+        help='write the predictions (.pkl) or, with --out-item metrics, the '
+        'metrics (.json, .yaml, .pkl) to this file')
+    parser.add_argument(
+        '--out-item',
+        choices=['metrics', 'pred'],
+        help='what --out holds; defaults to the predictions')
+    parser.add_argument(
         '--metrics-out', help='write the metrics to this JSON file')
     parser.add_argument(
-        '--force', action='store_true', help='replace --metrics-out if it '
-        'exists (never an input)')
+        '--force', action='store_true', help='replace --metrics-out / --out if '
+        'they exist (never an input)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
         help='override settings of the config, as key=value pairs')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='test with automatic mixed precision')
+    parser.add_argument(
+        '--show-dir',
+        help='save the visualized predictions in this directory (under the '
+        "run's work_dir/<timestamp> when relative)")
+    parser.add_argument(
+        '--show',
+        action='store_true',
+        help='show the predictions in a window')
+    parser.add_argument(
+        '--interval',
+        type=int,
+        default=1,
+        help='visualize every N-th sample')
+    parser.add_argument(
+        '--wait-time',
+        type=float,
+        default=2,
+        help='seconds each --show window stays open')
+    parser.add_argument(
+        '--no-pin-memory',
+        action='store_true',
+        help='disable pin_memory in the test dataloader')
+    parser.add_argument(
+        '--tta',
+        action='store_true',
+        help="test-time augmentation: the config's tta_model and "
+        'tta_pipeline; mmpretrain configs without them average the scores '
+        'of the image and its horizontal flip')
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -51,8 +93,9 @@ def parse_args():
 
 def check_inputs(args):
     """Validate the config and checkpoint paths and contents cheaply."""
+    check_out_path(args.out, args.out_item)
     cfg = load_config_file(args.config)
-    check_output_paths([args.metrics_out], args.force,
+    check_output_paths([args.metrics_out, args.out], args.force,
                        run_input_files(args.config, cfg) + [args.checkpoint])
     checkpoint = load_checkpoint_file(args.checkpoint)
     check_finite(model_state_dict(checkpoint), f'checkpoint {args.checkpoint}')
@@ -64,40 +107,46 @@ def check_inputs(args):
     return cfg, checkpoint
 
 
+def merge_args(cfg, args):
+    """Merge command-line arguments into the config."""
+    cfg.launcher = args.launcher
+    cfg.load_from = args.checkpoint
+    set_work_dir(cfg, args.work_dir, args.config)
+    if args.amp:
+        enable_test_amp(cfg)
+    if args.show or args.show_dir is not None:
+        enable_visualization(cfg, args.show, args.show_dir, args.interval,
+                             args.wait_time)
+    if args.tta:
+        enable_tta(cfg)
+    set_dataloader_defaults(
+        cfg, no_pin_memory=args.no_pin_memory, fields=['test_dataloader'])
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    return cfg
+
+
 def main():
     args = parse_args()
     try:
         cfg, checkpoint = check_inputs(args)
+        cfg = merge_args(cfg, args)
+        check_checkpoint_matches(cfg, checkpoint, args.checkpoint)
     except CheckpointError as e:
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)
-    cfg.launcher = args.launcher
-    cfg.load_from = args.checkpoint
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
     with cpu_distributed(cfg, args.launcher):
         runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
             else RUNNERS.build(cfg)
-        model = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
-        try:
-            # The runner loads non-strictly; refuse what would only warn.
-            load_matching_state_dict(model, model_state_dict(checkpoint),
-                                     args.checkpoint)
-        except CheckpointError as e:
-            print(f'error: {e}', file=sys.stderr)
-            sys.exit(2)
-        metrics = runner.test()
-    if args.metrics_out and runner.rank == 0:
-        with atomic_output(args.metrics_out) as tmp:
-            with open(tmp, 'w') as f:
-                # mmseg's metrics are NumPy scalars.
-                json.dump(metrics, f, indent=2, default=float)
+        with dump_predictions(runner,
+                              args.out if args.out_item != 'metrics' else
+                              None):
+            metrics = runner.test()
+    if runner.rank == 0:
+        if args.metrics_out:
+            write_metrics(metrics, args.metrics_out, file_format='json')
+        if args.out and args.out_item == 'metrics':
+            write_metrics(metrics, args.out)
 
 
 if __name__ == '__main__':

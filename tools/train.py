@@ -14,6 +14,7 @@ from mmengine.runner import Runner
 from mmpetl.checkpoint_io import CheckpointError, check_checkpoint_path
 from mmpetl.compat import cpu_distributed
 from mmpetl.hooks import add_exact_resume_hook
+from mmpetl.tool_options import set_dataloader_defaults, set_work_dir
 
 
 def parse_args():
@@ -41,6 +42,14 @@ def parse_args():
         help='scale the learning rate by the actual batch size over the '
         "config's auto_scale_lr.base_batch_size")
     parser.add_argument(
+        '--no-pin-memory',
+        action='store_true',
+        help='disable pin_memory in the dataloaders')
+    parser.add_argument(
+        '--no-persistent-workers',
+        action='store_true',
+        help='disable persistent_workers in the dataloaders')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -64,11 +73,7 @@ def merge_args(cfg, args):
         cfg.val_dataloader = None
         cfg.val_evaluator = None
     cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    set_work_dir(cfg, args.work_dir, args.config)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
@@ -83,6 +88,8 @@ def merge_args(cfg, args):
             sys.exit(f'error: --auto-scale-lr needs auto_scale_lr in '
                      f'{args.config}')
         cfg.auto_scale_lr.enable = True
+    set_dataloader_defaults(cfg, args.no_pin_memory,
+                            args.no_persistent_workers)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     return cfg

@@ -12,9 +12,10 @@ from mmpetl.reparam import build_model, stock_config
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # configs/vtab and configs/compare (full fine-tuning and LoRA baselines
 # among them) are built, trained and merged by tests/test_vtab.py,
-# configs/fgvc by tests/test_recipes.py.
+# configs/fgvc by tests/test_recipes.py, configs/fewshot by
+# tests/test_protocol.py.
 SUITES = tuple(osp.join(ROOT, 'configs', d, '')
-               for d in ('vtab', 'compare', 'fgvc'))
+               for d in ('vtab', 'compare', 'fgvc', 'fewshot'))
 CONFIGS = sorted(
     p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'),
                          recursive=True)

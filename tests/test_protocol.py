@@ -78,8 +78,21 @@ def test_fewshot_reads_noah_split_files(tmp_path):
 
 
 def test_fewshot_configs_follow_the_table():
-    files = sorted(glob.glob(osp.join(FEWSHOT, 'repadapter', '*.py')))
-    assert len(files) == len(FEWSHOT_SETS) * len(FEWSHOT_SHOTS)
+    for method in ('repadapter', 'linear-probe'):
+        files = sorted(glob.glob(osp.join(FEWSHOT, method, '*.py')))
+        assert files == sorted(
+            osp.join(FEWSHOT, method, f'vit-b16_{method}_{name}_{k}shot.py')
+            for name in FEWSHOT_SETS for k in FEWSHOT_SHOTS)
+        for path in files:
+            name, shots = osp.basename(path)[:-len('shot.py')].split(
+                f'{method}_')[1].rsplit('_', 1)
+            cfg = Config.fromfile(path)
+            assert cfg.model.head.num_classes == \
+                FEWSHOT_SETS[name].num_classes
+            assert (cfg.train_dataloader.dataset.name,
+                    cfg.train_dataloader.dataset.shots,
+                    cfg.test_dataloader.dataset.name) == (name, int(shots),
+                                                          name)
     cfg = Config.fromfile(osp.join(
         FEWSHOT, 'repadapter', 'vit-b16_repadapter_stanford_cars_4shot.py'))
     assert cfg.model.head.num_classes == 196

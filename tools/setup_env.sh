@@ -17,7 +17,8 @@ MMCV_VERSION=2.1.0
 CACHE="${MMPETL_WHEEL_CACHE:-$HOME/.cache/mmpetl/wheels}"
 STAMP="$VENV/.mmpetl-installed"
 
-if [ -f "$STAMP" ] && [ "$STAMP" -nt "$ROOT/tools/setup_env.sh" ] && [ "$STAMP" -nt "$ROOT/setup.py" ]; then
+if [ -f "$STAMP" ] && [ "$STAMP" -nt "$ROOT/tools/setup_env.sh" ] && [ "$STAMP" -nt "$ROOT/setup.py" ] \
+    && [ "$STAMP" -nt "$ROOT/requirements.txt" ]; then
     exit 0
 fi
 

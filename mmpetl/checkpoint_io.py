@@ -337,10 +337,13 @@ def run_input_files(config: str, cfg=None) -> List[str]:
     ]
 
 
-def check_output_path(path: str, force: bool, *inputs: str) -> None:
+def check_output_path(path: str,
+                      force: bool,
+                      *inputs: str,
+                      make_folder: bool = False) -> None:
     """Refuse to write over an input (whatever ``force`` says), over an
-    existing file unless ``force``, or into a folder that is missing or not
-    writable."""
+    existing file unless ``force``, or into a folder that is missing (with
+    ``make_folder``: that cannot be made) or not writable."""
     for given in inputs:
         if given and osp.exists(given) and osp.exists(path) and \
                 osp.samefile(given, path):
@@ -352,6 +355,12 @@ def check_output_path(path: str, force: bool, *inputs: str) -> None:
         raise CheckpointError(f'output {path} exists; pass --force to '
                               'replace it')
     folder = osp.dirname(osp.abspath(path))
+    if make_folder and not osp.exists(folder):
+        try:
+            os.makedirs(folder)
+        except OSError as e:
+            raise CheckpointError(f'cannot make output folder {folder} '
+                                  f'({first_line(e)})')
     if not osp.isdir(folder):
         raise CheckpointError(f'output folder {folder} does not exist')
     try:  # the only reliable test (root ignores permission bits)
@@ -363,14 +372,16 @@ def check_output_path(path: str, force: bool, *inputs: str) -> None:
     os.remove(probe)
 
 
-def check_output_paths(outputs: Iterable[Optional[str]], force: bool,
-                       inputs: Iterable[str]) -> None:
+def check_output_paths(outputs: Iterable[Optional[str]],
+                       force: bool,
+                       inputs: Iterable[str],
+                       make_folders: bool = False) -> None:
     """:func:`check_output_path` for each given output against every input
     and against each other."""
     outputs = [o for o in outputs if o]
     inputs = list(inputs)
     for i, path in enumerate(outputs):
-        check_output_path(path, force, *inputs)
+        check_output_path(path, force, *inputs, make_folder=make_folders)
         for other in outputs[:i]:
             if osp.abspath(other) == osp.abspath(path):
                 raise CheckpointError(f'{path} is given as two outputs')

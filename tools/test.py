@@ -96,7 +96,8 @@ def check_inputs(args):
     check_out_path(args.out, args.out_item)
     cfg = load_config_file(args.config)
     check_output_paths([args.metrics_out, args.out], args.force,
-                       run_input_files(args.config, cfg) + [args.checkpoint])
+                       run_input_files(args.config, cfg) + [args.checkpoint],
+                       make_folders=True)  # e.g. inside the work dir
     checkpoint = load_checkpoint_file(args.checkpoint)
     check_finite(model_state_dict(checkpoint), f'checkpoint {args.checkpoint}')
     if is_merged_checkpoint(checkpoint) and adapter_wrappers_in_config(cfg):

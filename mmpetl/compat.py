@@ -38,13 +38,16 @@ imported, and covered by a test that fails without it:
 
 The ``pkg_resources`` removal in setuptools 82 (used by mmcv's build and by
 mmengine's ``_base_ = 'pkg::...'`` resolution) is handled by the
-``setuptools<82`` pin in ``setup.py``.
+``setuptools<82`` pin in ``setup.py``; the deprecation warning that
+setuptools 81 prints on each such import (two lines per tool run, about
+the pin itself) is silenced by :func:`silence_pkg_resources_warning`.
 """
 import importlib.util
 import os
 import os.path as osp
 import sys
 import types
+import warnings
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -175,7 +178,15 @@ def register_config_package() -> None:
     Config._get_cfg_path = staticmethod(_get_cfg_path)
 
 
+def silence_pkg_resources_warning() -> None:
+    """Ignore setuptools' "pkg_resources is deprecated" warning, which
+    mmengine's ``pkg::`` config resolution triggers under our pin."""
+    warnings.filterwarnings(
+        'ignore', message='pkg_resources is deprecated', category=UserWarning)
+
+
 def apply_all() -> None:
+    silence_pkg_resources_warning()
     patch_checkpoint_loader()
     provide_missing_mmaction_drn()
     register_config_package()

@@ -134,3 +134,17 @@ def test_config_dir_prefers_the_package_links(tmp_path, monkeypatch):
     (checkout / 'mmpetl' / '.mim' / 'configs').mkdir(parents=True)
     assert compat.config_dir() == str(checkout / 'mmpetl' / '.mim' /
                                       'configs')
+
+
+def test_pkg_resources_warning_is_silenced_for_toolbox_bases(tmp_path):
+    # mmengine imports pkg_resources to resolve `pkg::` bases; under the
+    # setuptools<82 pin that prints a deprecation warning per tool run.
+    config = tmp_path / 'user.py'
+    config.write_text("_base_ = 'mmpretrain::_base_/default_runtime.py'\n")
+    code = ('import mmpetl; from mmengine.config import Config; '
+            f'cfg = Config.fromfile({str(config)!r}); print(cfg.default_scope)')
+    result = subprocess.run([sys.executable, '-c', code], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == 'mmpretrain'
+    assert 'pkg_resources is deprecated' not in result.stderr

@@ -12,7 +12,6 @@
 """
 import argparse
 import json
-import logging
 import os
 import os.path as osp
 import subprocess
@@ -123,17 +122,19 @@ def report(results):
     from mmpetl.benchmarks.latency import measure_latency
     from mmpetl.checkpoint_io import load_checkpoint_file, model_state_dict
     from mmpetl.hooks import count_parameters
+    from mmpetl.log_utils import log_to_file
     from mmpetl.reparam import build_model
 
-    logging.disable(logging.INFO)  # the tools' logs already went to files
     models = {}
-    for name, entry in results.items():
-        model = build_model(Config.fromfile(entry['config']))
-        model.load_state_dict(
-            model_state_dict(load_checkpoint_file(entry['checkpoint'])))
-        models[name] = model
-    models['stock (no adapters)'] = build_model(
-        Config.fromfile(results['merged']['config']))
+    # Init records and checkpoint loading go to a file, as in the tools.
+    with log_to_file(osp.join(ROOT, WORK, 'report.log')):
+        for name, entry in results.items():
+            model = build_model(Config.fromfile(entry['config']))
+            model.load_state_dict(
+                model_state_dict(load_checkpoint_file(entry['checkpoint'])))
+            models[name] = model
+        models['stock (no adapters)'] = build_model(
+            Config.fromfile(results['merged']['config']))
     torch.manual_seed(0)
     inputs = torch.randn(16, 3, 32, 32)
     latency = measure_latency(

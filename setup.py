@@ -18,5 +18,6 @@ setup(
         'det': ['mmdet>=3.3.0'],
         'video': ['mmaction2>=1.2.0'],
         'tests': ['pytest', 'scikit-learn', 'scikit-image'],
+        'onnx': ['onnx', 'onnxruntime'],
     },
 )

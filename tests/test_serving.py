@@ -138,3 +138,42 @@ def test_switcher_refuses_bad_tasks(tasks, tmp_path):
     with pytest.raises(KeyError, match="no task 'nope'"):
         switcher.switch('nope')
     assert switcher.tasks == ['rep']
+
+
+def test_switching_video_vit_with_bias_sink(tmp_path):
+    """VideoMAE attention (AdaptedModule, q/v bias sink): switching equals
+    the merged checkpoint and switching back is bit-identical."""
+    from tests.video_helpers import TINY_VIDEO_VIT, video_pretrained_cfg
+    vit = video_pretrained_cfg(TINY_VIDEO_VIT, tmp_path / 'vit.pth')
+    switcher, merged = AdapterSwitcher(), {}
+    for seed, method in enumerate(('RepAdapterBackbone', 'ARCBackbone')):
+        cfg = Config(dict(
+            default_scope='mmaction',
+            model=dict(
+                type='Recognizer3D',
+                backbone=dict(type=f'mmpetl.{method}', backbone=vit),
+                cls_head=dict(type='TimeSformerHead', num_classes=3 + seed,
+                              in_channels=32))))
+        config, checkpoint = tmp_path / f'{method}.py', tmp_path / 'a.pth'
+        cfg.dump(str(config))
+        model = randomize_adapters(build_model(Config.fromfile(config)),
+                                   seed)
+        torch.save(dict(state_dict=model.state_dict()), checkpoint)
+        out = tmp_path / f'{method}_merged.pth'
+        reparameterize_checkpoint(str(config), str(checkpoint), str(out))
+        merged[method] = torch.load(out, weights_only=False)['state_dict']
+        switcher.add_task(method, str(config), str(checkpoint))
+    first = {}
+    for method in ('RepAdapterBackbone', 'ARCBackbone', 'RepAdapterBackbone'):
+        state = snapshot(switcher.switch(method))
+        assert state.keys() == merged[method].keys()
+        for key, value in merged[method].items():
+            torch.testing.assert_close(state[key], value, rtol=1e-6, atol=0)
+        if method in first:
+            assert all(torch.equal(state[k], first[method][k])
+                       for k in state)
+        first[method] = state
+    assert not torch.equal(first['RepAdapterBackbone']['backbone.blocks.0.'
+                                                       'attn.q_bias'],
+                           switcher._originals['backbone.blocks.0.attn.'
+                                               'q_bias'])

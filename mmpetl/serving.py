@@ -19,7 +19,7 @@ the backbone once, plus a second copy of the linears that adapters fold into
 """
 import copy
 from collections import OrderedDict
-from typing import Dict, Iterable, List, Optional, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Union
 
 import torch
 from mmengine.config import Config
@@ -291,14 +291,4 @@ class AdapterSwitcher:
             total=total)
 
 
-def merged_model_nbytes(config: Union[str, Config],
-                        checkpoint: str) -> Tuple[nn.Module, int]:
-    """The stock model of a merged checkpoint, loaded, and its bytes."""
-    cfg = config if isinstance(config, Config) else load_config_file(config)
-    model = build_model(cfg)
-    load_matching_state_dict(model, model_state_dict(
-        load_checkpoint_file(checkpoint)), checkpoint)
-    return model, tensor_nbytes(_tensors_of(model))
-
-
-__all__ = ['AdapterSwitcher', 'tensor_nbytes', 'merged_model_nbytes']
+__all__ = ['AdapterSwitcher', 'tensor_nbytes']

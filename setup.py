@@ -64,6 +64,7 @@ if __name__ == '__main__':
             'det': ['mmdet>=3.3.0'],
             'video': ['mmaction2>=1.2.0'],
             'tests': ['pytest', 'scikit-learn', 'scikit-image'],
+            'onnx': ['onnx', 'onnxruntime'],
         },
         zip_safe=False,
     )

@@ -1,0 +1,292 @@
+# Copyright (c) mmpetl contributors. All rights reserved.
+"""Serving several tasks from one frozen backbone in memory.
+
+A merged checkpoint per task costs a whole model per task. Tasks adapted
+from the same pre-trained backbone share all its weights but the few they
+change: :class:`AdapterSwitcher` keeps that backbone once (the *untouched
+originals*), keeps of each task only its adapters and everything outside
+the backbone (head, neck, data preprocessor), and serves one *live* stock
+model. Switching to a task folds that task's adapters, computed from the
+originals, into the live weights, ``W' = W M`` and ``c' = W m + c`` for an
+adapter ``a(x) = M x + m`` (the merge of :func:`mmpetl.reparam.
+merge_adapters`, through each adapted site's ``merged()``), and puts the
+task's head in place.
+
+Because every switch starts from the originals, switching back to a task
+gives bit-identical weights, equal to that task's merged checkpoint. Memory:
+the backbone once, plus a second copy of the linears that adapters fold into
+(the live ones), plus each task's adapters and head.
+"""
+import copy
+from collections import OrderedDict
+from typing import Dict, Iterable, List, Optional, Union
+
+import torch
+from mmengine.config import Config
+from torch import Tensor, nn
+
+from .checkpoint_io import (CheckpointError, first_line, load_checkpoint_file,
+                            load_config_file, load_matching_state_dict,
+                            model_state_dict)
+from .models import AdapterBackbone, FrozenBackbone
+from .reparam import (ADAPTED, build_model, is_merged_checkpoint,
+                      merge_adapters)
+
+
+def tensor_nbytes(tensors: Iterable[Tensor]) -> int:
+    """Bytes of the distinct storages behind ``tensors`` (a storage shared
+    by several tensors counts once)."""
+    storages = {}
+    for tensor in tensors:
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+    return sum(storages.values())
+
+
+def _tensors_of(*modules: nn.Module) -> Iterable[Tensor]:
+    for module in modules:
+        yield from module.parameters()
+        yield from module.buffers()
+
+
+def _stock_path(model: nn.Module, path: str) -> str:
+    """The path in the merged (stock) model of the module at ``path`` in
+    ``model``: every wrapper's ``backbone`` step removed."""
+    parts, module = [], model
+    names = path.split('.') if path else []
+    for i, name in enumerate(names):
+        if not (isinstance(module, FrozenBackbone) and name == 'backbone'):
+            parts.append(name)
+        module = getattr(module, name)
+    return '.'.join(parts)
+
+
+def _frozen_tensors(model: nn.Module) -> Dict[str, Tensor]:
+    """Stock path -> tensor of every frozen backbone parameter and buffer of
+    an adapter model (what its adapters leave untouched)."""
+    frozen = OrderedDict()
+    for prefix, wrapper in model.named_modules():
+        if not isinstance(wrapper, FrozenBackbone):
+            continue
+        head = f'{prefix}.backbone' if prefix else 'backbone'
+        trainable = tuple(
+            f'{name}.' for name, m in wrapper.backbone.named_modules()
+            if name and wrapper.is_trainable_module(m))
+        for name, tensor in (*wrapper.backbone.named_parameters(),
+                             *wrapper.backbone.named_buffers()):
+            if not name.startswith(trainable):
+                frozen[_stock_path(model, f'{head}.{name}')] = tensor
+    return frozen
+
+
+def _shared_child(model: nn.Module) -> str:
+    """Name of the top-level child that holds the backbone wrapper."""
+    if isinstance(model, FrozenBackbone):
+        raise CheckpointError('the model is a bare backbone wrapper; serving '
+                              'needs a whole model (backbone and head)')
+    wrappers = [m for m in model.modules() if isinstance(m, FrozenBackbone)]
+    for wrapper in wrappers:
+        if not (isinstance(wrapper, AdapterBackbone)
+                or type(wrapper) is FrozenBackbone):
+            raise CheckpointError(
+                f'{type(wrapper).__name__} does not fold into the stock '
+                'backbone (it keeps modules beside it); it cannot be switched')
+    names = [
+        name for name, child in model.named_children() if any(
+            isinstance(m, FrozenBackbone) for m in child.modules())
+    ]
+    if len(names) != 1:
+        raise CheckpointError(
+            'the model must hold exactly one mmpetl backbone wrapper (e.g. '
+            f'mmpetl.RepAdapterBackbone); found {len(names)}')
+    return names[0]
+
+
+class _Task:
+    """One task: its adapter model (frozen tensors shared with the
+    originals), its adapted modules by stock path, and its modules outside
+    the backbone by name."""
+
+    def __init__(self, model: nn.Module, shared_name: str):
+        self.model = model
+        self.sites = OrderedDict((_stock_path(model, path), module)
+                                 for path, module in model.named_modules()
+                                 if isinstance(module, ADAPTED))
+        self.modules = OrderedDict((name, child)
+                                   for name, child in model.named_children()
+                                   if name != shared_name)
+
+
+class AdapterSwitcher:
+    """One frozen backbone, several tasks' adapters and heads, one live
+    stock model that serves the task last switched to.
+
+    Tasks are added from an adapter config and checkpoint (what
+    ``tools/train.py`` writes); their frozen backbones must be the same
+    pre-trained weights (checked value by value). The methods and sites may
+    differ between tasks (RepAdapter on one, ARC attention-only on another):
+    a site that the chosen task does not adapt gets its original weights.
+
+    Example::
+
+        switcher = AdapterSwitcher()
+        switcher.add_task('cifar', 'repadapter_cifar.py', 'cifar.pth')
+        switcher.add_task('dtd', 'arc_dtd.py', 'dtd.pth')
+        model = switcher.switch('dtd')   # the stock model, with dtd folded
+        model.test_step(data)
+
+    Args:
+        device (str | torch.device): Where the models live. Defaults to
+            ``'cpu'``.
+    """
+
+    def __init__(self, device: Union[str, torch.device] = 'cpu'):
+        self.device = torch.device(device)
+        self.model: Optional[nn.Module] = None
+        self.active: Optional[str] = None
+        self._tasks: Dict[str, _Task] = OrderedDict()
+        self._originals: Dict[str, Tensor] = OrderedDict()
+        self._live_sites: Dict[str, nn.Module] = OrderedDict()
+        self._shared_name = ''
+
+    @property
+    def tasks(self) -> List[str]:
+        """Names of the tasks added, in order."""
+        return list(self._tasks)
+
+    def add_task(self, name: str, config: Union[str, Config],
+                 checkpoint: str) -> None:
+        """Load one task: its adapters and head, on the shared backbone.
+
+        Args:
+            name (str): The task's name, for :meth:`switch`.
+            config (str | Config): The adapter config it was trained with.
+            checkpoint (str): Its adapter checkpoint (adapters and head).
+
+        Raises:
+            CheckpointError: For a name already taken, a config without a
+                backbone wrapper, a checkpoint that does not match it or is
+                already merged, or a backbone other than the shared one.
+        """
+        if name in self._tasks:
+            raise CheckpointError(f'task {name!r} is already loaded')
+        cfg = config if isinstance(config, Config) else \
+            load_config_file(config)
+        source = load_checkpoint_file(checkpoint)
+        if is_merged_checkpoint(source):
+            raise CheckpointError(
+                f'{checkpoint} is a merged checkpoint (a whole stock model); '
+                'give the adapter checkpoint it was merged from')
+        try:
+            model = build_model(cfg)
+        except Exception as e:
+            raise CheckpointError(
+                f'cannot build the model of task {name!r} ({first_line(e)})')
+        shared_name = _shared_child(model)
+        load_matching_state_dict(model, model_state_dict(source), checkpoint)
+        model.to(self.device).eval()
+
+        frozen = _frozen_tensors(model)
+        if self.model is None:
+            self._start(model, frozen, shared_name)
+        else:
+            self._tie(name, model, frozen, shared_name)
+        task = _Task(model, shared_name)
+        for path in task.sites:
+            self._own_live_site(path)
+        self._tasks[name] = task
+
+    def _start(self, model: nn.Module, frozen: Dict[str, Tensor],
+               shared_name: str) -> None:
+        """Make the first task's frozen tensors the originals, and the live
+        model its merged copy sharing every tensor that no switch writes."""
+        self._originals = frozen
+        self._shared_name = shared_name
+        live = merge_adapters(copy.deepcopy(model)).eval()
+        shared = live.get_submodule(shared_name)
+        for name, tensor in (*shared.named_parameters(),
+                             *shared.named_buffers()):
+            tensor.data = frozen[f'{shared_name}.{name}'].data
+        for name, child in model.named_children():
+            if name != shared_name:  # no copy of the first task's head
+                setattr(live, name, child)
+        self.model = live
+
+    def _tie(self, name: str, model: nn.Module, frozen: Dict[str, Tensor],
+             shared_name: str) -> None:
+        """Point a later task's frozen tensors at the originals, after
+        checking that they hold the same values."""
+        if shared_name != self._shared_name or \
+                frozen.keys() != self._originals.keys():
+            raise CheckpointError(
+                f'task {name!r} has another backbone than the loaded tasks '
+                '(different modules or parameter names)')
+        for key, tensor in frozen.items():
+            original = self._originals[key]
+            if tensor.shape != original.shape or not torch.equal(
+                    tensor, original):
+                raise CheckpointError(
+                    f'task {name!r} was trained on other pre-trained weights '
+                    f'than the loaded tasks ({key} differs); all tasks must '
+                    'share one frozen backbone')
+        for key, tensor in frozen.items():
+            tensor.data = self._originals[key].data
+
+    def _own_live_site(self, path: str) -> None:
+        """Give the live module at ``path`` storage of its own (switches
+        write there), leaving the originals untouched."""
+        if path in self._live_sites:
+            return
+        module = self.model.get_submodule(path)
+        for tensor in _tensors_of(module):
+            tensor.data = tensor.data.clone()
+        self._live_sites[path] = module
+
+    @torch.no_grad()
+    def switch(self, name: str) -> nn.Module:
+        """Fold task ``name``'s adapters into the live weights, from the
+        originals, and put its head (every module outside the backbone) in
+        place.
+
+        Returns:
+            nn.Module: The live stock model, in eval mode.
+        """
+        if name not in self._tasks:
+            raise KeyError(f'no task {name!r}; loaded: {self.tasks}')
+        task = self._tasks[name]
+        for path, live in self._live_sites.items():
+            adapted = task.sites.get(path)
+            if adapted is None:
+                state = self._original_state(path, live)
+            else:
+                state = adapted.merged().state_dict()
+            live.load_state_dict(state, strict=True)
+        for child, module in task.modules.items():
+            setattr(self.model, child, module)
+        self.active = name
+        return self.model.eval()
+
+    def _original_state(self, path: str,
+                        live: nn.Module) -> Dict[str, Tensor]:
+        return OrderedDict((key, self._originals[f'{path}.{key}'])
+                           for key in live.state_dict())
+
+    def memory(self) -> Dict[str, int]:
+        """Bytes held, by part: ``backbone`` (the originals), ``tasks``
+        (adapters and heads of all tasks), ``live`` (the live model's own
+        storage: the linears that switches write) and ``total`` (distinct
+        storages of all)."""
+        originals = list(self._originals.values())
+        tasks = [task.model for task in self._tasks.values()]
+        backbone = tensor_nbytes(originals)
+        with_tasks = tensor_nbytes([*originals, *_tensors_of(*tasks)])
+        total = tensor_nbytes(
+            [*originals, *_tensors_of(*tasks, *filter(None, [self.model]))])
+        return dict(
+            backbone=backbone,
+            tasks=with_tasks - backbone,
+            live=total - with_tasks,
+            total=total)
+
+
+__all__ = ['AdapterSwitcher', 'tensor_nbytes']

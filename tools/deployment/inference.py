@@ -1,0 +1,195 @@
+# Copyright (c) mmpetl contributors. All rights reserved.
+"""Run a merged (stock) checkpoint through the stock inferencer of its
+toolbox, without mmpetl.
+
+    python tools/deployment/inference.py merged_config.py merged.pth demo.jpg
+    python tools/deployment/inference.py merged_config.py merged.pth a.jpg b.jpg \\
+        --device cuda --out predictions.json
+
+The toolbox is the config's ``default_scope``: mmpretrain
+(``ImageClassificationInferencer``), mmseg (``MMSegInferencer``), mmdet
+(``DetInferencer``) or mmaction (``ActionRecogInferencer``; a folder input
+is read as raw frames, a file as a video). This script never imports mmpetl:
+it shows that the merged model is the stock one. A checkpoint that does not
+match the config key for key (e.g. an adapter checkpoint not merged yet) is
+refused, where the inferencers alone would only warn.
+
+Bad input: one error line, exit status 2; ``--out`` is written atomically.
+"""
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import os.path as osp
+import sys
+import tempfile
+import types
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+from mmengine.runner import CheckpointLoader
+
+#: default_scope -> (module, inferencer class, checkpoint argument).
+INFERENCERS = {
+    'mmpretrain': ('mmpretrain', 'ImageClassificationInferencer',
+                   'pretrained'),
+    'mmseg': ('mmseg.apis', 'MMSegInferencer', 'weights'),
+    'mmdet': ('mmdet.apis', 'DetInferencer', 'weights'),
+    'mmaction': ('mmaction.apis.inferencers', 'ActionRecogInferencer',
+                 'weights'),
+}
+
+
+class InputError(ValueError):
+    """An unusable input; the message says which and why."""
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Run a merged checkpoint through a stock inferencer')
+    parser.add_argument('config', help='the stock (merged) config')
+    parser.add_argument('checkpoint', help='the merged checkpoint')
+    parser.add_argument('inputs', nargs='+',
+                        help='images (videos, raw-frame folders for mmaction)')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--out', help='write the predictions here (JSON)')
+    return parser.parse_args(argv)
+
+
+def provide_missing_mmaction_drn() -> None:
+    """mmaction2 1.2.0's PyPI wheel lacks ``mmaction/models/localizers/
+    drn``, which ``mmaction.models`` imports, so no model builds. An empty
+    stand-in module lets every model but DRN build. (``mmpetl.compat`` does
+    the same on ``import mmpetl``; this tool must not import mmpetl.)"""
+    name = 'mmaction.models.localizers.drn'
+    spec = importlib.util.find_spec('mmaction')
+    if name in sys.modules or osp.isdir(
+            osp.join(osp.dirname(spec.origin), *name.split('.')[1:])):
+        return
+    package, drn = types.ModuleType(name), types.ModuleType(f'{name}.drn')
+    package.__path__, drn.DRN = [], None
+    sys.modules.update({name: package, f'{name}.drn': drn})
+
+
+def toolbox(config: str) -> str:
+    """The config's ``default_scope``, one of :data:`INFERENCERS`."""
+    if not osp.isfile(config):
+        raise InputError(f'{config} does not exist')
+    try:
+        scope = Config.fromfile(config).get('default_scope')
+    except Exception as e:
+        raise InputError(f'cannot read config {config} ({e})')
+    if scope not in INFERENCERS:
+        raise InputError(f'config {config} has default_scope {scope!r}; '
+                         f'supported: {", ".join(INFERENCERS)}')
+    return scope
+
+
+def build_inferencer(config: str, checkpoint: str, device: str = 'cpu',
+                     inputs=()):
+    """The stock inferencer of ``config``'s toolbox with ``checkpoint``
+    loaded, after checking that the checkpoint holds exactly the model's
+    keys. mmaction reads ``inputs`` as raw-frame folders or as videos."""
+    scope = toolbox(config)
+    if not osp.isfile(checkpoint):
+        raise InputError(f'{checkpoint} does not exist')
+    module, name, weights_arg = INFERENCERS[scope]
+    if scope == 'mmaction':
+        provide_missing_mmaction_drn()
+    inferencer_cls = getattr(importlib.import_module(module), name)
+    try:
+        state = CheckpointLoader.load_checkpoint(checkpoint, 'cpu')
+    except Exception as e:
+        raise InputError(f'{checkpoint} is not a checkpoint ({e})')
+    state = state.get('state_dict', state) if isinstance(state, dict) else {}
+    kwargs = {weights_arg: checkpoint}
+    if scope == 'mmaction':
+        folders = {osp.isdir(path) for path in inputs}
+        if len(folders) > 1:
+            raise InputError('give either videos or raw-frame folders')
+        kwargs['input_format'] = 'rawframes' if folders == {True} else 'video'
+    inferencer = inferencer_cls(model=config, device=device, **kwargs)
+    expected = set(inferencer.model.state_dict())
+    missing, unexpected = expected - set(state), set(state) - expected
+    if missing or unexpected:
+        hint = (' (an adapter checkpoint? merge it first with '
+                'tools/reparam.py)' if any('adapter' in k
+                                           for k in unexpected) else '')
+        raise InputError(
+            f'checkpoint {checkpoint} does not match {config}: '
+            f'{len(missing)} missing keys, {len(unexpected)} unexpected keys '
+            f'({", ".join(sorted(unexpected or missing)[:3])}){hint}')
+    return inferencer
+
+
+def run_inference(config: str, checkpoint: str, inputs, device='cpu'):
+    """Predictions of the stock inferencer, one JSON-ready dict per input."""
+    for path in inputs:
+        if not osp.exists(path):
+            raise InputError(f'input {path} does not exist')
+    with DefaultScope.overwrite_default_scope(toolbox(config)):
+        inferencer = build_inferencer(config, checkpoint, device, inputs)
+        return [to_json(_prediction(inferencer, inferencer(path)))
+                for path in inputs]
+
+
+def _prediction(inferencer, result) -> dict:
+    """One input's prediction as a dict, whatever the toolbox returns."""
+    if isinstance(result, dict) and 'predictions' in result:
+        result = result['predictions']
+    if isinstance(result, list) and len(result) == 1:
+        result = result[0]
+    if isinstance(result, np.ndarray):  # mmseg: the map itself
+        depth = 'Depth' in type(inferencer.model).__name__
+        result = {'depth_map' if depth else 'sem_seg': result}
+    return result
+
+
+def to_json(value):
+    """Arrays and tensors as nested lists, recursively."""
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    return value
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.out and not osp.isdir(osp.dirname(osp.abspath(args.out))):
+        print(f'error: output folder of {args.out} does not exist',
+              file=sys.stderr)
+        sys.exit(2)
+    try:
+        predictions = run_inference(args.config, args.checkpoint,
+                                    args.inputs, args.device)
+    except InputError as e:
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(2)
+    text = json.dumps(dict(zip(args.inputs, predictions)))
+    if args.out:
+        fd, tmp = tempfile.mkstemp(
+            dir=osp.dirname(osp.abspath(args.out)), suffix='.tmp')
+        with os.fdopen(fd, 'w') as f:
+            f.write(text)
+        os.replace(tmp, args.out)
+    for path, prediction in zip(args.inputs, predictions):
+        print(path, _summary(prediction))
+
+
+def _summary(prediction: dict) -> str:
+    """A prediction, long lists shown by their length."""
+    return ', '.join(
+        f'{k}: <{len(v)} items>' if isinstance(v, list) and len(v) > 5 else
+        f'{k}: {v}' for k, v in prediction.items())
+
+
+if __name__ == '__main__':
+    main()

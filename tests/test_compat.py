@@ -53,7 +53,7 @@ def test_mmaction_imports_with_the_missing_drn_module():
     import mmaction.models  # noqa: F401  (mmpetl was imported by conftest)
     from mmaction.registry import MODELS
     with pytest.raises(ImportError, match='DRN is missing'):
-        MODELS.build(dict(type='DRN'))
+        MODELS.build(dict(type='mmaction.DRN'))  # whatever the default scope
 
 
 def test_cpu_distributed_is_left_to_mmengine_with_cuda_or_no_launcher():

@@ -6,7 +6,7 @@ from torch import Tensor, nn
 
 from mmpetl.registry import MODELS
 from ..adapter_backbone import AdapterBackbone, AttachSite
-from ..attach_sites import find_attach_sites
+from ..attach_sites import DEFAULT_SITES, find_attach_sites
 from ..mergeable_adapter import MergeableAdapter, add_up_projection
 
 #: Where ARC's FFN adapter sits in a Swin block (see :class:`ARCBackbone`).
@@ -143,6 +143,10 @@ class ResidualStreamFFN(nn.Module):
         x = self.adapter(x)
         return self.ffn(self.norm(x), identity=x)
 
+    def describe_fold(self) -> str:
+        """For the site listing."""
+        return 'not mergeable (residual stream before norm2)'
+
 
 @MODELS.register_module()
 class ARCBackbone(AdapterBackbone):
@@ -189,18 +193,19 @@ class ARCBackbone(AdapterBackbone):
     def attach_adapters(self) -> None:
         # share group -> SharedProjection, filled by build_adapter
         self.shared_projections = nn.ModuleDict()
-        if self.swin_ffn_placement == 'foldable' or 'ffn' not in self.sites:
+        sites = self.sites
+        kinds = DEFAULT_SITES if sites is None else sites
+        if self.swin_ffn_placement == 'foldable' or 'ffn' not in kinds:
             super().attach_adapters()
             return
         ffn_sites = self._swin_ffn_sites()
-        sites = self.sites
-        self.sites = tuple(kind for kind in sites if kind != 'ffn')
+        self.sites = tuple(kind for kind in kinds if kind != 'ffn')
         try:
             super().attach_adapters()
         finally:
             self.sites = sites
         for site in ffn_sites:
-            block = self.backbone.get_submodule(site.path)
+            block = self.backbone.get_submodule(site.path.rpartition('.')[0])
             block.ffn = ResidualStreamFFN(block.norm2, block.ffn,
                                           self.build_adapter(site))
             block.norm2 = nn.Identity()
@@ -208,7 +213,8 @@ class ARCBackbone(AdapterBackbone):
 
     def _swin_ffn_sites(self) -> list:
         """The FFN sites of the reference placement: one per Swin block,
-        ``path`` naming the block (it holds ``norm2`` and ``ffn``)."""
+        ``path`` naming the block's ``ffn`` (wrapped, with ``norm2``, by a
+        :class:`ResidualStreamFFN`)."""
         name = type(self.backbone).__name__
         if self.targets is not None or name != 'SwinTransformer':
             raise ValueError(
@@ -218,8 +224,8 @@ class ARCBackbone(AdapterBackbone):
         sites = []
         for site in find_attach_sites(self.backbone, ('ffn', )):
             block = site.path.split('.ffn.')[0]
-            sites.append(AttachSite(block, site.kind, site.share_group,
-                                    site.in_features))
+            sites.append(AttachSite(f'{block}.ffn', site.kind, site.share_group,
+                                    site.in_features, fold_target=None))
         return sites
 
     def build_adapter(self, site: AttachSite) -> ARCAdapter:

@@ -99,8 +99,8 @@ def segmentor_config(root):
 def detector_config(root):
     data = write_coco(str(root / 'coco'))
     swin = pretrained_cfg(TINY_DET_SWIN, root / 'det_swin.pth', perturb=0.02)
-    cfg = tiny_cascade_config(shipped_config('det', 'repadapter'), data,
-                              swin)
+    cfg = tiny_cascade_config(
+        Config.fromfile(shipped_config('det', 'repadapter')), data, swin)
     return cfg, osp.join(data, 'val', 'flower.jpg')
 
 

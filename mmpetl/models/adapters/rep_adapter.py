@@ -53,9 +53,13 @@ class GroupedLinear(nn.Module):
 
     def dense_weight(self) -> Tensor:
         """The block-diagonal (out_features, in_features) matrix."""
-        blocks = self.weight.view(self.groups, self.out_features // self.groups,
-                                  -1).unbind(0)
-        return torch.block_diag(*blocks)
+        g = self.groups
+        blocks = self.weight.view(g, self.out_features // g, 1, -1)
+        # dense[(a, p), (b, q)] = [a == b] * blocks[a, p, q], written without
+        # torch.block_diag so that unmerged models export to ONNX too.
+        eye = torch.eye(g, dtype=blocks.dtype, device=blocks.device)
+        return (eye.view(g, 1, g, 1) * blocks).reshape(
+            self.out_features, self.in_features)
 
 
 class RepAdapter(MergeableAdapter):

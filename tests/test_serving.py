@@ -133,7 +133,7 @@ def test_switcher_refuses_bad_tasks(tasks, tmp_path):
     other = pretrained_cfg(TINY_VIT, tmp_path / 'other.pth', seed=7)
     config = tmp_path / 'other.py'
     task_config(other, TASKS['rep']).dump(str(config))
-    with pytest.raises(CheckpointError, match='other pre-trained weights'):
+    with pytest.raises(CheckpointError, match='trained on the backbone of'):
         switcher.add_task('other', str(config), spec['checkpoint'])
     with pytest.raises(KeyError, match="no task 'nope'"):
         switcher.switch('nope')

@@ -22,6 +22,7 @@ def tiny_model(method, wrapper=None):
     if wrapper:
         cfg.model.backbone.type = f'mmpetl.{wrapper}'
         cfg.model.backbone.pop('rank', None)
+        cfg.model.backbone.pop('memory', None)
     cfg = tiny_upernet_config(cfg, '/nonexistent', copy.deepcopy(
         TINY_SEG_SWIN))
     return revert_sync_batchnorm(build_model(cfg))

@@ -286,7 +286,13 @@ def test_test_tool_options(trained, tmp_path):
 
     plain = test('plain', '--show-dir', str(tmp_path / 'vis'), '--interval',
                  '100', '--no-pin-memory')
-    assert len(os.listdir(tmp_path / 'vis')) == -(-num_test // 100)
+    # Every 100th sample is drawn (mmpretrain's VisualizationHook, which
+    # counts a short last batch's start from that batch's own size, so it
+    # may miss one sample there).
+    batch = Config.fromfile(str(config)).test_dataloader.batch_size
+    full = num_test - num_test % batch
+    assert -(-full // 100) <= len(os.listdir(tmp_path / 'vis')) <= -(
+        -num_test // 100)
     dumped = Config.fromfile(str(tmp_path / 'plain' / 'pinned.py'))
     assert dumped.test_dataloader.pin_memory is False
 

@@ -323,6 +323,17 @@ def test_site_check_under_autocast(backbone_cfgs):
     assert dtypes == [torch.float32, torch.bfloat16]
 
 
+def test_site_check_leaves_the_rng_as_it_was(backbone_cfgs):
+    # A resumed run checks its sites again at its first step: the check
+    # must not shift the random stream (dropout, augmentation) it draws.
+    model = _build('repadapter', backbone_cfgs['seg_vit']).train()
+    inputs = torch.randn(2, 3, 32, 32)
+    state = torch.get_rng_state()
+    model.check_sites(inputs[:1])
+    assert model.sites_checked
+    assert torch.equal(torch.get_rng_state(), state)
+
+
 def test_check_sites_on_a_stock_backbone_is_a_no_op(backbone_cfgs):
     assert check_sites(_stock(backbone_cfgs['beit']),
                        torch.randn(1, 3, 32, 32)) == {}

@@ -204,6 +204,17 @@ def check_sites(backbone: nn.Module,
     Raises:
         AttachSiteError: One line naming the failing sites and what to do.
     """
+    # The check builds modules (their init draws from the global RNG):
+    # leave every RNG as it was, so that a run checked at its first step
+    # (also after --resume) draws what an unchecked one would.
+    devices = sorted({t.device.index for t in output_tensors((args, kwargs))
+                      if t.is_cuda})
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        return _check_sites(backbone, args, kwargs, tolerance, owner)
+
+
+def _check_sites(backbone: nn.Module, args: tuple, kwargs: dict,
+                 tolerance: float, owner: str) -> Dict[str, float]:
     sites = adapted_sites(backbone)
     ran, captured = _run_and_capture(backbone, sites, args, kwargs)
     silent = [path for path in sites if path not in ran]

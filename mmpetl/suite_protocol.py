@@ -282,7 +282,11 @@ class Protocol:
                                 self.seeds)
             for run in searches + finals:
                 if finished(run) is None:
-                    self.variants[run.work_dir] = check(run, where)
+                    # Rank 0 checks the data (in a dry run, just after
+                    # writing it); the other ranks meet it in the task's
+                    # process group, so never read it before it is there.
+                    self.variants[run.work_dir] = (
+                        check(run, where) if is_main else data_variant)
 
     def _execute(self, run: Run, where: str, task_dir: str,
                  launcher: str) -> dict:

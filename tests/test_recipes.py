@@ -26,6 +26,7 @@ from mmpetl.models.adapters.arc import ResidualStreamFFN
 from mmpetl.registry import MODELS
 from mmpetl.task_suite import shrink_for_dry_run, stock_backbone
 from tests.helpers import TINY_SWIN, pretrained_cfg, randomize_adapters
+from tests.test_vtab import run_vtab
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 VTAB = osp.join(ROOT, 'configs', 'vtab')
@@ -65,18 +66,6 @@ FGVC_METHODS = ('repadapter', 'arc', 'lora', 'linear-probe', 'full-finetune')
 
 def config(*parts):
     return Config.fromfile(osp.join(*parts))
-
-
-def run_suite(*args, cwd=ROOT):
-    env = dict(os.environ,
-               PYTHONPATH=os.pathsep.join([ROOT, os.environ.get(
-                   'PYTHONPATH', '')]))
-    result = subprocess.run(
-        [sys.executable, osp.join(ROOT, 'tools', 'suites', 'vtab.py'),
-         *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-3000:] + \
-        result.stderr[-3000:]
-    return result.stdout
 
 
 class ReferenceCosine:
@@ -374,12 +363,12 @@ def test_swin_b_and_repattn_configs_train(tmp_path):
     type): Swin-B RepAdapter and ARC (foldable: merged checkpoint; the
     reference placement: a warning and no merged checkpoint), and the
     attention-only RepAdapter."""
-    out = run_suite('--prefix', 'swin-b', '--methods', 'repadapter', 'arc',
+    out = run_vtab('--prefix', 'swin-b', '--methods', 'repadapter', 'arc',
                     '--tasks', 'dtd', '--dry-run', '--work-dir',
                     tmp_path / 'swin')
     assert 'arc / dtd: top-1' in out and 'repadapter / dtd: top-1' in out
     assert (tmp_path / 'swin' / 'arc' / 'dtd' / 'epoch_1_merged.pth').is_file()
-    out = run_suite('--prefix', 'swin-b', '--methods', 'arc', '--tasks',
+    out = run_vtab('--prefix', 'swin-b', '--methods', 'arc', '--tasks',
                     'kitti', '--dry-run', '--work-dir', tmp_path / 'ref',
                     '--cfg-options',
                     'model.backbone.swin_ffn_placement=reference')
@@ -388,7 +377,7 @@ def test_swin_b_and_repattn_configs_train(tmp_path):
     assert not (kitti / 'epoch_1_merged.pth').exists()
     log = open(glob.glob(str(kitti / '*' / '*.log'))[0]).read()
     assert 'No merged checkpoint written' in log
-    out = run_suite('--methods', 'repattn', '--tasks', 'svhn', '--dry-run',
+    out = run_vtab('--methods', 'repattn', '--tasks', 'svhn', '--dry-run',
                     '--work-dir', tmp_path / 'repattn')
     assert 'repattn / svhn: top-1' in out
 
@@ -421,7 +410,7 @@ def test_fgvc_configs_train(tmp_path):
     # other per-set files differ from these in the name and, for ARC, in
     # the values checked above).
     sets = ('oxford_flowers', 'stanford_cars')
-    out = run_suite('--config-dir', FGVC, '--dry-run', '--data-root',
+    out = run_vtab('--config-dir', FGVC, '--dry-run', '--data-root',
                     tmp_path / 'fgvc', '--methods', *FGVC_METHODS,
                     '--tasks', *sets, '--work-dir', tmp_path / 'work')
     for method in FGVC_METHODS:

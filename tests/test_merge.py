@@ -5,6 +5,7 @@ import pytest
 import torch
 from mmengine.analysis import FlopAnalyzer
 from mmengine.config import Config, ConfigDict
+from mmengine.registry import DefaultScope
 from torch import nn
 
 from mmpetl.models import AdaptedLinear, FrozenBackbone
@@ -70,12 +71,14 @@ def test_merged_model_is_the_stock_model(method, vit_cfg):
 
 
 def test_merge_inside_a_classifier(vit_cfg):
-    classifier = MODELS.build(
-        dict(
-            type='mmpretrain.ImageClassifier',
-            backbone=dict(METHODS[0], backbone=vit_cfg),
-            head=dict(type='mmpretrain.LinearClsHead', num_classes=3,
-                      in_channels=32)))
+    # Its data preprocessor's default type is looked up in the default scope.
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        classifier = MODELS.build(
+            dict(
+                type='mmpretrain.ImageClassifier',
+                backbone=dict(METHODS[0], backbone=vit_cfg),
+                head=dict(type='mmpretrain.LinearClsHead', num_classes=3,
+                          in_channels=32)))
     randomize_adapters(classifier).eval()
     inputs = torch.randn(2, 3, 32, 32)
     expected = classifier(inputs, mode='tensor')

@@ -3,6 +3,7 @@
 saved-bytes count equals the full step's, and the input-gradient floor runs
 the backward through the frozen backbone without weight gradients."""
 import copy
+import gc
 import os.path as osp
 
 import torch
@@ -41,6 +42,24 @@ def test_forward_count_equals_step_count():
     # Saved activations grow with the batch.
     assert saved_bytes_of_forward(
         model, classification_batch(32, 6, 100)) > step
+
+
+def graph_tensors():
+    """Live Python tensors that are part of an autograd graph."""
+    gc.collect()
+    return sum(1 for obj in gc.get_objects()
+               if torch.is_tensor(obj) and obj.grad_fn is not None)
+
+
+def test_forward_count_frees_its_graph():
+    # The count runs a forward and no backward; the graph (a GELU's and a
+    # softmax's saved outputs among it) must go with the loss, or a large
+    # batch's activations stay in memory for the rest of the run.
+    model = tiny_classifier('repadapter')
+    data = classification_batch(32, 3, 100)
+    before = graph_tensors()
+    assert saved_bytes_of_forward(model, data) > 0
+    assert graph_tensors() == before
 
 
 def test_input_gradient_floor():

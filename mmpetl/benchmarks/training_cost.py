@@ -94,12 +94,14 @@ def _saved_bytes(model: nn.Module, run: Callable[[], object]) -> int:
     storages: Dict[int, int] = {}
 
     def pack(tensor):
-        if torch._C._current_graph_task_id() != -1:  # inside a backward
-            return tensor
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in param_storages:
-            storages[storage.data_ptr()] = storage.nbytes()
-        return tensor
+        if torch._C._current_graph_task_id() == -1:  # not inside a backward
+            storage = tensor.untyped_storage()
+            if storage.data_ptr() not in param_storages:
+                storages[storage.data_ptr()] = storage.nbytes()
+        # Detached (same storage): a node holding its own output's Python
+        # tensor, which holds the node, is a cycle the garbage collector
+        # cannot see, and a forward without backward would never free it.
+        return tensor.detach()
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         run()

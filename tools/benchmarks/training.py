@@ -36,6 +36,7 @@ from mmpetl.benchmarks.training_cost import (classification_batch, dense_batch,
                                              measure_training_steps,
                                              require_input_grad,
                                              saved_bytes_of_forward)
+from mmpetl.log_utils import log_to_file, temporary_log_file
 from mmpetl.reparam import build_model
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -183,18 +184,29 @@ def report(task, costs, trainable, args):
           f'{PAPER_SAVING["time"]}% time')
 
 
-def cls_models(device):
+def build_models(configs, device, log_file):
+    """Build each config (seed 0) on ``device``; the builds' init records
+    go to ``log_file``, not the console."""
+    models = {}
+    with log_to_file(log_file):
+        for name, cfg in configs.items():
+            torch.manual_seed(0)
+            models[name] = revert_sync_batchnorm(build_model(cfg)).to(device)
+    return models
+
+
+def cls_models(device, log_file):
     """The VTAB-1k ViT-B/16 model of each method, without pre-trained
     weights."""
-    models = {}
+    configs = {}
     for name, method in CLS_METHODS.items():
         cfg = Config.fromfile(osp.join(ROOT, CLS_CONFIG.format(method)))
         node = cfg.model.backbone
         while 'backbone' in node or 'module' in node:  # LoRAModel: module
             node = node.get('backbone', node.get('module'))
         node.init_cfg = None
-        torch.manual_seed(0)
-        models[name] = build_model(cfg).to(device)
+        configs[name] = cfg
+    models = build_models(configs, device, log_file)
     require_input_grad(models['floor (input grad only)'].backbone)
     return models
 
@@ -229,9 +241,9 @@ def cls_report(costs, memory_batch, args):
               f'{costs["floor (input grad only)"].seconds / full.seconds:.3f})')
 
 
-def classification(args, device):
+def classification(args, device, log_file):
     """Costs of the classification methods, memory at the paper's batch."""
-    models = cls_models(device)
+    models = cls_models(device, log_file)
     args.batch_size = args.batch_size or 8
     size = args.size = args.size or 224
     costs = measure_training_steps(
@@ -250,16 +262,16 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    log_file = temporary_log_file('mmpetl_bench_training_')
+    print(f'init records of the builds: {log_file}')
     if args.task == 'cls':
-        return classification(args, device)
+        return classification(args, device, log_file)
     args.size = args.size or 512
     args.batch_size = args.batch_size or 2
     tasks = tuple(CONFIGS) if args.task == 'all' else (args.task, )
     for task in tasks:
-        models = {}
-        for name, cfg in method_configs(task, args.size, args.amp).items():
-            torch.manual_seed(0)
-            models[name] = revert_sync_batchnorm(build_model(cfg)).to(device)
+        models = build_models(method_configs(task, args.size, args.amp),
+                              device, log_file)
         data = dense_batch('seg' if task == 'seg' else 'det', args.size,
                            args.batch_size, num_classes=NUM_CLASSES[task])
         costs = measure_training_steps(

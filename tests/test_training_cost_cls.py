@@ -12,7 +12,7 @@ from mmengine.config import Config
 from mmpetl.benchmarks.training_cost import (classification_batch,
                                              make_optim_wrapper,
                                              measure_training_steps,
-                                             require_input_grad,
+                                             profile_step, require_input_grad,
                                              saved_bytes_of_forward,
                                              saved_bytes_of_step)
 from mmpetl.reparam import build_model
@@ -87,6 +87,23 @@ def test_input_gradient_floor():
     handle.remove()
     assert saved_bytes_of_forward(floor, classification_batch(
         32, 2, 100)) == costs['probe'].saved
+
+
+def test_profile_separates_the_adapters_own_operators():
+    floor, adapted = tiny_classifier('linear-probe'), tiny_classifier(
+        'repadapter')
+    require_input_grad(floor.backbone)
+    data = classification_batch(32, 2, 100)
+    tables = [profile_step(m, data, make_optim_wrapper(m))
+              for m in (floor, adapted)]
+    own = [key for key in tables[1] if key not in tables[0]]
+    # The adapters' thin GEMMs (hidden width 8, 9 with the bias unit) are
+    # operators the floor does not run; the frozen blocks' are shared.
+    hidden = [key for key in own if key.startswith('aten::')
+              and (', 8]' in key or ', 9]' in key)]
+    assert hidden and sum(tables[1][key] for key in hidden) > 0
+    assert any(key.startswith('aten::mm') for key in tables[0])
+    assert all(t >= 0 for table in tables for t in table.values())
 
 
 def test_classification_batch():

@@ -208,6 +208,28 @@ def measure_training_steps(models: Dict[str, nn.Module],
     return costs
 
 
+def profile_step(model: nn.Module, data: dict,
+                 optim_wrapper: OptimWrapper) -> Dict[str, float]:
+    """Self CPU seconds of one training step, per operator and input shapes
+    (``'aten::mm [[3152, 768], [768, 9]]'``), from ``torch.profiler``.
+
+    Comparing two models' tables on the same batch shows where a step's
+    extra time goes: keys that only one model has are its own operators
+    (an adapter's thin GEMMs), keys both have but with different times are
+    the shared backbone running slower or faster.
+    """
+    from torch.profiler import ProfilerActivity, profile
+    model.train()
+    with profile(activities=[ProfilerActivity.CPU],
+                 record_shapes=True) as prof:
+        model.train_step(data, optim_wrapper)
+    table: Dict[str, float] = {}
+    for event in prof.key_averages(group_by_input_shape=True):
+        key = f'{event.key} {event.input_shapes}'
+        table[key] = table.get(key, 0.0) + event.self_cpu_time_total / 1e6
+    return table
+
+
 def dense_batch(task: str, size: int, batch_size: int,
                 num_classes: int) -> dict:
     """A random batch as mmseg's / mmdet's dataloaders yield it.

@@ -33,8 +33,9 @@ from mmengine.model import revert_sync_batchnorm
 
 import mmpetl  # noqa: F401  (compat fixes)
 from mmpetl.benchmarks.training_cost import (classification_batch, dense_batch,
+                                             make_optim_wrapper,
                                              measure_training_steps,
-                                             require_input_grad,
+                                             profile_step, require_input_grad,
                                              saved_bytes_of_forward)
 from mmpetl.log_utils import log_to_file, temporary_log_file
 from mmpetl.reparam import build_model
@@ -95,6 +96,10 @@ def parse_args():
                         help='cls: batch of the memory count (default 64, '
                         'the paper\'s)')
     parser.add_argument('--rounds', type=int, default=3)
+    parser.add_argument('--profile', type=int, default=0, metavar='N',
+                        help='cls: profile one step of RepAdapter, ARC and '
+                        'the floor at the timed batch and print the N '
+                        'largest per-operator differences to the floor')
     parser.add_argument('--amp', action='store_true',
                         help='mixed precision: forward under bf16 autocast '
                         '(works on CPU)')
@@ -241,6 +246,33 @@ def cls_report(costs, memory_batch, args):
               f'{costs["floor (input grad only)"].seconds / full.seconds:.3f})')
 
 
+def cls_profile(models, data, top):
+    """Where RepAdapter's and ARC's steps spend time beyond the floor's:
+    their own operators (absent from the floor) and the largest
+    per-operator differences, one profiled step each (after a warm-up)."""
+    tables = {}
+    for name in ('floor (input grad only)', 'RepAdapter', 'ARC'):
+        wrapper = make_optim_wrapper(models[name])
+        models[name].train_step(data, wrapper)
+        tables[name] = profile_step(models[name], data, wrapper)
+    floor = tables['floor (input grad only)']
+    print(f'\nprofile (torch.profiler self CPU seconds, one step each): '
+          f'floor {sum(floor.values()):.3f}')
+    for name in ('RepAdapter', 'ARC'):
+        table = tables[name]
+        total = sum(table.values())
+        own = sum(t for key, t in table.items() if key not in floor)
+        print(f'{name} {total:.3f}: its own operators (not in the floor) '
+              f'{own:.3f} ({100 * own / total:.1f}% of its step); largest '
+              f'differences to the floor (seconds {name} / floor):')
+        diffs = sorted(set(table) | set(floor),
+                       key=lambda k: -abs(table.get(k, 0) - floor.get(k, 0)))
+        for key in diffs[:top]:
+            print(f'  {table.get(key, 0) - floor.get(key, 0):+8.3f}  '
+                  f'({table.get(key, 0):.3f} / {floor.get(key, 0):.3f})  '
+                  f'{key[:100]}')
+
+
 def classification(args, device, log_file):
     """Costs of the classification methods, memory at the paper's batch."""
     models = cls_models(device, log_file)
@@ -255,6 +287,9 @@ def classification(args, device, log_file):
         costs[name] = dataclasses.replace(
             costs[name], saved=saved_bytes_of_forward(model, memory_data))
     cls_report(costs, args.memory_batch_size, args)
+    if args.profile:
+        cls_profile(models, classification_batch(size, args.batch_size, 100),
+                    args.profile)
 
 
 def main():

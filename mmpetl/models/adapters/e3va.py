@@ -56,13 +56,14 @@ Memory modes (``memory``, per highway stage; gradients are exact in all):
   leave a linear and are already in the autocast dtype, so there the two
   keep the same bytes (the mode is for backbones whose taps leave
   full-precision ops).
-* ``'recompute'``: a run of consecutive recomputed stages keeps only each
-  stage's input ``x_s`` (one tap's size) and the highway state entering
-  the run; its forward builds no graph. In the backward the frozen stage is
-  re-run on ``x_s`` under ``no_grad`` with the same hooks, RNG state (so
-  drop-path draws the same masks) and autocast state, which regenerates the
-  taps bit for bit, then the run's highway stages are re-run with a graph
-  for their gradients (:class:`_RecomputedTaps`). The price is one more
+* ``'recompute'``: a run of consecutive recomputed stages keeps only the
+  input ``x_s`` of its first stage (one tap's size) and the highway state
+  entering the run; its forward builds no graph. In the backward the run's
+  frozen stages are re-run from ``x_s`` under ``no_grad``, each with the
+  same hooks, RNG state (so drop-path draws the same masks) and autocast
+  state, which regenerates their taps and the next stage's input bit for
+  bit, then the run's highway stages are re-run with a graph for their
+  gradients (:class:`_RecomputedTaps`). The price is one more
   forward of those frozen stages (with their patch merging); stages 0-1 of
   Swin-B hold 43% of the highway's saved bytes for about 17% of its FLOPs.
 """
@@ -146,23 +147,23 @@ class _StageInput:
 class _RecomputedTaps(torch.autograd.Function):
     """Highway stages whose taps are regenerated in the backward.
 
-    ``forward(plan, z_prev, *stage_inputs, *params)`` runs
-    ``plan.run(z_prev, taps)`` on the captured taps without a graph and
-    saves only ``z_prev`` and the stage inputs ``x_s`` (``(B, N_s, C_s)``,
-    one tap's size per stage). ``backward`` re-runs each frozen stage on its
-    ``x_s`` under ``no_grad`` (same RNG state, same autocast state: the same
-    taps, bit for bit), re-runs the highway stages with a graph and returns
-    the gradients of ``z_prev`` and the highway parameters.
+    ``forward(plan, z_prev, x_s, *params)`` runs ``plan.run(z_prev, taps)``
+    on the captured taps without a graph and saves only ``z_prev`` and the
+    input ``x_s`` (``(B, N_s, C_s)``, one tap's size) of the run's first
+    stage. ``backward`` re-runs the frozen stages one after the other from
+    ``x_s`` under ``no_grad`` (same RNG states, same autocast state: the
+    same taps and stage inputs, bit for bit), re-runs the highway stages
+    with a graph and returns the gradients of ``z_prev`` and the highway
+    parameters.
     """
 
     @staticmethod
-    def forward(ctx, plan, z_prev, *tensors):
-        stage_inputs = tensors[:len(plan.stages)]
+    def forward(ctx, plan, z_prev, first_input, *params):
         ctx.plan = plan
-        device = stage_inputs[0].device.type
+        device = first_input.device.type
         ctx.autocast = (device, torch.is_autocast_enabled(device),
                         torch.get_autocast_dtype(device))
-        ctx.save_for_backward(z_prev, *stage_inputs)
+        ctx.save_for_backward(z_prev, first_input)
         outputs = plan.run(z_prev, plan.captured)
         plan.captured = None  # keep no reference to the taps
         return outputs
@@ -170,12 +171,12 @@ class _RecomputedTaps(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grads):
         plan = ctx.plan
-        z_prev, *stage_inputs = ctx.saved_tensors
+        z_prev, first_input = ctx.saved_tensors
         params = list(plan.params)
         device, enabled, dtype = ctx.autocast
         with torch.enable_grad(), torch.autocast(device, dtype=dtype,
                                                  enabled=enabled):
-            taps = plan.regenerate(stage_inputs)
+            taps = plan.regenerate(first_input)
             leaf = None
             if z_prev is not None:
                 leaf = z_prev.detach().requires_grad_(
@@ -190,8 +191,7 @@ class _RecomputedTaps(torch.autograd.Function):
             allow_unused=True) if pairs else [None] * len(wanted)
         grad_z = found[0] if wanted and wanted[0] is leaf else None
         grad_params = list(found[len(wanted) - len(params):])
-        return (None, grad_z) + (None, ) * len(stage_inputs) + tuple(
-            grad_params)
+        return (None, grad_z, None) + tuple(grad_params)
 
 
 class _SegmentPlan:
@@ -212,11 +212,13 @@ class _SegmentPlan:
         return self.owner._highway_stages(self.stages, z_prev, taps,
                                           self.hw_shapes)
 
-    def regenerate(self, stage_inputs):
-        return {
-            s: self.owner._regenerate_taps(s, x, *self.stage_args[s])
-            for s, x in zip(self.stages, stage_inputs)
-        }
+    def regenerate(self, x):
+        """The taps of the run's stages, from its first stage's input."""
+        taps = {}
+        for s in self.stages:
+            taps[s], x = self.owner._regenerate_taps(s, x,
+                                                     *self.stage_args[s])
+        return taps
 
 
 class HighwayStage(BaseModule):
@@ -405,9 +407,9 @@ class E3VABackbone(FrozenBackbone):
                     for s in stages
                 })
                 del taps
-                outputs = _RecomputedTaps.apply(
-                    plan, z, *(inputs[s][0][0] for s in stages),
-                    *plan.params)
+                outputs = _RecomputedTaps.apply(plan, z,
+                                                inputs[stages[0]][0][0],
+                                                *plan.params)
             else:
                 outputs = self._highway_stages(stages, z, taps, hw_shapes)
             z = outputs[0]
@@ -433,9 +435,11 @@ class E3VABackbone(FrozenBackbone):
         return (z, *normed)
 
     def _regenerate_taps(self, stage: int, x: Tensor, rest: tuple,
-                         rng: Optional[tuple]) -> List[Tensor]:
+                         rng: Optional[tuple]
+                         ) -> Tuple[List[Tensor], Tensor]:
         """Re-run frozen stage ``stage`` on its input ``x`` without a graph,
-        from the RNG state of its first run; returns its taps."""
+        from the RNG state of its first run; returns its taps and its output
+        (the next stage's input, after patch merging)."""
         module = self.backbone.get_submodule(self._stage_paths[stage])
         devices = [x.device] if x.device.type == 'cuda' else []
         with torch.random.fork_rng(devices=devices), torch.no_grad():
@@ -443,7 +447,7 @@ class E3VABackbone(FrozenBackbone):
             if rng[1] is not None:
                 torch.cuda.set_rng_state(rng[1], x.device)
             try:
-                module(x, *rest)
-                return [self._capture[p] for p in self._tap_paths[stage]]
+                out = module(x, *rest)[0]
+                return [self._capture[p] for p in self._tap_paths[stage]], out
             finally:
                 self._capture.clear()

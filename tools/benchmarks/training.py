@@ -218,10 +218,10 @@ def cls_models(device, log_file):
 
 def cls_report(costs, memory_batch, args):
     mib = 2**20
-    print(f'\ncls: ViT-B/16 {args.size}x{args.size}, memory at batch {memory_batch}, step '
-          f'at batch {args.batch_size}, device {args.device}, '
-          f'{torch.get_num_threads()} threads, median of {args.rounds} '
-          f'interleaved rounds, load average '
+    print(f'\ncls: ViT-B/16 {args.size}x{args.size}, memory at batch '
+          f'{memory_batch}, step at batch {args.batch_size}, device '
+          f'{args.device}, {torch.get_num_threads()} threads, median of '
+          f'{args.rounds} interleaved rounds, load average '
           f'{" ".join(f"{x:.1f}" for x in os.getloadavg())}')
     cuda = args.device.startswith('cuda')
     print(f'{"method":<26}{"saved":>9}{"params":>8}{"grads":>7}{"AdamW":>7}'
@@ -239,11 +239,12 @@ def cls_report(costs, memory_batch, args):
     print(f'RepAdapter paper: -{paper["time"]}% time, -{paper["memory"]}% '
           f'memory (step/FT {1 - paper["time"] / 100:.2f}, memory/FT '
           f'{1 - paper["memory"] / 100:.2f})')
+    floor = costs['floor (input grad only)'].seconds / full.seconds
     for name in ('RepAdapter', 'ARC'):
         ratio = costs[name].seconds / full.seconds
         print(f'{name} step/FT {ratio:.3f} (target <= {CLS_TIME_TARGET}, '
               f'{"met" if ratio <= CLS_TIME_TARGET else "missed"}; floor '
-              f'{costs["floor (input grad only)"].seconds / full.seconds:.3f})')
+              f'{floor:.3f})')
 
 
 def cls_profile(models, data, top):

@@ -29,4 +29,4 @@ bench-training: venv
 
 .PHONY: bench-cls
 bench-cls: venv
-	$(PYTHON) tools/benchmarks/training.py --task cls
+	$(PYTHON) tools/benchmarks/training.py --task cls --rounds 5 --profile 8

@@ -10,7 +10,7 @@ wrapper.
 import copy
 import os.path as osp
 from contextlib import ExitStack
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config
@@ -23,15 +23,12 @@ from .checkpoint_io import (CheckpointError, atomic_output, check_finite,
                             load_checkpoint_file, load_config_file,
                             load_matching_state_dict, model_state_dict,
                             run_input_files)
-from .models import (AdaptedLinear, AdaptedModule, AdapterBackbone,
-                     FrozenBackbone, MergeableAdapter)
+from .models import AdaptedSite, FrozenBackbone
 from .models.site_check import output_tensors, relative_difference
 from .registry import MODELS
 
 #: Checkpoint meta key under which mmpetl records what it did.
 META_KEY = 'mmpetl'
-#: The module types that hold an adapter.
-ADAPTED = (AdaptedLinear, AdaptedModule)
 
 
 def is_merged_checkpoint(checkpoint: dict) -> bool:
@@ -40,39 +37,44 @@ def is_merged_checkpoint(checkpoint: dict) -> bool:
     return bool(meta.get(META_KEY, {}).get('merged'))
 
 
-def unfoldable_adapters(model: nn.Module) -> List[str]:
-    """Why adapters of ``model`` cannot be folded: one line per adapter that
-    no :class:`AdaptedLinear` / :class:`AdaptedModule` holds (e.g. ARC's
-    reference Swin placement), with its owner's ``fold_error``."""
-    folded = {id(m.adapter) for m in model.modules() if isinstance(m, ADAPTED)}
-    reasons = []
-    for name, module in model.named_modules():
-        if isinstance(module, MergeableAdapter) and id(module) not in folded:
-            owner = model.get_submodule(name.rpartition('.')[0])
-            reasons.append(f'{name}: ' + getattr(
-                owner, 'fold_error', 'not on a site that folds into a linear'))
-    return reasons
+def _wrappers(model: nn.Module) -> List[Tuple[str, FrozenBackbone]]:
+    return [(name, m) for name, m in model.named_modules()
+            if isinstance(m, FrozenBackbone)]
+
+
+def merge_blockers(model: nn.Module) -> List[str]:
+    """Why ``model`` cannot be folded into the stock model: one line per
+    blocker, from every mmpetl wrapper in it
+    (:meth:`~mmpetl.models.FrozenBackbone.merge_blockers`: a site that does
+    not fold, a trainable module on no site, E3VA's highway). Empty when it
+    folds."""
+    return [
+        f'{name}.{blocker}' if name else blocker
+        for name, wrapper in _wrappers(model)
+        for blocker in wrapper.merge_blockers()
+    ]
 
 
 def merge_adapters(model: nn.Module) -> nn.Module:
-    """Fold every adapter of ``model`` into its fold target and unwrap every
-    mmpetl backbone wrapper, in place.
+    """Fold every adapted site of ``model`` into its stock module and
+    unwrap every mmpetl backbone wrapper, in place.
 
     Returns the merged model (a different object only when ``model`` itself
-    is a wrapper).
+    is a wrapper). Parameter-selection methods (BitFit, LN-tuning) have
+    nothing to fold: their tuned parameters are stock parameters.
 
     Raises:
-        ValueError: If an adapter cannot be folded (see
-            :func:`unfoldable_adapters`; the model is left unchanged), or
-            naming the site whose fold fails.
+        ValueError: If the model cannot be folded (see
+            :func:`merge_blockers`; the model is left unchanged), or naming
+            the site whose fold fails.
     """
-    blocked = unfoldable_adapters(model)
+    blocked = merge_blockers(model)
     if blocked:
-        raise ValueError(f'{len(blocked)} adapters cannot be folded; '
-                         f'{blocked[0]}')
+        raise ValueError(f'{len(blocked)} part(s) of the model cannot be '
+                         f'folded; {blocked[0]}')
     for path, module in list(model.named_modules()):
         for name, child in list(module.named_children()):
-            if isinstance(child, ADAPTED):
+            if isinstance(child, AdaptedSite):
                 try:
                     setattr(module, name, child.merged())
                 except ValueError as e:
@@ -85,6 +87,20 @@ def merge_adapters(model: nn.Module) -> nn.Module:
             if isinstance(child, FrozenBackbone):
                 setattr(module, name, child.backbone)
     return model
+
+
+def trained_backbone_keys(model: nn.Module) -> List[str]:
+    """State-dict keys of ``model`` that the mmpetl wrappers in it train
+    inside their backbones (adapters, selected stock parameters)."""
+    keys = []
+    for name, wrapper in _wrappers(model):
+        frozen = set(wrapper.frozen_state_keys())
+        prefix = f'{name}.' if name else ''
+        keys += [
+            f'{prefix}backbone.{key}' for key in wrapper.backbone.state_dict()
+            if f'backbone.{key}' not in frozen
+        ]
+    return keys
 
 
 def _wrapper_class(cfg: Any) -> Optional[type]:
@@ -113,10 +129,11 @@ def _walk_configs(cfg: Any) -> Iterable[dict]:
 
 
 def adapter_wrappers_in_config(cfg: Config) -> List[type]:
-    """Classes of the adapter wrappers (not plain FrozenBackbone) that
+    """Classes of the PETL wrappers that train something inside their
+    backbone (not the plain FrozenBackbone of a linear probe) that
     ``cfg.model`` uses."""
     classes = [_wrapper_class(c) for c in _walk_configs(cfg.get('model'))]
-    return [c for c in classes if c and issubclass(c, AdapterBackbone)]
+    return [c for c in classes if c and c is not FrozenBackbone]
 
 
 def _unwrap(cfg: Any) -> Any:
@@ -274,13 +291,11 @@ def reparameterize_checkpoint(config: str,
     except Exception as e:  # e.g. its pre-trained backbone file is missing
         raise CheckpointError(
             f'cannot build the model of {config} ({first_line(e)})')
-    blocked = unfoldable_adapters(model)
+    blocked = merge_blockers(model)
     if blocked:
         raise CheckpointError(f'{config} cannot be merged: {blocked[0]}')
-    adapter_prefixes = tuple(f'{name}.adapter.'
-                             for name, m in model.named_modules()
-                             if isinstance(m, ADAPTED))
-    if not any(k.startswith(adapter_prefixes) for k in state_dict):
+    trained = set(trained_backbone_keys(model))
+    if not trained.intersection(state_dict):
         raise CheckpointError(
             f'{checkpoint} holds no adapter weights for this config '
             '(a stock or already-merged checkpoint?)')
@@ -288,7 +303,7 @@ def reparameterize_checkpoint(config: str,
     model.eval()
 
     num_adapters = sum(
-        isinstance(m, ADAPTED) for m in model.modules())
+        isinstance(m, AdaptedSite) for m in model.modules())
     wrappers = _find_wrappers(model)
     reference = copy.deepcopy(wrappers[0].backbone) if verify else None
     try:
@@ -337,7 +352,8 @@ def _merged_backbone_like(merged: nn.Module,
 
 
 __all__ = [
-    'merge_adapters', 'unfoldable_adapters', 'stock_config',
+    'merge_adapters', 'merge_blockers', 'trained_backbone_keys',
+    'stock_config',
     'adapter_wrappers_in_config',
     'build_model', 'example_inputs', 'max_relative_difference',
     'reparameterize_checkpoint', 'is_merged_checkpoint', 'CheckpointError',

@@ -6,10 +6,11 @@ from the same pre-trained backbone share all its weights but the few they
 change: :class:`AdapterSwitcher` keeps that backbone once (the *untouched
 originals*), keeps of each task only its adapters and everything outside
 the backbone (head, neck, data preprocessor), and serves one *live* stock
-model. Switching to a task folds that task's adapters, computed from the
-originals, into the live weights, ``W' = W M`` and ``c' = W m + c`` for an
-adapter ``a(x) = M x + m`` (the merge of :func:`mmpetl.reparam.
-merge_adapters`, through each adapted site's ``merged()``), and puts the
+model. Switching to a task folds that task's sites, computed from the
+originals, into the live weights through each site's ``merged()`` (the
+merge of :func:`mmpetl.reparam.merge_adapters`; low-rank forms stay
+low-rank: ``W + (W U) V^T`` for a RepAdapter, ``W + s B A`` for LoRA),
+copies its selected stock parameters (BitFit, LN-tuning), and puts the
 task's head in place.
 
 Because every switch starts from the originals, switching back to a task
@@ -28,9 +29,9 @@ from torch import Tensor, nn
 from .checkpoint_io import (CheckpointError, first_line, load_checkpoint_file,
                             load_config_file, load_matching_state_dict,
                             model_state_dict)
-from .models import AdapterBackbone, FrozenBackbone
-from .reparam import (ADAPTED, build_model, is_merged_checkpoint,
-                      merge_adapters)
+from .models import AdaptedSite, FrozenBackbone
+from .reparam import (build_model, is_merged_checkpoint, merge_adapters,
+                      merge_blockers)
 
 
 def tensor_nbytes(tensors: Iterable[Tensor]) -> int:
@@ -63,19 +64,17 @@ def _stock_path(model: nn.Module, path: str) -> str:
 
 def _frozen_tensors(model: nn.Module) -> Dict[str, Tensor]:
     """Stock path -> tensor of every frozen backbone parameter and buffer of
-    an adapter model (what its adapters leave untouched)."""
+    an adapter model (what its method leaves untouched)."""
     frozen = OrderedDict()
     for prefix, wrapper in model.named_modules():
         if not isinstance(wrapper, FrozenBackbone):
             continue
-        head = f'{prefix}.backbone' if prefix else 'backbone'
-        trainable = tuple(
-            f'{name}.' for name, m in wrapper.backbone.named_modules()
-            if name and wrapper.is_trainable_module(m))
-        for name, tensor in (*wrapper.backbone.named_parameters(),
-                             *wrapper.backbone.named_buffers()):
-            if not name.startswith(trainable):
-                frozen[_stock_path(model, f'{head}.{name}')] = tensor
+        head = f'{prefix}.' if prefix else ''
+        keys = set(wrapper.frozen_state_keys())
+        state = wrapper.backbone.state_dict(prefix='backbone.',
+                                            keep_vars=True)
+        for key in keys:
+            frozen[_stock_path(model, head + key)] = state[key]
     return frozen
 
 
@@ -84,13 +83,11 @@ def _shared_child(model: nn.Module) -> str:
     if isinstance(model, FrozenBackbone):
         raise CheckpointError('the model is a bare backbone wrapper; serving '
                               'needs a whole model (backbone and head)')
-    wrappers = [m for m in model.modules() if isinstance(m, FrozenBackbone)]
-    for wrapper in wrappers:
-        if not (isinstance(wrapper, AdapterBackbone)
-                or type(wrapper) is FrozenBackbone):
-            raise CheckpointError(
-                f'{type(wrapper).__name__} does not fold into the stock '
-                'backbone (it keeps modules beside it); it cannot be switched')
+    blocked = merge_blockers(model)
+    if blocked:
+        raise CheckpointError(
+            f'the model does not fold into the stock backbone, so it cannot '
+            f'be switched: {blocked[0]}')
     names = [
         name for name, child in model.named_children() if any(
             isinstance(m, FrozenBackbone) for m in child.modules())
@@ -102,16 +99,32 @@ def _shared_child(model: nn.Module) -> str:
     return names[0]
 
 
+def _task_sites(model: nn.Module) -> Dict[str, nn.Module]:
+    """Stock path -> module of everything a task changes in the backbone:
+    its adapted sites, and the modules that own its selected stock
+    parameters (BitFit, LN-tuning)."""
+    sites = OrderedDict((_stock_path(model, path), module)
+                        for path, module in model.named_modules()
+                        if isinstance(module, AdaptedSite))
+    for prefix, wrapper in model.named_modules():
+        if not isinstance(wrapper, FrozenBackbone):
+            continue
+        head = f'{prefix}.backbone' if prefix else 'backbone'
+        for name in wrapper.selected_parameters():
+            owner = name.rpartition('.')[0]
+            path = f'{head}.{owner}' if owner else head
+            sites[_stock_path(model, path)] = model.get_submodule(path)
+    return sites
+
+
 class _Task:
     """One task: its adapter model (frozen tensors shared with the
-    originals), its adapted modules by stock path, and its modules outside
-    the backbone by name."""
+    originals), what it changes in the backbone by stock path, and its
+    modules outside the backbone by name."""
 
     def __init__(self, model: nn.Module, shared_name: str):
         self.model = model
-        self.sites = OrderedDict((_stock_path(model, path), module)
-                                 for path, module in model.named_modules()
-                                 if isinstance(module, ADAPTED))
+        self.sites = _task_sites(model)
         self.modules = OrderedDict((name, child)
                                    for name, child in model.named_children()
                                    if name != shared_name)
@@ -258,8 +271,10 @@ class AdapterSwitcher:
             adapted = task.sites.get(path)
             if adapted is None:
                 state = self._original_state(path, live)
-            else:
+            elif isinstance(adapted, AdaptedSite):
                 state = adapted.merged().state_dict()
+            else:  # owner of selected parameters: already stock
+                state = adapted.state_dict()
             live.load_state_dict(state, strict=True)
         for child, module in task.modules.items():
             setattr(self.model, child, module)

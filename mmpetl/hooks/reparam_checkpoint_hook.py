@@ -11,8 +11,8 @@ from mmengine.runner import EpochBasedTrainLoop
 
 from mmpetl.checkpoint_io import atomic_output, check_finite
 from mmpetl.registry import HOOKS
-from mmpetl.reparam import (META_KEY, merge_adapters, stock_config,
-                            unfoldable_adapters)
+from mmpetl.reparam import (META_KEY, merge_adapters, merge_blockers,
+                            stock_config)
 
 
 @HOOKS.register_module()
@@ -22,9 +22,9 @@ class ReparamCheckpointHook(Hook):
 
     Writes ``{work_dir}/{stem}_merged.pth`` and ``{stem}_merged_config.py``
     with ``stem`` the last checkpoint's name (``epoch_N`` / ``iter_N``), the
-    same files ``tools/reparam.py`` writes. A model whose adapters cannot
-    be folded (:func:`~mmpetl.reparam.unfoldable_adapters`) gets a warning
-    saying why, and no merged files.
+    same files ``tools/reparam.py`` writes. A model that cannot be folded
+    (:func:`~mmpetl.reparam.merge_blockers`: a site that does not fold,
+    E3VA's highway) gets a warning saying why, and no merged files.
 
     Args:
         out_dir (str, optional): Folder to write to. Defaults to the work dir.
@@ -39,8 +39,8 @@ class ReparamCheckpointHook(Hook):
     def after_train(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
-        blocked = unfoldable_adapters(model)
-        if blocked:  # e.g. ARC's reference Swin placement
+        blocked = merge_blockers(model)
+        if blocked:  # e.g. ARC's reference Swin placement, E3VA
             runner.logger.warning(
                 f'No merged checkpoint written: {blocked[0]}')
             return

@@ -1,20 +1,25 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
-from .adapted_linear import AdaptedLinear, FoldTarget, fold_adapter
-from .adapted_module import AdaptedModule
+from .adapted_linear import (AdaptedLinear, FoldTarget, InputAffineSite,
+                             fold_adapter)
+from .adapted_module import AdaptedModule, ModuleSite
 from .adapter_backbone import AdapterBackbone, FrozenBackbone
-from .adapters import (HIGHWAY_TAPS, ARCAdapter, ARCBackbone, E3VABackbone,
-                       GroupedLinear, HighwayStage, RepAdapter,
-                       RepAdapterBackbone, SharedProjection)
-from .attach_sites import (ATTACH_SITES, AttachSite, ModuleInputSite,
-                           find_attach_sites)
-from .mergeable_adapter import MergeableAdapter
-from .site_check import AffineStandIn, AttachSiteError, check_sites
+from .adapters import *  # noqa: F401,F403
+from .adapters import __all__ as _methods
+from .attach_sites import (ATTACH_SITES, SITE_FORMS, AttachSite,
+                           ModuleInputSite, find_attach_sites)
+from .mergeable_adapter import AffineStandIn, MergeableAdapter
+from .output_affine import OutputAffineSite, ScaleShift
+from .petl import AdaptedSite, PETLModule, adapted_sites
+from .pretrained_check import PretrainedLoadError, check_pretrained_loaded
+from .site_check import AttachSiteError, check_sites
+from .weight_delta import DeltaLinear, WeightDelta
 
 __all__ = [
-    'MergeableAdapter', 'AdaptedLinear', 'AdaptedModule', 'fold_adapter',
-    'FoldTarget', 'AffineStandIn', 'AttachSiteError', 'check_sites',
-    'FrozenBackbone', 'AdapterBackbone', 'ATTACH_SITES', 'AttachSite',
-    'ModuleInputSite', 'find_attach_sites', 'RepAdapter', 'GroupedLinear',
-    'RepAdapterBackbone', 'ARCAdapter', 'SharedProjection', 'ARCBackbone',
-    'E3VABackbone', 'HighwayStage', 'HIGHWAY_TAPS'
+    'PETLModule', 'AdaptedSite', 'adapted_sites', 'MergeableAdapter',
+    'InputAffineSite', 'AdaptedLinear', 'ModuleSite', 'AdaptedModule',
+    'fold_adapter', 'FoldTarget', 'OutputAffineSite', 'ScaleShift',
+    'WeightDelta', 'DeltaLinear', 'AffineStandIn', 'AttachSiteError',
+    'check_sites', 'PretrainedLoadError', 'check_pretrained_loaded',
+    'FrozenBackbone', 'AdapterBackbone', 'ATTACH_SITES', 'SITE_FORMS',
+    'AttachSite', 'ModuleInputSite', 'find_attach_sites', *_methods
 ]

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .mergeable_adapter import MergeableAdapter
+from .mergeable_adapter import AffineStandIn, MergeableAdapter
+from .petl import AdaptedSite
 
 
 @torch.no_grad()
@@ -15,10 +16,16 @@ def fold_adapter(weight: Tensor,
     """Fold ``adapter`` into a linear's ``weight`` (out, in).
 
     With ``a(x) = M x + m``: returns ``(W M, W m)`` in float64, the new
-    weight and what the adapter adds to the linear's bias.
+    weight and what the adapter adds to the linear's bias. An adapter with
+    :meth:`~MergeableAdapter.low_rank` factors ``M = I + U V^T`` folds as
+    ``W + (W U) V^T``, keeping its rank.
     """
-    matrix, shift = adapter.affine()
     weight = weight.double()
+    factors = adapter.low_rank()
+    if factors is not None:
+        up, down, shift = factors
+        return torch.addmm(weight, weight @ up, down.t()), weight @ shift
+    matrix, shift = adapter.affine()
     return weight @ matrix, weight @ shift
 
 
@@ -122,17 +129,74 @@ class FoldTarget:
         return f'{self.weight}; {bias}'
 
 
+class InputAffineSite(AdaptedSite):
+    """The input-affine fold form: an adapter ``a(x) = M x + m``
+    (:class:`MergeableAdapter`) on the input of a module that applies a
+    weight ``W`` to it; folds as ``W' = W M`` with ``W m`` into the bias
+    sink (:class:`FoldTarget`). ``fold_target`` None: a site that cannot
+    fold."""
+
+    fold_form = 'input-affine'
+    adapter: MergeableAdapter
+    fold_target: Optional[FoldTarget]
+
+    def rewrap(self, module: nn.Module,
+               adapter: MergeableAdapter) -> 'InputAffineSite':
+        """The same site around another copy of the module and adapter."""
+        raise NotImplementedError
+
+    def not_mergeable_reason(self) -> Optional[str]:
+        if self.fold_target is None:
+            return (f'the adapter on {type(self.stock_type()).__name__} is '
+                    'at a non-mergeable site (no fold target)')
+        return None
+
+    def stock_type(self) -> nn.Module:
+        return self
+
+    @torch.no_grad()
+    def fold_probe(self, seed: int = 0) -> 'InputAffineSite':
+        """A float64 copy of the site around a random affine stand-in
+        (:class:`AffineStandIn`, full rank), so that the check covers the
+        whole fold target, not only the directions the adapter uses."""
+        stand_in = AffineStandIn(self.adapter.in_features,
+                                 self.adapter.has_shift, seed)
+        stock = self.stock_module().double()
+        device = next(stock.parameters()).device
+        return self.rewrap(stock, stand_in.to(device)).eval()
+
+    @torch.no_grad()
+    def merged(self) -> nn.Module:
+        """A copy of the stock module computing this site with dropout off:
+        ``W' = W M``, ``W m`` into the bias sink, in float64 and cast back.
+
+        Raises:
+            ValueError: If the site cannot fold, or the folded bias is
+                non-zero and has nowhere to go.
+        """
+        self.refuse_merge()
+        module = self.stock_module()
+        self.fold_target.fold(module, self.adapter)
+        module.train(self.training)
+        return module
+
+    def describe_fold(self) -> str:
+        if self.fold_target is None:
+            return 'not mergeable'
+        return self.fold_target.describe(self.stock_type())
+
+
 #: The fold target of an :class:`AdaptedLinear`: its own weight and bias.
 LINEAR_TARGET = FoldTarget('weight')
 
 
-class AdaptedLinear(nn.Linear):
+class AdaptedLinear(nn.Linear, InputAffineSite):
     """A frozen ``nn.Linear`` with an adapter on its input.
 
     ``y = W a(x) + c``. It keeps the wrapped linear's own ``weight`` and
     ``bias`` parameters (same objects, same state-dict keys), and adds the
     adapter's under ``adapter.``, so a stock checkpoint still loads into it.
-    The face of the attach mechanism for a linear whose ``forward`` its
+    The face of the input-affine form for a linear whose ``forward`` its
     block calls; :class:`~mmpetl.models.AdaptedModule` is the other.
 
     Args:
@@ -150,53 +214,45 @@ class AdaptedLinear(nn.Linear):
         if adapter.in_features != linear.in_features:
             raise ValueError(f'adapter width {adapter.in_features} != linear '
                              f'in_features {linear.in_features}')
-        self.in_features = linear.in_features
-        self.out_features = linear.out_features
-        self.weight = linear.weight
-        self.bias = linear.bias
-        # e.g. mmcv's Linear: the merged layer is of the stock class.
-        self.linear_type = type(linear)
+        adopt_linear(self, linear)
         self.adapter = adapter.to(linear.weight.device)
         self.train(linear.training)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(self.adapter(x), self.weight, self.bias)
 
-    @torch.no_grad()
     def stock_module(self) -> nn.Linear:
-        """A copy of the wrapped linear, without the adapter."""
-        linear = self.linear_type(
-            self.in_features,
-            self.out_features,
-            bias=self.bias is not None,
-            device=self.weight.device,
-            dtype=self.weight.dtype)
-        linear.weight.copy_(self.weight)
-        if self.bias is not None:
-            linear.bias.copy_(self.bias)
-        linear.weight.requires_grad_(self.weight.requires_grad)
-        if linear.bias is not None:
-            linear.bias.requires_grad_(self.bias.requires_grad)
-        linear.train(self.training)
-        return linear
+        return stock_linear(self)
 
     def rewrap(self, linear: nn.Linear,
                adapter: MergeableAdapter) -> 'AdaptedLinear':
-        """The same site around another copy of the linear and adapter."""
         return AdaptedLinear(linear, adapter)
 
-    @torch.no_grad()
-    def merged(self) -> nn.Linear:
-        """A linear of the wrapped linear's class computing this layer with
-        dropout off.
 
-        With ``a(x) = M x + m``: ``W' = W M`` and ``c' = W m + c``, computed
-        in float64 and cast back to the weight's dtype.
-        """
-        linear = self.stock_module()
-        self.fold_target.fold(linear, self.adapter)
-        return linear
+def adopt_linear(site: nn.Module, linear: nn.Linear) -> None:
+    """Give ``site`` the linear's own ``weight`` and ``bias`` (same objects,
+    same keys) and sizes, and remember its class (e.g. mmcv's Linear) so
+    that the merged layer is of the stock class."""
+    site.in_features = linear.in_features
+    site.out_features = linear.out_features
+    site.weight = linear.weight
+    site.bias = linear.bias
+    site.linear_type = type(linear)
 
-    def describe_fold(self) -> str:
-        """What the adapter folds into, for the site listing."""
-        return self.fold_target.describe(self)
+
+@torch.no_grad()
+def stock_linear(site: nn.Module) -> nn.Linear:
+    """A copy of the linear a site adopted (:func:`adopt_linear`)."""
+    linear = site.linear_type(
+        site.in_features,
+        site.out_features,
+        bias=site.bias is not None,
+        device=site.weight.device,
+        dtype=site.weight.dtype)
+    linear.weight.copy_(site.weight)
+    linear.weight.requires_grad_(site.weight.requires_grad)
+    if site.bias is not None:
+        linear.bias.copy_(site.bias)
+        linear.bias.requires_grad_(site.bias.requires_grad)
+    linear.train(site.training)
+    return linear

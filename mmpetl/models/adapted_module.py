@@ -6,13 +6,95 @@ from typing import Any, Dict, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from .adapted_linear import FoldTarget
+from .adapted_linear import FoldTarget, InputAffineSite
 from .mergeable_adapter import MergeableAdapter
+from .petl import AdaptedSite, PETLModule
 
 
-class AdaptedModule(nn.Module):
-    """A frozen module with an adapter on its input, for modules that apply
-    a weight to that input without calling a linear's ``forward``.
+class ModuleSite(AdaptedSite):
+    """Base of the sites that wrap a whole stock module.
+
+    The wrapper *adopts* the module's parameters, buffers and children (the
+    same objects under the same names) and adds ``adapter.``, so its state
+    dict is the stock module's plus the adapter's, and a stock checkpoint
+    still loads into it (with ``assign=True`` too: the module is pointed at
+    the loaded tensors). The module itself is held out of the module tree;
+    its other attributes are read through the wrapper.
+
+    Args:
+        module (nn.Module): The stock module. Not copied.
+        adapter (PETLModule): The site's adapter.
+    """
+
+    def __init__(self, module: nn.Module, adapter: PETLModule):
+        super().__init__()
+        for name, param in module._parameters.items():
+            self.register_parameter(name, param)
+        for name, buffer in module._buffers.items():
+            self.register_buffer(
+                name,
+                buffer,
+                persistent=name not in module._non_persistent_buffers_set)
+        for name, child in module._modules.items():
+            self.add_module(name, child)
+        # A list keeps the module out of the tree: its members are adopted
+        # (above, before attribute reads fall through to it).
+        self._module = [module]
+        device = next((t.device for t in module.state_dict().values()),
+                      None)
+        self.adapter = adapter if device is None else adapter.to(device)
+        self.train(module.training)
+        self.register_load_state_dict_post_hook(
+            lambda site, incompatible: site._sync_module())
+
+    @property
+    def module(self) -> nn.Module:
+        """The wrapped stock module."""
+        return self._module[0]
+
+    def stock_type(self) -> nn.Module:
+        return self.module
+
+    def __getattr__(self, name: str) -> Any:
+        # Code around the module reads its attributes (window_size, ...).
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            wrapped = self.__dict__.get('_module')
+            if wrapped is None:
+                raise
+            return getattr(wrapped[0], name)
+
+    def _sync_module(self) -> None:
+        """Point the module at this wrapper's tensors (conversions and
+        ``load_state_dict(assign=True)`` replace them)."""
+        module = self.module
+        for name in module._parameters:
+            module._parameters[name] = self._parameters[name]
+        for name in module._buffers:
+            module._buffers[name] = self._buffers[name]
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        self._sync_module()
+        return self
+
+    def train(self, mode: bool = True) -> 'ModuleSite':
+        super().train(mode)
+        self.module.training = mode
+        return self
+
+    def stock_module(self) -> nn.Module:
+        """A copy of the wrapped module, without the adapter."""
+        return copy.deepcopy(self.module)
+
+    def extra_repr(self) -> str:
+        return f'{type(self.module).__name__}, {self.fold_form}'
+
+
+class AdaptedModule(ModuleSite, InputAffineSite):
+    """A frozen module with an input-affine adapter, for modules that apply
+    a weight to their input without calling a linear's ``forward``.
 
     ``forward(x, ...) = module(a(x), ...)``. The cases in point compute
     ``F.linear(x, qkv.weight, cat(q_bias, 0, v_bias))`` themselves (BEiT,
@@ -22,12 +104,6 @@ class AdaptedModule(nn.Module):
     named arguments of the module's forward (``query``, ``key``, ``value``
     of ``nn.MultiheadAttention``); arguments that are the same tensor stay
     the same tensor.
-
-    The wrapper *adopts* the module's parameters, buffers and children (the
-    same objects under the same names) and adds ``adapter.``, so its state
-    dict is the stock module's plus the adapter's, and a stock checkpoint
-    still loads into it. The module itself is held out of the module tree;
-    its other attributes are read through the wrapper.
 
     Folding (:meth:`merged`) follows ``fold_target``
     (:class:`~mmpetl.models.adapted_linear.FoldTarget`): with
@@ -55,7 +131,6 @@ class AdaptedModule(nn.Module):
                  adapter: MergeableAdapter,
                  fold_target: Optional[FoldTarget] = None,
                  inputs: Sequence[str] = ()):
-        super().__init__()
         if fold_target is not None:
             weight = module.get_parameter(fold_target.weight)
             if weight.dim() != 2 or weight.shape[1] != adapter.in_features:
@@ -69,55 +144,10 @@ class AdaptedModule(nn.Module):
         if unknown:
             raise ValueError(f'{type(module).__name__}.forward has no '
                              f'argument(s) {unknown}; it takes {params}')
-        for name, param in module._parameters.items():
-            self.register_parameter(name, param)
-        for name, buffer in module._buffers.items():
-            self.register_buffer(
-                name,
-                buffer,
-                persistent=name not in module._non_persistent_buffers_set)
-        for name, child in module._modules.items():
-            self.add_module(name, child)
-        # A list keeps the module out of the tree: its members are adopted
-        # (above, before attribute reads fall through to it).
-        self._module = [module]
-        device = next((t.device for t in module.state_dict().values()),
-                      None)
-        self.adapter = adapter if device is None else adapter.to(device)
+        super().__init__(module, adapter)
         self.fold_target = fold_target
         self.inputs = inputs
         self._positions = {name: params.index(name) for name in inputs}
-        self.train(module.training)
-
-    @property
-    def module(self) -> nn.Module:
-        """The wrapped stock module."""
-        return self._module[0]
-
-    def __getattr__(self, name: str) -> Any:
-        # Code around the module reads its attributes (window_size, ...).
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            wrapped = self.__dict__.get('_module')
-            if wrapped is None:
-                raise
-            return getattr(wrapped[0], name)
-
-    def _apply(self, fn, *args, **kwargs):
-        super()._apply(fn, *args, **kwargs)
-        # Conversions may replace tensors: point the module at ours.
-        module = self.module
-        for name in module._parameters:
-            module._parameters[name] = self._parameters[name]
-        for name in module._buffers:
-            module._buffers[name] = self._buffers[name]
-        return self
-
-    def train(self, mode: bool = True) -> 'AdaptedModule':
-        super().train(mode)
-        self.module.training = mode
-        return self
 
     def forward(self, *args, **kwargs):
         args = list(args)
@@ -137,40 +167,9 @@ class AdaptedModule(nn.Module):
                 kwargs[name] = adapt(kwargs[name])
         return self.module(*args, **kwargs)
 
-    def stock_module(self) -> nn.Module:
-        """A copy of the wrapped module, without the adapter."""
-        return copy.deepcopy(self.module)
-
     def rewrap(self, module: nn.Module,
                adapter: MergeableAdapter) -> 'AdaptedModule':
-        """The same site around another copy of the module and adapter."""
         return AdaptedModule(module, adapter, self.fold_target, self.inputs)
-
-    @torch.no_grad()
-    def merged(self) -> nn.Module:
-        """A copy of the stock module computing this one with dropout off.
-
-        Raises:
-            ValueError: If the site cannot fold, or the folded bias is
-                non-zero and has nowhere to go (no bias and no bias-sink
-                parameters, e.g. VideoMAE's attention built with
-                ``qkv_bias=False``).
-        """
-        if self.fold_target is None:
-            raise ValueError(
-                f'the adapter on {type(self.module).__name__} is at a '
-                'non-mergeable site (no fold target): this model cannot be '
-                'folded into the stock one')
-        module = self.stock_module()
-        self.fold_target.fold(module, self.adapter)
-        module.train(self.training)
-        return module
-
-    def describe_fold(self) -> str:
-        """What the adapter folds into, for the site listing."""
-        if self.fold_target is None:
-            return 'not mergeable'
-        return self.fold_target.describe(self.module)
 
     def extra_repr(self) -> str:
         target = self.fold_target.weight if self.fold_target else 'no fold'

@@ -1,6 +1,6 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 from abc import abstractmethod
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.config import ConfigDict
@@ -13,11 +13,17 @@ from mmpetl.fingerprint import (BackboneFingerprint, pretrained_file,
 from mmpetl.registry import MODELS
 from .adapted_linear import AdaptedLinear
 from .adapted_module import AdaptedModule
-from .attach_sites import AttachSite, find_attach_sites, normalize_sites
-from .mergeable_adapter import MergeableAdapter
-from .site_check import check_sites, first_forward_pre_hook
+from .attach_sites import (DEFAULT_SITES, AttachSite, find_attach_sites,
+                           normalize_sites)
+from .petl import AdaptedSite, PETLModule, adapted_sites
+from .pretrained_check import check_pretrained_loaded
+from .site_check import (check_sites, check_trainable_reached,
+                         first_forward_pre_hook)
 
 __all__ = ['FrozenBackbone', 'AdapterBackbone', 'AttachSite']
+
+#: Norm layers with running statistics: frozen, they run in eval mode.
+_STATEFUL_NORMS = (nn.modules.batchnorm._NormBase, )
 
 
 @MODELS.register_module()
@@ -25,10 +31,30 @@ class FrozenBackbone(BaseModule):
     """A stock backbone, pre-trained and frozen.
 
     Builds ``backbone`` from its config and loads its pre-trained weights
-    (its ``init_cfg``) at construction, then freezes every parameter of it.
-    Modules that a subclass adds (adapters inside the backbone, modules owned
-    by the wrapper) are trainable; the trainable set is decided by module
-    type, never by parameter names.
+    (its ``init_cfg``) at construction, checks that they filled the
+    backbone (:mod:`~mmpetl.models.pretrained_check`), then freezes every
+    parameter of it. What trains is decided by type, never by parameter
+    names (:mod:`mmpetl.models.petl`): every :class:`PETLModule` inside the
+    backbone and the stock parameters of :meth:`selected_parameters`; the
+    modules the wrapper owns itself (E3VA's highway, ARC's shared
+    projections) train as usual.
+
+    The wrapper owns that rule for the whole run. Whenever the model is put
+    in training or evaluation mode (the runner does so every epoch) it
+    re-applies it after the backbone's own ``train()``: a backbone option
+    that freezes parameters (``frozen_stages``) or norms (``norm_eval``)
+    never freezes a trainable module, and frozen norms with running
+    statistics (batch norm) always run in evaluation mode, so the frozen
+    backbone's statistics never drift and an adapter checkpoint reloaded on
+    the pre-trained backbone is the trained model exactly. A backbone that
+    checkpoints its blocks (``with_cp=True``) gets an input that requires
+    grad in training, so that checkpointing cannot cut the adapters' graph.
+
+    On the first training-mode forward (inside DDP and AMP alike) it proves,
+    on one sample, that every trainable parameter gets a gradient from the
+    backbone's outputs (:func:`~mmpetl.models.site_check.
+    check_trainable_reached`), and, with adapter sites, that every adapter
+    runs and folds exactly (:func:`~mmpetl.models.site_check.check_sites`).
 
     Checkpoints hold only what trains: a state-dict hook drops the frozen
     backbone's entries, and a load hook accepts their absence, so loading an
@@ -49,6 +75,10 @@ class FrozenBackbone(BaseModule):
         init_cfg (dict, optional): Init config of the wrapper's own modules.
     """
 
+    #: Whether training back-propagates through the frozen backbone (False
+    #: for E3VA, whose backbone runs without autograd).
+    backprop_through_backbone = True
+
     def __init__(self,
                  backbone: dict,
                  save_frozen: bool = False,
@@ -57,41 +87,108 @@ class FrozenBackbone(BaseModule):
         # As from a config file: some backbones (mmdet's Swin) read their
         # init_cfg by attribute.
         self.backbone = MODELS.build(ConfigDict(backbone))
+        self._pretrained_file = pretrained_file(backbone)
         if hasattr(self.backbone, 'init_weights'):
             # Load the pre-trained weights now, into the stock layout, so
             # that later checkpoints need not carry them.
             self.backbone.init_weights()
+            check_pretrained_loaded(self.backbone, self._pretrained_file,
+                                    _init_prefix(backbone))
         self.save_frozen = save_frozen
         self.attach_adapters()
         self.freeze_backbone()
-        self._pretrained_file = pretrained_file(backbone)
+        if type(self) is not FrozenBackbone and not any(
+                p.requires_grad for p in self.parameters()):
+            raise ValueError(
+                f'{type(self).__name__} trains nothing in '
+                f'{type(self.backbone).__name__}: check its sites / targets '
+                'and sizes (use mmpetl.FrozenBackbone for a linear probe)')
         self._fingerprint: Optional[BackboneFingerprint] = None
         self.backbone_fingerprint()  # of the weights as loaded
         self._register_state_dict_hooks()
+        self.checkpointing = self.backprop_through_backbone and any(
+            getattr(m, 'with_cp', False) is True
+            for m in self.backbone.modules())
+        self.trainable_checked = False
+        self.register_forward_pre_hook(
+            first_forward_pre_hook, with_kwargs=True)
 
     def attach_adapters(self) -> None:
         """Add trainable modules to the backbone. None here."""
 
     def is_trainable_module(self, module: nn.Module) -> bool:
-        """Whether ``module``, inside the backbone, trains."""
-        return isinstance(module, MergeableAdapter)
+        """Whether ``module``, inside the backbone, trains: whether it is a
+        :class:`PETLModule`."""
+        return isinstance(module, PETLModule)
+
+    def selected_parameters(self) -> Dict[str, nn.Parameter]:
+        """Stock parameters of the backbone that train (parameter-selection
+        methods: BitFit, LN-tuning), by name inside the backbone. None
+        here."""
+        return {}
+
+    def trainable_prefixes(self) -> Tuple[str, ...]:
+        """Backbone-relative paths (ending in ``.``) of the trainable
+        modules."""
+        return tuple(f'{name}.'
+                     for name, module in self.backbone.named_modules()
+                     if name and self.is_trainable_module(module))
 
     def freeze_backbone(self) -> None:
-        """Freeze the backbone except its trainable modules."""
+        """Freeze the backbone except its trainable modules and selected
+        parameters."""
         self.backbone.requires_grad_(False)
         for module in self.backbone.modules():
             if self.is_trainable_module(module):
                 module.requires_grad_(True)
+        for param in self.selected_parameters().values():
+            param.requires_grad_(True)
+
+    def train(self, mode: bool = True) -> 'FrozenBackbone':
+        """Set the mode, then re-apply what trains and what stays frozen
+        (see the class docstring)."""
+        super().train(mode)
+        self.freeze_backbone()
+        trainable = self.trainable_prefixes()
+        for name, module in self.backbone.named_modules():
+            if isinstance(module, PETLModule):
+                module.train(mode)
+            elif isinstance(module, _STATEFUL_NORMS) and not (
+                    name + '.').startswith(trainable):
+                module.eval()
+        return self
+
+    def merge_blockers(self) -> List[str]:
+        """Why this model cannot be folded into the stock backbone: one line
+        per blocker (a site that does not fold, a trainable module on no
+        site); empty when it folds."""
+        sites = adapted_sites(self.backbone)
+        blockers = [
+            f'{path}: {reason}' for path, site in sites.items()
+            if (reason := site.not_mergeable_reason()) is not None
+        ]
+        held = {id(m) for site in sites.values() for m in site.modules()}
+        blockers += [
+            f'{name}: {type(m).__name__} is on no site that folds'
+            for name, m in self.backbone.named_modules()
+            if isinstance(m, PETLModule) and id(m) not in held
+        ]
+        return blockers
+
+    def check_trainable(self, *args, **kwargs) -> None:
+        """Prove on ``self(*args, **kwargs)`` (one sample) that every
+        trainable parameter gets a gradient; see
+        :func:`check_trainable_reached`."""
+        check_trainable_reached(self, args, kwargs, owner=type(self).__name__)
+        self.trainable_checked = True
 
     def frozen_state_keys(self) -> List[str]:
         """State-dict keys (relative to this module) of the frozen part."""
-        trainable = [
-            f'backbone.{name}.' for name, module in
-            self.backbone.named_modules() if self.is_trainable_module(module)
-        ]
+        trainable = self.trainable_prefixes()
+        selected = set(self.selected_parameters())
         return [
             f'backbone.{key}' for key in self.backbone.state_dict()
-            if not any(f'backbone.{key}'.startswith(p) for p in trainable)
+            if not key.startswith(trainable) and key not in selected
         ]
 
     def backbone_fingerprint(self) -> BackboneFingerprint:
@@ -142,31 +239,46 @@ class FrozenBackbone(BaseModule):
             return getattr(super().__getattr__('backbone'), name)
 
 
+def _init_prefix(backbone_cfg: dict) -> Optional[str]:
+    """The ``prefix`` of a Pretrained ``init_cfg``, if any."""
+    init_cfgs = backbone_cfg.get('init_cfg') or []
+    for init_cfg in init_cfgs if isinstance(init_cfgs, list) else [init_cfgs]:
+        if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
+            return init_cfg.get('prefix')
+    return None
+
+
 class AdapterBackbone(FrozenBackbone):
-    """A frozen backbone with one adapter at each attach site.
+    """A frozen backbone with one :class:`AdaptedSite` at each attach site.
 
-    The generic mechanism behind every mergeable method: it finds the sites
-    (:mod:`mmpetl.models.attach_sites`), replaces each target linear by an
-    :class:`AdaptedLinear` holding ``self.build_adapter(site)`` (or, where
-    the table names the module that applies the weight, that module by an
-    :class:`AdaptedModule`), and freezes the rest. A method is a subclass
-    that implements :meth:`build_adapter`.
+    The generic mechanism behind every method that places a module per
+    site. Attaching is two overridable steps: :meth:`find_sites` lists the
+    sites (:mod:`mmpetl.models.attach_sites`) of the method's fold form
+    (``site_form``: ``'input'``, ``'output'`` or ``'delta'``) and kinds
+    (``default_sites``, or ``sites``), and :meth:`wrap_site` replaces each
+    module by a site holding ``self.build_adapter(site)``. A method is a
+    subclass that sets ``site_form`` / ``default_sites`` and implements
+    :meth:`build_adapter` (and :meth:`wrap_site` for a new site type).
 
-    Before the first optimizer step (on the first training-mode forward,
-    inside DDP and AMP alike) it proves that every adapter runs and folds
-    exactly (:func:`~mmpetl.models.site_check.check_sites`, on one sample),
-    and stops with :class:`~mmpetl.models.site_check.AttachSiteError`
-    otherwise. ``check_input_shape`` runs that check at build time instead.
+    For the input-affine form, each target linear becomes an
+    :class:`AdaptedLinear` (or, where the table names the module that
+    applies the weight, that module an :class:`AdaptedModule`). A site whose
+    fold target has no bias (``qkv_bias=False``) gets an adapter without
+    shift (``site.shift`` False), so it folds exactly.
+
+    ``check_input_shape`` runs the first-step checks (see
+    :class:`FrozenBackbone`) at build time instead.
 
     Args:
         backbone (dict): Config of the stock backbone.
         sites (str | Sequence[str], optional): Site kinds from the
-            attach-site table. Defaults to those of ``('attn', 'ffn')`` the
-            backbone has (ConvNeXt: ``ffn``); ``'attn'`` is the
-            attention-only variant.
-        targets (dict, optional): ``{kind: regex}`` of linear paths, or
-            ``{kind: dict(module=regex, linear=path, bias_sink=names, ...)}``
-            (see :class:`~mmpetl.models.ModuleInputSite`), for a backbone the
+            attach-site table. Defaults to those of ``default_sites`` the
+            backbone has (``('attn', 'ffn')`` for the input-affine methods;
+            ConvNeXt: ``ffn``); ``'attn'`` is the attention-only variant.
+        targets (dict, optional): ``{kind: regex}`` of module paths, or
+            (input form) ``{kind: dict(module=regex, linear=path,
+            bias_sink=names, ...)}`` (see
+            :class:`~mmpetl.models.ModuleInputSite`), for a backbone the
             table does not know. Overrides ``sites``.
         check_input_shape (Sequence[int], optional): Input shape without
             batch (e.g. ``(3, 224, 224)``): check the sites now on a random
@@ -174,6 +286,11 @@ class AdapterBackbone(FrozenBackbone):
         save_frozen (bool): See :class:`FrozenBackbone`.
         init_cfg (dict, optional): See :class:`FrozenBackbone`.
     """
+
+    #: The fold form of the method's sites (see :data:`SITE_FORMS`).
+    site_form = 'input'
+    #: The site kinds used when ``sites`` is not given.
+    default_sites: Tuple[str, ...] = DEFAULT_SITES
 
     def __init__(self,
                  backbone: dict,
@@ -186,42 +303,60 @@ class AdapterBackbone(FrozenBackbone):
         self.targets = targets
         super().__init__(backbone, save_frozen=save_frozen, init_cfg=init_cfg)
         self.sites_checked = False
-        self.register_forward_pre_hook(
-            first_forward_pre_hook, with_kwargs=True)
         if check_input_shape is not None:
-            self.check_sites(
-                torch.randn(1, *check_input_shape,
-                            generator=torch.Generator().manual_seed(0)))
+            sample = torch.randn(1, *check_input_shape,
+                                 generator=torch.Generator().manual_seed(0))
+            self.check_trainable(sample)
 
     @abstractmethod
-    def build_adapter(self, site: AttachSite) -> MergeableAdapter:
-        """The adapter for one attach site; without shift (``has_shift``
-        False) where ``site.shift`` is False."""
+    def build_adapter(self, site: AttachSite) -> PETLModule:
+        """The adapter for one attach site; without shift where
+        ``site.shift`` is False."""
+
+    def find_sites(self) -> List[AttachSite]:
+        """The sites to adapt, in module order."""
+        return find_attach_sites(
+            self.backbone,
+            self.sites,
+            self.targets,
+            form=self.site_form,
+            default_sites=self.default_sites,
+            method=type(self).__name__)
+
+    def wrap_site(self, site: AttachSite, module: nn.Module,
+                  adapter: PETLModule) -> AdaptedSite:
+        """The site module that replaces ``module`` (input-affine form)."""
+        if adapter.has_shift and not site.shift:
+            raise ValueError(
+                f'{type(self).__name__}.build_adapter gave site '
+                f'{site.path} an adapter with a shift; the site takes '
+                'none (site.shift is False)')
+        if site.linear:
+            return AdaptedLinear(module, adapter)
+        return AdaptedModule(module, adapter, site.fold_target, site.inputs)
 
     def attach_adapters(self) -> None:
-        self.attach_sites = find_attach_sites(self.backbone, self.sites,
-                                              self.targets)
+        self.attach_sites = self.find_sites()
         for site in self.attach_sites:
             parent_path, _, child_name = site.path.rpartition('.')
             parent = self.backbone.get_submodule(parent_path)
             module = getattr(parent, child_name)
-            adapter = self.build_adapter(site)
-            if adapter.has_shift and not site.shift:
-                raise ValueError(
-                    f'{type(self).__name__}.build_adapter gave site '
-                    f'{site.path} an adapter with a shift; the site takes '
-                    'none (site.shift is False)')
-            if site.linear:
-                adapted = AdaptedLinear(module, adapter)
-            else:
-                adapted = AdaptedModule(module, adapter, site.fold_target,
-                                        site.inputs)
+            try:
+                adapted = self.wrap_site(site, module,
+                                         self.build_adapter(site))
+            except (ValueError, TypeError) as e:
+                raise ValueError(f'{type(self).__name__}: site {site.path} '
+                                 f'({site.kind}): {e}') from e
             setattr(parent, child_name, adapted)
         print_log(
             f'{type(self).__name__}: {len(self.attach_sites)} adapters on '
             f'{type(self.backbone).__name__} sites '
             f'{sorted({s.kind for s in self.attach_sites})}',
             logger='current')
+
+    def check_trainable(self, *args, **kwargs) -> None:
+        super().check_trainable(*args, **kwargs)
+        self.check_sites(*args, **kwargs)
 
     def check_sites(self, *args, **kwargs) -> Dict[str, float]:
         """Prove on ``self.backbone(*args, **kwargs)`` that every adapter
@@ -233,12 +368,12 @@ class AdapterBackbone(FrozenBackbone):
 
     def site_table(self) -> List[Dict[str, str]]:
         """One row per site: ``path``, ``kind``, ``share_group``, ``width``
-        and ``fold`` (its fold target), for logs."""
+        and ``fold`` (its fold form and target), for logs."""
         rows = []
         for site in self.attach_sites:
             module = self.backbone.get_submodule(site.path)
-            fold = module.describe_fold()
-            if not site.shift:
+            fold = f'{module.fold_form}: {module.describe_fold()}'
+            if site.form == 'input' and not site.shift:
                 fold += ' (adapter without shift)'
             rows.append(
                 dict(

@@ -23,10 +23,12 @@ A named group ``stage`` in the pattern splits a site kind into one *share
 group* per stage (ARC shares its projection within a share group, and Swin's
 and ConvNeXt's stages have different widths).
 """
+import logging
 import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+from mmengine.logging import print_log
 from torch import nn
 
 from .adapted_linear import FoldTarget, find_parameter
@@ -82,34 +84,84 @@ class ModuleInputSite:
         return FoldTarget(weight, sink)
 
 
+#: Every norm layer whose name ends in ``norm``/``ln`` (+ digits),
+#: ``fc_norm`` or ``pre_norm``; disabled norms (``nn.Identity``) are skipped.
+_NORMS = r'(?:.*\.)?(?:norm|ln|fc_norm|pre_norm)\d*'
+
+_SWIN_BLOCK = r'stages\.(?P<stage>\d+)\.blocks\.\d+'
 _SWIN_SITES = dict(
-    attn=r'stages\.(?P<stage>\d+)\.blocks\.\d+\.attn\.w_msa\.qkv',
-    ffn=r'stages\.(?P<stage>\d+)\.blocks\.\d+\.ffn\.layers\.0\.0')
+    attn=_SWIN_BLOCK + r'\.attn\.w_msa\.qkv',
+    ffn=_SWIN_BLOCK + r'\.ffn\.layers\.0\.0',
+    qkv=_SWIN_BLOCK + r'\.attn\.w_msa\.qkv',
+    proj=_SWIN_BLOCK + r'\.attn\.w_msa\.proj',
+    fc1=_SWIN_BLOCK + r'\.ffn\.layers\.0\.0',
+    fc2=_SWIN_BLOCK + r'\.ffn\.layers\.1',
+    norm=_NORMS,
+    patch_embed=r'patch_embed\.projection')
 # q and v biases live beside a bias-free qkv linear (k bias: a constant
 # zero); a bias folded into k changes q.k by a constant per query, which the
 # softmax over keys ignores, so it is dropped (tested per layout).
 _QV_BIAS = ('q_bias', None, 'v_bias')
 
-#: ``'<package>.<ClassName>'`` -> {site kind: linear path pattern, or a
+_VIT_LAYER = r'layers\.\d+'
+# mmcv / mmpretrain FFN: layers.0.0 is fc1 (with its activation), layers.1
+# fc2; DINOv2's SwiGLU FFN: w12 (fused gate and value), w3.
+_VIT_FFN = dict(
+    fc1=_VIT_LAYER + r'\.ffn\.(?:layers\.0\.0|w12)',
+    fc2=_VIT_LAYER + r'\.ffn\.(?:layers\.1|w3)',
+    norm=_NORMS,
+    patch_embed=r'patch_embed\.projection')
+
+#: ``'<package>.<ClassName>'`` -> {site kind: module path pattern, or a
 #: :class:`ModuleInputSite`}. Subclasses are found through their MRO.
+#:
+#: Kinds: ``attn`` / ``ffn`` are the inputs of the attention's and the FFN's
+#: first linear map (input-affine adapters: RepAdapter, ARC); ``qkv``,
+#: ``proj``, ``fc1``, ``fc2``, ``norm`` and ``patch_embed`` name the modules
+#: whose output or weight a method changes (SSF, LoRA, FacT). A module that
+#: applies its weight itself (``F.linear(x, qkv.weight, ...)`` in BEiT,
+#: Swin V2 and VideoMAE attention, ``nn.MultiheadAttention``) has no ``qkv``
+#: kind: only ``attn`` reaches it.
 ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
     # + DeiT3, CLIP (pre-norm), DINOv2 (layer scale; SwiGLU FFN: w12).
     'mmpretrain.VisionTransformer':
     dict(
-        attn=r'layers\.\d+\.attn\.qkv',
-        ffn=r'layers\.\d+\.ffn\.(?:layers\.0\.0|w12)'),
+        attn=_VIT_LAYER + r'\.attn\.qkv',
+        ffn=_VIT_LAYER + r'\.ffn\.(?:layers\.0\.0|w12)',
+        qkv=_VIT_LAYER + r'\.attn\.qkv',
+        proj=_VIT_LAYER + r'\.attn\.proj',
+        **_VIT_FFN),
+    # DeiT3 (mmpretrain 1.2) applies each layer's ln1 before the FFN too
+    # and never runs ln2: no site on ln2.
+    'mmpretrain.DeiT3':
+    dict(
+        attn=_VIT_LAYER + r'\.attn\.qkv',
+        ffn=_VIT_LAYER + r'\.ffn\.layers\.0\.0',
+        qkv=_VIT_LAYER + r'\.attn\.qkv',
+        proj=_VIT_LAYER + r'\.attn\.proj',
+        **dict(_VIT_FFN, norm=r'(?:layers\.\d+\.)?ln1|ln2')),
     # BEiT / BEiT v2: with bias='qv_bias' (default) the attention computes
     # F.linear(x, qkv.weight, cat(q_bias, 0, v_bias)); relative position
     # bias does not involve k. Other bias modes use qkv.bias.
     'mmpretrain.BEiTViT':
     dict(
         attn=ModuleInputSite(
-            module=r'layers\.\d+\.attn', linear='qkv', bias_sink=_QV_BIAS),
-        ffn=r'layers\.\d+\.ffn\.layers\.0\.0'),
+            module=_VIT_LAYER + r'\.attn', linear='qkv', bias_sink=_QV_BIAS),
+        ffn=_VIT_LAYER + r'\.ffn\.layers\.0\.0',
+        proj=_VIT_LAYER + r'\.attn\.proj',
+        **_VIT_FFN),
     # EVA-02: qkv with its own full bias (RoPE after it: a k bias would not
     # be droppable, but none is dropped); SwiGLU FFN: the fused w12.
     'mmpretrain.ViTEVA02':
-    dict(attn=r'layers\.\d+\.attn\.qkv', ffn=r'layers\.\d+\.mlp\.w12'),
+    dict(
+        attn=_VIT_LAYER + r'\.attn\.qkv',
+        ffn=_VIT_LAYER + r'\.mlp\.w12',
+        qkv=_VIT_LAYER + r'\.attn\.qkv',
+        proj=_VIT_LAYER + r'\.attn\.proj',
+        fc1=_VIT_LAYER + r'\.mlp\.w12',
+        fc2=_VIT_LAYER + r'\.mlp\.w3',
+        norm=_NORMS,
+        patch_embed=r'patch_embed\.projection'),
     'mmpretrain.SwinTransformer': _SWIN_SITES,
     # Swin V2: post-norm (the attention and FFN see the residual stream, the
     # attention after window padding); cosine attention normalises k, so a k
@@ -117,23 +169,29 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
     'mmpretrain.SwinTransformerV2':
     dict(
         attn=ModuleInputSite(
-            module=r'stages\.(?P<stage>\d+)\.blocks\.\d+\.attn\.w_msa',
+            module=_SWIN_BLOCK + r'\.attn\.w_msa',
             linear='qkv',
             shift=False),
-        ffn=r'stages\.(?P<stage>\d+)\.blocks\.\d+\.ffn\.layers\.0\.0'),
+        **{k: v for k, v in _SWIN_SITES.items() if k not in ('attn', 'qkv')}),
     # SAM: windows are padded after the norm, before the attention: qkv
     # sees the padded tokens; decomposed rel-pos terms use q (bias folded
     # into qkv.bias exactly).
     'mmpretrain.ViTSAM':
     dict(
-        attn=r'layers\.\d+\.attn\.qkv',
-        ffn=r'layers\.\d+\.ffn\.layers\.0\.0'),
+        attn=_VIT_LAYER + r'\.attn\.qkv',
+        ffn=_VIT_LAYER + r'\.ffn\.layers\.0\.0',
+        qkv=_VIT_LAYER + r'\.attn\.qkv',
+        proj=_VIT_LAYER + r'\.attn\.proj',
+        **_VIT_FFN),
     # ConvNeXt: no attention; the FFN site is the first pointwise linear
     # (linear_pw_conv=True, the default). The RepAdapter reference also
     # adapts the depthwise conv's input, which cannot fold into a depthwise
     # conv (a dense channel mix in front of it): not offered.
     'mmpretrain.ConvNeXt':
-    dict(ffn=r'stages\.(?P<stage>\d+)\.\d+\.pointwise_conv1'),
+    dict(
+        ffn=r'stages\.(?P<stage>\d+)\.\d+\.pointwise_conv1',
+        fc1=r'stages\.(?P<stage>\d+)\.\d+\.pointwise_conv1',
+        fc2=r'stages\.(?P<stage>\d+)\.\d+\.pointwise_conv2'),
     'mmseg.SwinTransformer': _SWIN_SITES,
     'mmdet.SwinTransformer': _SWIN_SITES,
     # mmseg ViT: mmcv's MultiheadAttention adds its own residual (identity)
@@ -143,24 +201,36 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
     'mmseg.VisionTransformer':
     dict(
         attn=ModuleInputSite(
-            module=r'layers\.\d+\.attn\.attn',
+            module=_VIT_LAYER + r'\.attn\.attn',
             weight='in_proj_weight',
             bias_sink='in_proj_bias',
             inputs=('query', 'key', 'value')),
-        ffn=r'layers\.\d+\.ffn\.layers\.0\.0'),
+        ffn=_VIT_LAYER + r'\.ffn\.layers\.0\.0',
+        **_VIT_FFN),
     # VideoMAE ViT (vit_mae.py): with qkv_bias=True, q and v biases are the
     # attention's q_bias / v_bias and the k bias is a constant zero.
     'mmaction.VisionTransformer':
     dict(
         attn=ModuleInputSite(
             module=r'blocks\.\d+\.attn', linear='qkv', bias_sink=_QV_BIAS),
-        ffn=r'blocks\.\d+\.mlp\.layers\.0\.0'),
+        ffn=r'blocks\.\d+\.mlp\.layers\.0\.0',
+        proj=r'blocks\.\d+\.attn\.proj',
+        fc1=r'blocks\.\d+\.mlp\.layers\.0\.0',
+        fc2=r'blocks\.\d+\.mlp\.layers\.1',
+        norm=_NORMS,
+        patch_embed=r'patch_embed\.projection'),
     # Video Swin (swin.py): windows are padded before the attention, so the
     # qkv adapter sees the padded tokens exactly as qkv does.
     'mmaction.SwinTransformer3D':
     dict(
         attn=r'layers\.(?P<stage>\d+)\.blocks\.\d+\.attn\.qkv',
-        ffn=r'layers\.(?P<stage>\d+)\.blocks\.\d+\.mlp\.fc1'),
+        ffn=r'layers\.(?P<stage>\d+)\.blocks\.\d+\.mlp\.fc1',
+        qkv=r'layers\.(?P<stage>\d+)\.blocks\.\d+\.attn\.qkv',
+        proj=r'layers\.(?P<stage>\d+)\.blocks\.\d+\.attn\.proj',
+        fc1=r'layers\.(?P<stage>\d+)\.blocks\.\d+\.mlp\.fc1',
+        fc2=r'layers\.(?P<stage>\d+)\.blocks\.\d+\.mlp\.fc2',
+        norm=_NORMS,
+        patch_embed=r'patch_embed\.proj'),
 }
 
 
@@ -178,9 +248,21 @@ class AttachSite:
         fold_target (FoldTarget, optional): Where the adapter folds; None
             for a non-mergeable site.
         inputs (tuple[str]): See :class:`ModuleInputSite`.
-        shift (bool): Whether the adapter may have a shift.
+        shift (bool): Whether the adapter may have a shift. False where
+            the fold target has no bias to take it (a bias-free linear:
+            ``qkv_bias=False``, Swin's patch-merging reduction): the method
+            builds its adapter without one, so the site still folds
+            exactly.
         linear (bool): Whether the module is an ``nn.Linear`` whose own
             weight and bias are the fold target (an :class:`AdaptedLinear`).
+        form (str): The fold form the site was found for: ``'input'``
+            (input-affine), ``'output'`` (output-affine: the module's output
+            channels) or ``'delta'`` (a weight delta of a linear).
+        out_features (int, optional): Output channels of the module
+            (``'output'`` and ``'delta'`` forms).
+        channel_dim (int): The output's channel dimension (``'output'``
+            form): -1, or 1 for convolutions, batch norms and
+            channel-first layer norms.
     """
     path: str
     kind: str
@@ -190,6 +272,9 @@ class AttachSite:
     inputs: Tuple[str, ...] = ()
     shift: bool = True
     linear: bool = False
+    form: str = 'input'
+    out_features: Optional[int] = None
+    channel_dim: int = -1
 
 
 def _table_key(cls: type) -> str:
@@ -223,6 +308,7 @@ def _input_width(module: nn.Module) -> Optional[int]:
 
 def _make_site(path: str, kind: str, group: str, module: nn.Module,
                spec: ModuleInputSite) -> AttachSite:
+    """An input-affine site."""
     target = spec.fold_target()
     if target is None:
         width = _input_width(module)
@@ -243,38 +329,111 @@ def _make_site(path: str, kind: str, group: str, module: nn.Module,
             "weight='parameter path'")
     linear = (isinstance(module, nn.Linear) and target.weight == 'weight'
               and not target.bias_sink and not spec.inputs)
+    # No bias to take W m (qkv_bias=False): a shift-free adapter folds.
+    shift = spec.shift and target.sinks(module) is not None
     return AttachSite(path, kind, group, weight.shape[1], target, spec.inputs,
-                      spec.shift, linear)
+                      shift, linear)
 
 
-def find_attach_sites(
-        backbone: nn.Module,
-        sites: Optional[Sequence[str]] = None,
-        targets: Optional[Dict[str, str]] = None) -> List[AttachSite]:
-    """List the adapter sites of ``backbone``.
+#: Modules whose output channels are dim 1 of their output.
+_CHANNEL_FIRST = (nn.modules.conv._ConvNd, nn.modules.batchnorm._NormBase,
+                  nn.GroupNorm)
+
+
+def _make_output_site(path: str, kind: str, group: str,
+                      module: nn.Module) -> AttachSite:
+    """An output-affine site: a module whose output channel ``o`` is
+    ``weight[o] * (...) + bias[o]`` (a linear's row, a convolution's output
+    channel, a norm's affine)."""
+    weight = getattr(module, 'weight', None)
+    if not isinstance(weight, nn.Parameter) or weight.dim() == 0 or (
+            isinstance(module, nn.LayerNorm) and weight.dim() != 1):
+        raise TypeError(
+            f'site {path!r} ({kind}): {type(module).__name__} has no '
+            'per-channel weight to fold a scale into (a norm without '
+            'elementwise affine?); leave this kind out of sites=')
+    channel_first = isinstance(module, _CHANNEL_FIRST) or getattr(
+        module, 'data_format', None) == 'channel_first'
+    bias = getattr(module, 'bias', None)
+    width = getattr(module, 'in_features', getattr(module, 'in_channels',
+                                                   weight.shape[0]))
+    return AttachSite(
+        path, kind, group, width, None,
+        shift=isinstance(bias, nn.Parameter),
+        form='output',
+        out_features=weight.shape[0],
+        channel_dim=1 if channel_first else -1)
+
+
+def _make_delta_site(path: str, kind: str, group: str,
+                     module: nn.Module) -> AttachSite:
+    """A weight-delta site: an ``nn.Linear`` whose forward its block
+    calls."""
+    if not isinstance(module, nn.Linear):
+        raise TypeError(
+            f'site {path!r} ({kind}): a weight delta needs an nn.Linear, '
+            f'not {type(module).__name__}')
+    return AttachSite(
+        path, kind, group, module.in_features, None,
+        shift=module.bias is not None, linear=True, form='delta',
+        out_features=module.out_features)
+
+
+#: The fold forms a site is found for.
+SITE_FORMS = ('input', 'output', 'delta')
+
+
+def find_attach_sites(backbone: nn.Module,
+                      sites: Optional[Sequence[str]] = None,
+                      targets: Optional[Dict[str, str]] = None,
+                      form: str = 'input',
+                      default_sites: Sequence[str] = DEFAULT_SITES,
+                      method: str = 'this method') -> List[AttachSite]:
+    """List the sites of ``backbone`` for one fold form.
 
     Args:
         backbone (nn.Module): The stock backbone.
         sites (Sequence[str], optional): Site kinds to use from the table,
             e.g. ``('attn', 'ffn')`` or ``('attn',)``. None: those of
-            :data:`DEFAULT_SITES` that the backbone's row has.
+            ``default_sites`` that the backbone's row has.
         targets (dict, optional): ``{kind: spec}`` that replaces the table
-            (for backbones it does not know). A spec is a regex of linear
-            paths, or a :class:`ModuleInputSite` or the dict of its fields.
-            Patterns must match whole module paths.
+            (for backbones it does not know). A spec is a regex of module
+            paths, or (input form) a :class:`ModuleInputSite` or the dict of
+            its fields. Patterns must match whole module paths.
+        form (str): One of :data:`SITE_FORMS`.
+        default_sites (Sequence[str]): The method's default kinds.
+        method (str): The method's name, for error messages.
 
     Returns:
         list[AttachSite]: In module order.
+
+    Raises:
+        KeyError: A kind the backbone's row lacks (one line naming it).
+        ValueError, TypeError: A kind that matches nothing, or a module
+            that cannot take this form.
     """
+    if form not in SITE_FORMS:
+        raise ValueError(f'form must be one of {SITE_FORMS}, not {form!r}')
     if targets is None:
         table = site_patterns(backbone)
+        explicit = sites is not None
         if sites is None:
-            sites = [kind for kind in DEFAULT_SITES if kind in table]
+            sites = [kind for kind in default_sites if kind in table]
+            left_out = [k for k in default_sites if k not in table]
+            if sites and left_out:
+                print_log(
+                    f'{method}: {_table_key(type(backbone))} has no site '
+                    f'kind(s) {left_out} (it has {sorted(table)}); the '
+                    f'method runs on {sites} only', logger='current',
+                    level=logging.WARNING)
         unknown = set(sites) - set(table)
-        if unknown:
-            raise KeyError(f'unknown site kinds {sorted(unknown)} for '
-                           f'{_table_key(type(backbone))}; known: '
-                           f'{sorted(table)}')
+        if unknown or not sites:
+            missing = sorted(unknown or set(default_sites))
+            raise KeyError(
+                f'{method}: {_table_key(type(backbone))} has no site kind(s) '
+                f'{missing} in the attach-site table (it has '
+                f'{sorted(table)}){"" if explicit else " by default"}; '
+                'choose sites= among those, or name modules with targets=')
         targets = {kind: table[kind] for kind in sites}
     specs = {kind: _as_site_spec(spec) for kind, spec in targets.items()}
     patterns = {kind: re.compile(s.module) for kind, s in specs.items()}
@@ -287,12 +446,22 @@ def find_attach_sites(
                 continue
             stage = match.groupdict().get('stage')
             group = kind if stage is None else f'{kind}_stage{stage}'
-            found.append(_make_site(path, kind, group, module, specs[kind]))
+            if form == 'input':
+                found.append(
+                    _make_site(path, kind, group, module, specs[kind]))
+            elif not isinstance(module, nn.Identity):  # a norm turned off
+                make = (_make_output_site
+                        if form == 'output' else _make_delta_site)
+                found.append(make(path, kind, group, module))
     missing = set(patterns) - {site.kind for site in found}
     if missing:
         raise ValueError(f'site kinds {sorted(missing)} match no module of '
                          f'{type(backbone).__name__}')
     paths = [site.path for site in found]
+    twice = sorted({p for p in paths if paths.count(p) > 1})
+    if twice:
+        raise ValueError(f'site kinds {sorted({s.kind for s in found if s.path in twice})} '
+                         f'name the same module {twice[0]!r}; choose one')
     nested = [(a, b) for a in paths for b in paths
               if b.startswith(a + '.')]
     if nested:

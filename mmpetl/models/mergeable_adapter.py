@@ -1,14 +1,16 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
-from abc import ABCMeta, abstractmethod
+from abc import ABCMeta
 from typing import Optional, Tuple
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+
+from .petl import PETLModule
 
 
-class MergeableAdapter(nn.Module, metaclass=ABCMeta):
-    """Base class of adapters that sit on the input of a linear layer and can
-    be folded into it.
+class MergeableAdapter(PETLModule, metaclass=ABCMeta):
+    """Base class of *input-affine* adapters: they sit on the input of a
+    linear map and fold into it.
 
     A subclass is an *affine* map of the last dimension (in evaluation mode,
     i.e. with dropout off)::
@@ -24,18 +26,70 @@ class MergeableAdapter(nn.Module, metaclass=ABCMeta):
     #: no shift (``AttachSite.shift``) must set it False.
     has_shift: bool = True
 
-    @abstractmethod
     def affine(self) -> Tuple[Tensor, Tensor]:
         """Return ``(M, m)`` with ``a(x) = x @ M.T + m`` in evaluation mode.
 
         Computed in float64 so that folding adds no rounding of its own.
+        Defaults to ``M = I + U V^T`` from :meth:`low_rank`; adapters without
+        low-rank factors override it.
         """
+        factors = self.low_rank()
+        if factors is None:
+            raise NotImplementedError(
+                f'{type(self).__name__} implements neither affine() nor '
+                'low_rank()')
+        up, down, shift = factors
+        eye, _ = self.identity_affine(device=up.device)
+        return torch.addmm(eye, up, down.t()), shift
+
+    def low_rank(self) -> Optional[Tuple[Tensor, Tensor, Tensor]]:
+        """``(U, V, m)`` with ``M = I + U V^T`` (``U``, ``V``: (d, r)), in
+        float64, for adapters whose map is the identity plus a low-rank
+        term; None otherwise. Folding then computes ``W + (W U) V^T``
+        (``O(out d r)``) instead of the dense ``W M`` (``O(out d^2)``)."""
+        return None
 
     def identity_affine(self, dtype: torch.dtype = torch.float64,
                         device=None) -> Tuple[Tensor, Tensor]:
         """The identity map ``(I, 0)`` of this adapter's dimension."""
         eye = torch.eye(self.in_features, dtype=dtype, device=device)
         return eye, eye.new_zeros(self.in_features)
+
+
+class AffineStandIn(MergeableAdapter):
+    """A random affine map ``a(x) = x M^T + m`` (float64 buffers).
+
+    ``M = I + 0.5 R / sqrt(d)`` with ``R`` standard normal (well
+    conditioned, far from the identity), ``m`` standard normal, or zero for
+    a site whose adapters have no shift.
+
+    Args:
+        in_features (int): Width ``d``.
+        shift (bool): Whether ``m`` is non-zero.
+        seed (int): Seed of the generator.
+    """
+
+    def __init__(self, in_features: int, shift: bool = True, seed: int = 0):
+        super().__init__()
+        self.in_features = in_features
+        generator = torch.Generator().manual_seed(seed)
+        noise = torch.randn(
+            in_features, in_features, generator=generator,
+            dtype=torch.float64)
+        self.register_buffer(
+            'matrix',
+            torch.eye(in_features, dtype=torch.float64) +
+            0.5 * noise / in_features**0.5)
+        self.register_buffer(
+            'shift',
+            torch.randn(in_features, generator=generator, dtype=torch.float64)
+            * float(shift))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x @ self.matrix.t().to(x.dtype) + self.shift.to(x.dtype)
+
+    def affine(self) -> Tuple[Tensor, Tensor]:
+        return self.matrix, self.shift
 
 
 def add_up_projection(x: Tensor,

@@ -21,64 +21,21 @@ site module, in float64 with autocast off. :class:`AdapterBackbone` runs it
 once, on its first training-mode forward (before the first optimizer step;
 inside DDP and AMP alike), or at build time on request.
 """
+import logging
 from contextlib import ExitStack
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
+from mmengine.logging import print_log
 from torch import Tensor, nn
 
-from .mergeable_adapter import MergeableAdapter
+from .mergeable_adapter import AffineStandIn  # noqa: F401 (re-exported)
+from .petl import adapted_sites
 
 
 class AttachSiteError(RuntimeError):
-    """An adapter that does not run, or does not fold exactly."""
-
-
-class AffineStandIn(MergeableAdapter):
-    """A random affine map ``a(x) = x M^T + m`` (float64 buffers).
-
-    ``M = I + 0.5 R / sqrt(d)`` with ``R`` standard normal (well
-    conditioned, far from the identity), ``m`` standard normal, or zero for
-    a site whose adapters have no shift.
-
-    Args:
-        in_features (int): Width ``d``.
-        shift (bool): Whether ``m`` is non-zero.
-        seed (int): Seed of the generator.
-    """
-
-    def __init__(self, in_features: int, shift: bool = True, seed: int = 0):
-        super().__init__()
-        self.in_features = in_features
-        generator = torch.Generator().manual_seed(seed)
-        noise = torch.randn(
-            in_features, in_features, generator=generator,
-            dtype=torch.float64)
-        self.register_buffer(
-            'matrix',
-            torch.eye(in_features, dtype=torch.float64) +
-            0.5 * noise / in_features**0.5)
-        self.register_buffer(
-            'shift',
-            torch.randn(in_features, generator=generator, dtype=torch.float64)
-            * float(shift))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x @ self.matrix.t().to(x.dtype) + self.shift.to(x.dtype)
-
-    def affine(self) -> Tuple[Tensor, Tensor]:
-        return self.matrix, self.shift
-
-
-def adapted_sites(backbone: nn.Module) -> Dict[str, nn.Module]:
-    """``{path: module}`` of the adapted modules (those with an
-    ``adapter`` and a ``merged`` method) inside ``backbone``."""
-    return {
-        path: module
-        for path, module in backbone.named_modules()
-        if isinstance(getattr(module, 'adapter', None), MergeableAdapter)
-        and callable(getattr(module, 'merged', None))
-    }
+    """An adapter that does not run, does not fold exactly, or gets no
+    gradient."""
 
 
 def output_tensors(output: Any) -> List[Tensor]:
@@ -168,15 +125,10 @@ def _run_and_capture(backbone: nn.Module, sites: Dict[str, nn.Module],
 @torch.no_grad()
 def fold_error(site: nn.Module, args: tuple, kwargs: dict,
                seed: int = 0) -> float:
-    """Relative difference between ``site`` with a random stand-in adapter
-    and its folded module, on ``site``'s input ``(args, kwargs)``, in
-    float64."""
-    stand_in = AffineStandIn(site.adapter.in_features,
-                             site.adapter.has_shift, seed)
-    stock = site.stock_module().double()
-    probe = site.rewrap(stock, stand_in.to(
-        next(stock.parameters()).device))
-    probe.eval()
+    """Relative difference between the site's fold probe
+    (:meth:`~mmpetl.models.AdaptedSite.fold_probe`: float64, random adapter
+    values) and its folded module, on ``site``'s input ``(args, kwargs)``."""
+    probe = site.fold_probe(seed)
     args, kwargs = _map_tensors(_to_double, (args, kwargs))
     expected = probe(*args, **kwargs)
     merged = probe.merged()
@@ -228,7 +180,7 @@ def _check_sites(backbone: nn.Module, args: tuple, kwargs: dict,
             " None, 'v_bias')))")
     errors = {}
     for index, (path, site) in enumerate(sites.items()):
-        if getattr(site, 'fold_target', None) is None:
+        if site.not_mergeable_reason() is not None:
             continue
         errors[path] = fold_error(site, *captured[path], seed=index)
     wrong = [path for path, error in errors.items() if not error <= tolerance]
@@ -250,17 +202,92 @@ def _some(paths: List[str], shown: int = 4) -> str:
     return ', '.join(paths[:shown]) + (f' (+{more} more)' if more > 0 else '')
 
 
-def first_forward_pre_hook(wrapper: nn.Module, args: tuple,
-                           kwargs: dict) -> None:
-    """Run :func:`check_sites` on the first training-mode forward of an
-    adapter wrapper, on the batch's first sample; a no-op afterwards."""
-    if wrapper.sites_checked or not wrapper.training:
-        return None
-    check_sites(
-        wrapper.backbone,
-        *first_sample(args),
-        owner=type(wrapper).__name__,
-        **first_sample(kwargs))
-    wrapper.sites_checked = True
-    return None
+def _require_grad(t: Tensor) -> Tensor:
+    if t.is_floating_point() and not t.requires_grad:
+        return t.detach().requires_grad_()
+    return t
 
+
+def prepare_inputs(wrapper: nn.Module, args: tuple, kwargs: dict):
+    """The inputs of a training forward: with gradient checkpointing in
+    the backbone (``wrapper.checkpointing``), floating-point inputs require
+    grad, so that a checkpointed block whose inputs come from frozen
+    layers still passes gradients to the adapters inside it (reentrant
+    checkpointing only does when an input requires grad)."""
+    if not wrapper.checkpointing:
+        return args, kwargs
+    return _map_tensors(_require_grad, (args, kwargs))
+
+
+def check_trainable_reached(wrapper: nn.Module, args: tuple, kwargs: dict,
+                            owner: str = 'adapter wrapper') -> None:
+    """Prove that every trainable parameter of ``wrapper`` gets a gradient
+    from its outputs.
+
+    Runs ``wrapper.forward`` once in its current mode with autograd on (one
+    sample is enough), and asks autograd for the gradients of the sum of
+    the outputs with respect to every parameter that requires grad, without
+    touching their ``.grad``. A parameter autograd does not reach at all is
+    one that training would never change, while it counts as trainable:
+    gradient checkpointing that cuts the graph, blocks after the last of
+    ``out_indices``, reversible blocks that recompute without it. RNG
+    states are left as they were.
+
+    Raises:
+        AttachSiteError: One line naming the unreached parameters and the
+            likely causes.
+    """
+    params = [(n, p) for n, p in wrapper.named_parameters() if p.requires_grad]
+    if not params:
+        return
+    devices = sorted({t.device.index for t in output_tensors((args, kwargs))
+                      if t.is_cuda})
+    args, kwargs = prepare_inputs(wrapper, args, kwargs)
+    ran = set()
+    with torch.random.fork_rng(devices=devices), torch.enable_grad(), \
+            ExitStack() as stack:
+        for path, module in wrapper.named_modules():
+            stack.callback(module.register_forward_hook(
+                lambda m, a, o, path=path: ran.add(path)).remove)
+        outputs = [
+            t for t in output_tensors(wrapper.forward(*args, **kwargs))
+            if t.requires_grad
+        ]
+        if outputs:
+            total = sum(t.float().sum() for t in outputs)
+            grads = torch.autograd.grad(
+                total, [p for _, p in params], allow_unused=True)
+        else:
+            grads = [None] * len(params)
+    unreached = [n for (n, _), g in zip(params, grads) if g is None]
+    # A stock module that the stock forward never runs (DeiT3's ln2) keeps
+    # a selected stock parameter (BitFit, LN-tuning) unchanged: say so.
+    # Adapters in sites that never run are the site check's to refuse.
+    dead = [n for n in unreached if n.rpartition('.')[0] not in ran
+            and '.adapter.' not in f'.{n}']
+    if dead:
+        print_log(
+            f'{owner}: {_some(dead)} never run in the forward of '
+            f'{type(wrapper.backbone).__name__} (so they cannot train)',
+            logger='current', level=logging.WARNING)
+    unreached = [n for n in unreached if n not in dead]
+    if unreached:
+        raise AttachSiteError(
+            f'{owner}: {len(unreached)} of {len(params)} trainable parameters '
+            f'get no gradient from the backbone outputs: {_some(unreached)}. '
+            'Something cuts them off the graph: blocks after the last of '
+            'out_indices (leave those sites out with targets=), a reversible '
+            'backbone, or a backbone option that detaches its blocks')
+
+
+def first_forward_pre_hook(wrapper: nn.Module, args: tuple,
+                           kwargs: dict) -> Optional[tuple]:
+    """On training-mode forwards of a :class:`FrozenBackbone`: prepare the
+    inputs (:func:`prepare_inputs`) and, the first time, run its checks
+    (``wrapper.check_trainable``) on the batch's first sample."""
+    if not wrapper.training:
+        return None
+    args, kwargs = prepare_inputs(wrapper, args, kwargs)
+    if not wrapper.trainable_checked:
+        wrapper.check_trainable(*first_sample(args), **first_sample(kwargs))
+    return args, kwargs

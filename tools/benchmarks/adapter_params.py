@@ -1,7 +1,9 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
-"""Print adapter sites and parameter counts of RepAdapter and ARC on every
-backbone of the attach-site table, at real size (random weights: only the
-structure is built, nothing is downloaded)."""
+"""Print the trainable parameters of every foldable method on every backbone
+of the attach-site table, at real size (random weights: only the structure
+is built, nothing is downloaded). ``-``: the backbone lacks a site kind the
+method needs (e.g. LoRA's ``qkv`` where the attention applies ``qkv.weight``
+itself)."""
 import argparse
 
 from mmengine.logging import MMLogger
@@ -28,28 +30,39 @@ BACKBONES = {
                          pretrained2d=False),
 }
 
-METHODS = ('RepAdapterBackbone', 'ARCBackbone')
+#: column -> wrapper config (defaults: the papers').
+METHODS = {
+    'RepAdapter': dict(type='mmpetl.RepAdapterBackbone'),
+    'ARC': dict(type='mmpetl.ARCBackbone'),
+    'LoRA': dict(type='mmpetl.LoRABackbone'),
+    'DoRA': dict(type='mmpetl.LoRABackbone', dora=True),
+    'SSF': dict(type='mmpetl.SSFBackbone'),
+    'BitFit': dict(type='mmpetl.BitFitBackbone'),
+    'LN-tuning': dict(type='mmpetl.LNTuningBackbone'),
+    'FacT-TT r8': dict(type='mmpetl.FacTBackbone', mode='tt'),
+    'FacT-TK r32': dict(type='mmpetl.FacTBackbone', mode='tk', rank=32),
+}
+
+
+def trainable_count(method: dict, backbone: dict) -> str:
+    try:
+        model = MODELS.build(dict(method, backbone=backbone))
+    except KeyError:  # a site kind the backbone's row lacks
+        return '-'
+    return f'{count_parameters(model)["trainable"]:,}'
 
 
 def main():
     argparse.ArgumentParser(description=__doc__).parse_args()
     # Quiet the per-parameter init report of every build.
     MMLogger.get_instance('mmengine', log_level='WARNING')
-    print('| backbone | sites | stock params | RepAdapter | ARC |')
-    print('| --- | --- | ---: | ---: | ---: |')
-    for name in BACKBONES:
-        counts, sites = [], ''
-        for method in METHODS:
-            model = MODELS.build(
-                dict(type=f'mmpetl.{method}', backbone=BACKBONES[name]))
-            count = count_parameters(model)
-            counts.append(count['trainable'])
-            stock = count['total'] - count['trainable']
-            kinds = [s.kind for s in model.attach_sites]
-            sites = ', '.join(f'{kinds.count(k)} {k}'
-                              for k in dict.fromkeys(kinds))
-        print(f'| {name} | {sites} | {stock:,} | {counts[0]:,} | '
-              f'{counts[1]:,} |', flush=True)
+    print('| backbone | stock params | ' + ' | '.join(METHODS) + ' |')
+    print('| --- | ---: |' + ' ---: |' * len(METHODS))
+    for name, backbone in BACKBONES.items():
+        stock = sum(p.numel() for p in MODELS.build(backbone).parameters())
+        counts = [trainable_count(m, backbone) for m in METHODS.values()]
+        print(f'| {name} | {stock:,} | ' + ' | '.join(counts) + ' |',
+              flush=True)
 
 
 if __name__ == '__main__':

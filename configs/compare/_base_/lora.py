@@ -1,12 +1,11 @@
-# Baseline: mmpretrain's LoRAModel on the fused qkv projection, rank 8.
+# Baseline: LoRA on the fused qkv projection, rank 8; folds exactly.
 _base_ = ['./transfer.py']
 
 model = dict(
     backbone=dict(
         _delete_=True,
-        type='LoRAModel',
-        module=_base_.pretrained_vit,
-        alpha=8,
+        type='mmpetl.LoRABackbone',
+        backbone=_base_.pretrained_vit,
         rank=8,
-        drop_rate=0.1,
-        targets=[dict(type='qkv')]))
+        alpha=8,
+        dropout=0.1))

@@ -1,13 +1,12 @@
-# Baseline: LoRA (mmpretrain's own LoRAModel) on the fused qkv projection,
-# rank 8, alpha 8 (the PETL papers' LoRA baseline, 0.29M for ViT-B/16).
+# Baseline: LoRA on the fused qkv projection, rank 8, alpha 8 (the PETL
+# papers' LoRA baseline, 0.29M for ViT-B/16); folds exactly.
 _base_ = ['./vtab1k.py']
 
 model = dict(
     backbone=dict(
         _delete_=True,
-        type='LoRAModel',
-        module=_base_.backbone,
-        alpha=8,
+        type='mmpetl.LoRABackbone',
+        backbone=_base_.backbone,
         rank=8,
-        drop_rate=0.1,
-        targets=[dict(type='qkv')]))
+        alpha=8,
+        dropout=0.1))

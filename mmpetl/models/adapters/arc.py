@@ -8,12 +8,13 @@ from mmpetl.registry import MODELS
 from ..adapter_backbone import AdapterBackbone, AttachSite
 from ..attach_sites import DEFAULT_SITES, find_attach_sites
 from ..mergeable_adapter import MergeableAdapter, add_up_projection
+from ..petl import AdaptedSite, PETLModule
 
 #: Where ARC's FFN adapter sits in a Swin block (see :class:`ARCBackbone`).
 SWIN_FFN_PLACEMENTS = ('foldable', 'reference')
 
 
-class SharedProjection(nn.Module):
+class SharedProjection(PETLModule):
     """The down-projection ``D`` (d x h) that ARC shares between layers.
 
     Xavier-uniform at init. Owned by the backbone wrapper, used by every
@@ -95,14 +96,14 @@ class ARCAdapter(MergeableAdapter):
         hidden = self.dropout(x @ proj) * self.scale
         return add_up_projection(x, hidden, proj, self.bias)
 
-    def affine(self) -> Tuple[Tensor, Tensor]:
+    def low_rank(self) -> Tuple[Tensor, Tensor, Tensor]:
         proj = self.projection.double()
-        eye, shift = self.identity_affine(device=proj.device)
-        matrix = eye + proj @ torch.diag(self.scale.double()) @ proj.t()
-        return matrix, shift if self.bias is None else self.bias.double()
+        shift = (proj.new_zeros(self.in_features)
+                 if self.bias is None else self.bias.double())
+        return proj * self.scale.double(), proj, shift
 
 
-class ResidualStreamFFN(nn.Module):
+class ResidualStreamFFN(AdaptedSite):
     r"""A Swin block's ``norm2`` and FFN with ARC's adapter on the residual
     stream before ``norm2``, as the ARC reference code places it in Swin
     (``Model/ARC_swin_b.py``)::
@@ -126,11 +127,7 @@ class ResidualStreamFFN(nn.Module):
         input: (B, L, C) -> output: (B, L, C).
     """
 
-    fold_error = (
-        "ARC's reference Swin placement (swin_ffn_placement='reference') "
-        'puts the FFN adapter on the residual stream before norm2, where it '
-        'also changes the skip path, so it cannot be folded into a linear; '
-        "train with swin_ffn_placement='foldable' (the default) to merge")
+    fold_form = 'not mergeable'
 
     def __init__(self, norm: nn.Module, ffn: nn.Module,
                  adapter: MergeableAdapter):
@@ -143,9 +140,21 @@ class ResidualStreamFFN(nn.Module):
         x = self.adapter(x)
         return self.ffn(self.norm(x), identity=x)
 
+    def not_mergeable_reason(self) -> str:
+        return ("ARC's reference Swin placement (swin_ffn_placement="
+                "'reference') puts the FFN adapter on the residual stream "
+                'before norm2, where it also changes the skip path, so it '
+                "cannot be folded into a linear; train with "
+                "swin_ffn_placement='foldable' (the default) to merge")
+
+    def stock_module(self) -> nn.Module:
+        raise ValueError(self.not_mergeable_reason())
+
+    def merged(self) -> nn.Module:
+        raise ValueError(self.not_mergeable_reason())
+
     def describe_fold(self) -> str:
-        """For the site listing."""
-        return 'not mergeable (residual stream before norm2)'
+        return 'residual stream before norm2'
 
 
 @MODELS.register_module()

@@ -78,6 +78,7 @@ from torch import Tensor, nn
 from mmpetl.registry import MODELS
 from ..adapter_backbone import FrozenBackbone
 from ..attach_sites import site_patterns
+from ..petl import PETLModule
 
 _SWIN_TAPS = dict(
     stage=r'stages\.(?P<stage>\d+)',
@@ -221,7 +222,7 @@ class _SegmentPlan:
         return taps
 
 
-class HighwayStage(BaseModule):
+class HighwayStage(BaseModule, PETLModule):
     """The adapters of one stage: ``U sum_j GELU(D_j a_j)``.
 
     Args:
@@ -282,6 +283,19 @@ class E3VABackbone(FrozenBackbone):
         self.memory = memory
         self.taps = taps
         super().__init__(backbone, save_frozen=save_frozen, init_cfg=init_cfg)
+
+    #: The backbone runs without autograd: nothing to keep checkpointing
+    #: from cutting.
+    backprop_through_backbone = False
+
+    def merge_blockers(self) -> List[str]:
+        """E3VA never folds: its trained highway runs beside the backbone."""
+        return [
+            'E3VABackbone keeps its trained highway (low-rank adapters and '
+            'output norms) beside the frozen Swin: it does not fold into the '
+            'stock backbone; deploy the adapter checkpoint with its mmpetl '
+            'config'
+        ]
 
     def _memory_modes(self) -> Tuple[str, ...]:
         """``self.memory`` as one mode per highway stage (checked)."""

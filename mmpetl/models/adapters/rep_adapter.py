@@ -75,7 +75,8 @@ class RepAdapter(MergeableAdapter):
     ``groups`` blocks, with bias; ``s``: a fixed scalar. A is xavier-uniform,
     B and both biases are zero, so the adapter is the identity at init.
     Without dropout the map is affine, so it folds into the next linear:
-    ``M = I + s B_dense A``, ``m = s (B_dense a_b + b_b)``.
+    ``M = I + s B_dense A``, ``m = s (B_dense a_b + b_b)``, as the rank-h
+    update ``W + (W s B_dense) A`` (:meth:`low_rank`).
 
     The forward computes ``x + s (B_dense h + b_b)`` as one GEMM with ``x`` as
     its accumulator (:func:`add_up_projection`): the training step's cost
@@ -122,15 +123,14 @@ class RepAdapter(MergeableAdapter):
         return add_up_projection(x, hidden, self.up.dense_weight(),
                                  self.up.bias, self.scale)
 
-    def affine(self) -> Tuple[Tensor, Tensor]:
+    def low_rank(self) -> Tuple[Tensor, Tensor, Tensor]:
         up = self.up.dense_weight().double()
         down = self.down.weight.double()
-        eye, shift = self.identity_affine(device=up.device)
-        matrix = eye + self.scale * up @ down
+        shift = up.new_zeros(self.in_features)
         if self.has_shift:
             shift = self.scale * (up @ self.down.bias.double() +
                                   self.up.bias.double())
-        return matrix, shift
+        return self.scale * up, down.t(), shift
 
     def extra_repr(self) -> str:
         return f'scale={self.scale}, bias={self.has_shift}'

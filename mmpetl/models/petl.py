@@ -1,0 +1,108 @@
+# Copyright (c) mmpetl contributors. All rights reserved.
+"""The contract every PETL method answers.
+
+Three questions decide what a run trains, keeps frozen and folds, whatever
+the method's shape; every consumer (freezing, checkpoints, the first-step
+checks, merging, ``tools/reparam.py``, :class:`ReparamCheckpointHook`,
+serving) asks them of the same objects:
+
+- *What trains* is a type: every module inside a frozen backbone that is a
+  :class:`PETLModule` (adapters, low-rank deltas, scale-and-shift vectors,
+  shared projections, highway stages, prompts, parallel branches), plus the
+  stock parameters a parameter-selection method names
+  (:meth:`~mmpetl.models.FrozenBackbone.selected_parameters`: BitFit's
+  biases, LN-tuning's norms). Never a parameter name.
+- *Where it acts* is an :class:`AdaptedSite`: a stock module changed by one
+  PETL module, its ``adapter``, with the stock state-dict keys unchanged.
+  The site's *fold form* says how the change folds into the stock module:
+
+  ======================  ==============================  ==================
+  form                    computes                        folds into
+  ======================  ==============================  ==================
+  input-affine            ``f(M x + m)``                  ``W M``, ``W m``
+  output-affine (SSF)     ``γ ⊙ f(x) + β``                rows of W, bias
+  weight delta (LoRA)     ``f`` with ``W + ΔW``           ``W + ΔW``
+  not mergeable           anything else                   refuses, says why
+  ======================  ==============================  ==================
+
+- *Whether it folds* is :meth:`AdaptedSite.not_mergeable_reason` per site and
+  :meth:`~mmpetl.models.FrozenBackbone.merge_blockers` per wrapper (which
+  adds wrapper-level modules such as E3VA's highway).
+"""
+import copy
+from abc import abstractmethod
+from typing import Optional
+
+import torch
+from torch import nn
+
+
+class PETLModule(nn.Module):
+    """Marker base class of every module that trains inside a frozen
+    backbone. The wrappers freeze everything else by module type."""
+
+
+class AdaptedSite(nn.Module):
+    """A stock module whose computation a PETL method changes.
+
+    A site holds the stock module's own parameters under their stock names
+    (a stock checkpoint loads into it) and one :class:`PETLModule` under
+    ``adapter``. Subclasses implement one fold form.
+    """
+
+    adapter: PETLModule
+
+    #: Short name of the fold form, for the site listing.
+    fold_form: str = ''
+
+    @abstractmethod
+    def stock_module(self) -> nn.Module:
+        """A copy of the stock module, without the adapter."""
+
+    @abstractmethod
+    def merged(self) -> nn.Module:
+        """A copy of the stock module computing this site in evaluation
+        mode (dropout off), or raise :class:`ValueError` naming why it
+        cannot (see :meth:`not_mergeable_reason`)."""
+
+    def not_mergeable_reason(self) -> Optional[str]:
+        """None when :meth:`merged` is exact; otherwise why not, in one
+        line."""
+        return None
+
+    @abstractmethod
+    def describe_fold(self) -> str:
+        """What the adapter folds into, for the site listing."""
+
+    @torch.no_grad()
+    def fold_probe(self, seed: int = 0) -> 'AdaptedSite':
+        """A float64 copy of this site, in evaluation mode, whose adapter
+        parameters are random (far from the identity most adapters start
+        at), for the first-step fold check: ``probe(x)`` must equal
+        ``probe.merged()(x)``. Modules the adapter uses without owning them
+        (its ``shared`` list, e.g. FacT's factors) are copied and perturbed
+        too."""
+        probe = copy.deepcopy(self).double()
+        shared = [m.double() for m in getattr(probe.adapter, 'shared', ())]
+        generator = torch.Generator().manual_seed(seed)
+        params = [*probe.adapter.parameters(),
+                  *(p for m in shared for p in m.parameters())]
+        for param in params:
+            param.copy_(param + 0.5 * torch.randn(
+                param.shape, generator=generator, dtype=param.dtype))
+        return probe.eval()
+
+    def refuse_merge(self) -> None:
+        """Raise :class:`ValueError` if this site does not fold."""
+        reason = self.not_mergeable_reason()
+        if reason is not None:
+            raise ValueError(reason)
+
+
+def adapted_sites(module: nn.Module) -> 'dict[str, AdaptedSite]':
+    """``{path: site}`` of the :class:`AdaptedSite` modules in ``module``."""
+    return {
+        path: m
+        for path, m in module.named_modules()
+        if isinstance(m, AdaptedSite)
+    }

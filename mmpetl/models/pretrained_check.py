@@ -89,15 +89,17 @@ def check_pretrained_loaded(backbone: nn.Module, file: Optional[str],
     if not unnamed:
         return
     digests = {_content_digest(t) for t in tensors.values()}
-    unfilled = [
-        n for n in unnamed if not _is_constant(params[n])
-        and _content_digest(params[n]) not in digests
+    # A constant tensor matches too easily to count as filled by content.
+    unmatched = [
+        n for n in unnamed if _is_constant(params[n])
+        or _content_digest(params[n]) not in digests
     ]
+    unfilled = [n for n in unmatched if not _is_constant(params[n])]
     if not unfilled:
         return
     more = f' (+{len(unfilled) - 3} more)' if len(unfilled) > 3 else ''
     raise PretrainedLoadError(
-        f'pre-trained file {file} filled {len(params) - len(unfilled)} of '
+        f'pre-trained file {file} filled {len(params) - len(unmatched)} of '
         f'{len(params)} parameters of {type(backbone).__name__}; '
         f'{", ".join(unfilled[:3])}{more} stay at random init and would be '
         f'frozen: {_prefix_hint(list(tensors), list(params))}')

@@ -225,9 +225,9 @@ def check_trainable_reached(wrapper: nn.Module, args: tuple, kwargs: dict,
     from its outputs.
 
     Runs ``wrapper.forward`` once in its current mode with autograd on (one
-    sample is enough), and asks autograd for the gradients of the sum of
-    the outputs with respect to every parameter that requires grad, without
-    touching their ``.grad``. A parameter autograd does not reach at all is
+    sample is enough) and back-propagates the sum of the outputs; the
+    parameters' ``.grad`` fields are cleared for it and restored after, so
+    the training step is unchanged. A parameter autograd does not reach at all is
     one that training would never change, while it counts as trainable:
     gradient checkpointing that cuts the graph, blocks after the last of
     ``out_indices``, reversible blocks that recompute without it. RNG
@@ -244,21 +244,27 @@ def check_trainable_reached(wrapper: nn.Module, args: tuple, kwargs: dict,
                       if t.is_cuda})
     args, kwargs = prepare_inputs(wrapper, args, kwargs)
     ran = set()
-    with torch.random.fork_rng(devices=devices), torch.enable_grad(), \
-            ExitStack() as stack:
-        for path, module in wrapper.named_modules():
-            stack.callback(module.register_forward_hook(
-                lambda m, a, o, path=path: ran.add(path)).remove)
-        outputs = [
-            t for t in output_tensors(wrapper.forward(*args, **kwargs))
-            if t.requires_grad
-        ]
-        if outputs:
-            total = sum(t.float().sum() for t in outputs)
-            grads = torch.autograd.grad(
-                total, [p for _, p in params], allow_unused=True)
-        else:
-            grads = [None] * len(params)
+    # A real backward (reentrant checkpointing does not support
+    # autograd.grad), into cleared .grad fields restored afterwards.
+    stashed = [p.grad for _, p in params]
+    for _, p in params:
+        p.grad = None
+    try:
+        with torch.random.fork_rng(devices=devices), torch.enable_grad(), \
+                ExitStack() as stack:
+            for path, module in wrapper.named_modules():
+                stack.callback(module.register_forward_hook(
+                    lambda m, a, o, path=path: ran.add(path)).remove)
+            outputs = [
+                t for t in output_tensors(wrapper.forward(*args, **kwargs))
+                if t.requires_grad
+            ]
+            if outputs:
+                sum(t.float().sum() for t in outputs).backward()
+        grads = [p.grad for _, p in params]
+    finally:
+        for (_, p), grad in zip(params, stashed):
+            p.grad = grad
     unreached = [n for (n, _), g in zip(params, grads) if g is None]
     # A stock module that the stock forward never runs (DeiT3's ln2) keeps
     # a selected stock parameter (BitFit, LN-tuning) unchanged: say so.

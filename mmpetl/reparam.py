@@ -257,8 +257,9 @@ def reparameterize_checkpoint(config: str,
         tolerance (float): See ``verify``.
 
     Returns:
-        dict: ``adapters`` (number folded), ``params`` (stock model's
-        parameter count) and, with ``verify``, ``max_rel_diff``.
+        dict: ``adapters`` (number of sites folded), ``selected`` (number
+        of tuned stock tensors, BitFit / LN-tuning), ``params`` (stock
+        model's parameter count) and, with ``verify``, ``max_rel_diff``.
 
     Raises:
         CheckpointError: For any unusable input; nothing is written then.
@@ -312,6 +313,7 @@ def reparameterize_checkpoint(config: str,
         raise CheckpointError(f'cannot merge {checkpoint}: {e}')
     report: Dict[str, Any] = dict(
         adapters=num_adapters,
+        selected=sum(len(w.selected_parameters()) for w in wrappers),
         params=sum(p.numel() for p in merged.parameters()))
     merged_state = merged.state_dict()
     check_finite(merged_state, 'the merged model')

@@ -168,7 +168,7 @@ def test_convnext_default_sites_are_its_ffn_only(backbone_cfgs):
     model = _build('arc', backbone_cfgs['convnext'])
     assert {s.kind for s in model.attach_sites} == {'ffn'}
     assert sorted(model.shared_projections) == ['ffn_stage0', 'ffn_stage1']
-    with pytest.raises(KeyError, match="unknown site kinds \\['attn'\\]"):
+    with pytest.raises(KeyError, match="no site kind\\(s\\) \\['attn'\\]"):
         _build('arc', backbone_cfgs['convnext'], sites='attn')
 
 
@@ -319,8 +319,9 @@ def test_site_check_under_autocast(backbone_cfgs):
     with torch.autocast('cpu', dtype=torch.bfloat16):
         model(torch.randn(2, 3, 32, 32))
     assert model.sites_checked
-    # The check ran with autocast off; the training forward with it on.
-    assert dtypes == [torch.float32, torch.bfloat16]
+    # The site check ran with autocast off; the gradient check and the
+    # training forward with it on.
+    assert dtypes == [torch.float32, torch.bfloat16, torch.bfloat16]
 
 
 def test_site_check_leaves_the_rng_as_it_was(backbone_cfgs):

@@ -177,6 +177,7 @@ def mode_gradients(backbone_cfg, memory, x, autocast=False, seed=0):
             norm.weight.normal_()
             norm.bias.normal_()
     model.train()
+    model.check_trainable(x[:1])  # the first-step check, not measured here
     torch.manual_seed(seed + 1)
     with torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
         outs, saved = saved_tensors_in_backbone(model, x)

@@ -146,19 +146,14 @@ def test_video_vit_attention_is_invariant_to_a_key_bias(video_cfgs):
 def test_video_vit_without_qkv_bias(tmp_path):
     cfg = video_pretrained_cfg(
         dict(TINY_VIDEO_VIT, qkv_bias=False), tmp_path / 'vit.pth')
-    model = _build('repadapter', cfg).eval()
-    with pytest.raises(ValueError, match='no q_bias / v_bias'):
-        merge_adapters(copy.deepcopy(model))
-    # Without a shift (ARC with zero biases) the fold needs no bias: exact.
-    model = _build('arc', cfg).eval()
-    with torch.no_grad():
-        for module in model.modules():
-            if hasattr(module, 'bias') and type(module).__name__ == \
-                    'ARCAdapter':
-                module.bias.zero_()
-    merged = merge_adapters(copy.deepcopy(model))
-    inputs = torch.randn(2, 3, 4, 32, 32)
-    assert max_relative_difference(model, merged, inputs) < 1e-5
+    # No bias takes the folded shift: the attention sites get shift-free
+    # adapters, which fold exactly (the FFN sites keep theirs).
+    for method in METHODS:
+        model = _build(method, cfg).eval()
+        assert [s.shift for s in model.attach_sites] == [False, True] * 2
+        merged = merge_adapters(copy.deepcopy(model))
+        inputs = torch.randn(2, 3, 4, 32, 32)
+        assert max_relative_difference(model, merged, inputs) < 1e-5
 
 
 def test_module_input_sites_from_a_config(video_cfgs):

@@ -67,7 +67,9 @@ def main():
     except CheckpointError as e:
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)
-    print(f'merged {report["adapters"]} adapters; stock model has '
+    tuned = (f' (+{report["selected"]} tuned stock tensors)'
+             if report['selected'] else '')
+    print(f'merged {report["adapters"]} adapters{tuned}; stock model has '
           f'{report["params"]:,} parameters; wrote {args.out_checkpoint}' +
           (f' and {args.out_config}' if args.out_config else ''))
     if 'max_rel_diff' in report:

@@ -355,8 +355,10 @@ class AdapterBackbone(FrozenBackbone):
             logger='current')
 
     def check_trainable(self, *args, **kwargs) -> None:
-        super().check_trainable(*args, **kwargs)
+        """The site check (every adapter runs and folds: the more specific
+        diagnosis) first, then the gradient check."""
         self.check_sites(*args, **kwargs)
+        super().check_trainable(*args, **kwargs)
 
     def check_sites(self, *args, **kwargs) -> Dict[str, float]:
         """Prove on ``self.backbone(*args, **kwargs)`` that every adapter

@@ -26,6 +26,15 @@ class MergeableAdapter(PETLModule, metaclass=ABCMeta):
     #: no shift (``AttachSite.shift``) must set it False.
     has_shift: bool = True
 
+    def __init__(self) -> None:
+        super().__init__()
+        cls = type(self)
+        if (cls.affine is MergeableAdapter.affine
+                and cls.low_rank is MergeableAdapter.low_rank):
+            raise TypeError(f'{cls.__name__} implements neither affine() '
+                            'nor low_rank(): a MergeableAdapter must give '
+                            'its map')
+
     def affine(self) -> Tuple[Tensor, Tensor]:
         """Return ``(M, m)`` with ``a(x) = x @ M.T + m`` in evaluation mode.
 

@@ -1,0 +1,13 @@
+# BitFit: every bias of the backbone trains; nothing to fold.
+# ReparamCheckpointHook writes the merged (stock) checkpoint at the end.
+_base_ = ['./_base_/digits5-9_transfer.py']
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='mmpetl.BitFitBackbone',
+        backbone=_base_.pretrained_vit))
+custom_hooks = [
+    dict(type='mmpetl.ParameterCountHook'),
+    dict(type='mmpetl.ReparamCheckpointHook'),
+]

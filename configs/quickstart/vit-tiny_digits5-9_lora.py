@@ -1,0 +1,16 @@
+# LoRA (rank 8, alpha 8: s = 1) on the fused qkv of every layer; folds
+# exactly into qkv.weight.
+# ReparamCheckpointHook writes the merged (stock) checkpoint at the end.
+_base_ = ['./_base_/digits5-9_transfer.py']
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='mmpetl.LoRABackbone',
+        backbone=_base_.pretrained_vit,
+        rank=8,
+        alpha=8))
+custom_hooks = [
+    dict(type='mmpetl.ParameterCountHook'),
+    dict(type='mmpetl.ReparamCheckpointHook'),
+]

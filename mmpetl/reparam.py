@@ -89,16 +89,16 @@ def merge_adapters(model: nn.Module) -> nn.Module:
     return model
 
 
-def trained_backbone_keys(model: nn.Module) -> List[str]:
-    """State-dict keys of ``model`` that the mmpetl wrappers in it train
-    inside their backbones (adapters, selected stock parameters)."""
+def trained_state_keys(model: nn.Module) -> List[str]:
+    """State-dict keys of ``model`` that its mmpetl wrappers train: adapters
+    and selected stock parameters in their backbones, modules they own
+    (ARC's shared projections, FacT's factors)."""
     keys = []
     for name, wrapper in _wrappers(model):
         frozen = set(wrapper.frozen_state_keys())
         prefix = f'{name}.' if name else ''
         keys += [
-            f'{prefix}backbone.{key}' for key in wrapper.backbone.state_dict()
-            if f'backbone.{key}' not in frozen
+            prefix + key for key in wrapper.state_dict() if key not in frozen
         ]
     return keys
 
@@ -295,8 +295,15 @@ def reparameterize_checkpoint(config: str,
     blocked = merge_blockers(model)
     if blocked:
         raise CheckpointError(f'{config} cannot be merged: {blocked[0]}')
-    trained = set(trained_backbone_keys(model))
-    if not trained.intersection(state_dict):
+    trained = set(trained_state_keys(model))
+    # Frozen keys, in the wrapped and in the stock layout.
+    known = set(model.state_dict()) | {
+        f'{name}.{key[len(cut):]}' if name else key[len(cut):]
+        for name, wrapper in _wrappers(model)
+        for key in wrapper.frozen_state_keys() for cut in ('', 'backbone.')
+    }
+    # Keys of another method's adapters: a mismatch, said by the load below.
+    if not trained.intersection(state_dict) and known.issuperset(state_dict):
         raise CheckpointError(
             f'{checkpoint} holds no adapter weights for this config '
             '(a stock or already-merged checkpoint?)')
@@ -354,7 +361,7 @@ def _merged_backbone_like(merged: nn.Module,
 
 
 __all__ = [
-    'merge_adapters', 'merge_blockers', 'trained_backbone_keys',
+    'merge_adapters', 'merge_blockers', 'trained_state_keys',
     'stock_config',
     'adapter_wrappers_in_config',
     'build_model', 'example_inputs', 'max_relative_difference',

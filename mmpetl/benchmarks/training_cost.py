@@ -23,6 +23,7 @@ import torch
 from mmengine.optim import OptimWrapper
 from torch import nn
 
+from mmpetl.models import FrozenBackbone
 from .latency import synchronize
 
 
@@ -87,6 +88,11 @@ def _saved_bytes(model: nn.Module, run: Callable[[], object]) -> int:
     ``run()`` runs, parameters excluded (what a backward saves, e.g. E3VA's
     recomputed stages regenerating their taps at its end, is transient and
     not counted)."""
+    # The steady-state step, not the one-off first-step checks of the
+    # wrappers (an extra forward and backward on one sample).
+    for module in model.modules():
+        if isinstance(module, FrozenBackbone):
+            module.trainable_checked = True
     param_storages = {
         p.untyped_storage().data_ptr()
         for p in model.parameters()

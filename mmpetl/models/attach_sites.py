@@ -122,7 +122,9 @@ _VIT_FFN = dict(
 #: ``proj``, ``fc1``, ``fc2``, ``norm`` and ``patch_embed`` name the modules
 #: whose output or weight a method changes (SSF, LoRA, FacT; the sequential
 #: adapters after ``proj`` and ``fc2``). ``mlp`` is a block's whole FFN
-#: (parallel branches: AdaptFormer) and ``layer`` a whole transformer layer
+#: (parallel branches: AdaptFormer), ``attention`` a ViT block's whole
+#: attention on the image's token sequence (Convpass; not SAM's windows,
+#: not video) and ``layer`` a whole transformer layer
 #: of a backbone that runs its layers on one token sequence with the class
 #: token first and no positional terms inside the layers (prompts: VPT; not
 #: BEiT's relative position bias, EVA-02's RoPE, windowed attention). A
@@ -139,6 +141,7 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
         qkv=_VIT_LAYER + r'\.attn\.qkv',
         proj=_VIT_LAYER + r'\.attn\.proj',
         layer=_VIT_LAYER,
+        attention=_VIT_LAYER + r'\.attn',
         **_VIT_FFN),
     # DeiT3 (mmpretrain 1.2) applies each layer's ln1 before the FFN too
     # and never runs ln2: no site on ln2.
@@ -149,6 +152,7 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
         qkv=_VIT_LAYER + r'\.attn\.qkv',
         proj=_VIT_LAYER + r'\.attn\.proj',
         layer=_VIT_LAYER,
+        attention=_VIT_LAYER + r'\.attn',
         **dict(_VIT_FFN, norm=r'(?:layers\.\d+\.)?ln1|ln2')),
     # BEiT / BEiT v2: with bias='qv_bias' (default) the attention computes
     # F.linear(x, qkv.weight, cat(q_bias, 0, v_bias)); relative position
@@ -159,6 +163,7 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
             module=_VIT_LAYER + r'\.attn', linear='qkv', bias_sink=_QV_BIAS),
         ffn=_VIT_LAYER + r'\.ffn\.layers\.0\.0',
         proj=_VIT_LAYER + r'\.attn\.proj',
+        attention=_VIT_LAYER + r'\.attn',
         **_VIT_FFN),
     # EVA-02: qkv with its own full bias (RoPE after it: a k bias would not
     # be droppable, but none is dropped); SwiGLU FFN: the fused w12.
@@ -171,6 +176,7 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
         fc1=_VIT_LAYER + r'\.mlp\.w12',
         fc2=_VIT_LAYER + r'\.mlp\.w3',
         mlp=_VIT_LAYER + r'\.mlp',
+        attention=_VIT_LAYER + r'\.attn',
         norm=_NORMS,
         patch_embed=r'patch_embed\.projection'),
     'mmpretrain.SwinTransformer': _SWIN_SITES,
@@ -218,6 +224,7 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
             inputs=('query', 'key', 'value')),
         ffn=_VIT_LAYER + r'\.ffn\.layers\.0\.0',
         layer=_VIT_LAYER,
+        attention=_VIT_LAYER + r'\.attn',
         **_VIT_FFN),
     # VideoMAE ViT (vit_mae.py): with qkv_bias=True, q and v biases are the
     # attention's q_bias / v_bias and the k bias is a constant zero.

@@ -3,6 +3,7 @@ from .adaptformer import AdaptFormerBackbone
 from .arc import ARCAdapter, ARCBackbone, SharedProjection
 from .bitfit import BitFitBackbone
 from .bottleneck import BottleneckAdapter, BottleneckAdapterBackbone
+from .convpass import ConvpassBackbone, ConvpassBranch
 from .e3va import HIGHWAY_TAPS, E3VABackbone, HighwayStage
 from .fact import FacTBackbone, FacTDelta, FacTFactors
 from .houlsby import HoulsbyAdapterBackbone
@@ -20,5 +21,6 @@ __all__ = [
     'BitFitBackbone', 'LNTuningBackbone', 'FacTFactors', 'FacTDelta',
     'FacTBackbone', 'BottleneckAdapter', 'BottleneckAdapterBackbone',
     'AdaptFormerBackbone', 'HoulsbyAdapterBackbone',
-    'PfeifferAdapterBackbone', 'VisualPrompts', 'VPTBackbone'
+    'PfeifferAdapterBackbone', 'ConvpassBranch', 'ConvpassBackbone',
+    'VisualPrompts', 'VPTBackbone'
 ]

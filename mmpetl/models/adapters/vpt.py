@@ -120,7 +120,7 @@ class VisualPrompts(PETLModule):
                 f'after {self.num_extra_tokens} extra token(s)')
 
 
-def _num_extra_tokens(backbone: nn.Module) -> int:
+def num_extra_tokens(backbone: nn.Module) -> int:
     """Tokens before the patches: mmpretrain's ``num_extra_tokens``, mmseg's
     ``with_cls_token``, else the class token if any."""
     extra = getattr(backbone, 'num_extra_tokens', None)
@@ -227,7 +227,7 @@ class VPTBackbone(FrozenBackbone):
             self.num_tokens,
             sites[0].in_features,
             _patch_fan_in(backbone),
-            _num_extra_tokens(backbone),
+            num_extra_tokens(backbone),
             dropout=self.prompt_dropout)
         self.prompts.attach(layers)
 

@@ -23,7 +23,7 @@ from mmpetl.checkpoint_io import CheckpointError
 from mmpetl.hooks import ReparamCheckpointHook
 from mmpetl.models import (AttachSiteError, ParallelSite, PETLModule,
                            SequentialSite)
-from mmpetl.models.adapters import BottleneckAdapter
+from mmpetl.models.adapters import BottleneckAdapter, ConvpassBranch
 from mmpetl.registry import MODELS
 from mmpetl.reparam import merge_adapters, reparameterize_checkpoint
 from mmpetl.serving import AdapterSwitcher
@@ -36,21 +36,27 @@ METHODS = {
     'adaptformer': dict(type='mmpetl.AdaptFormerBackbone', bottleneck=4),
     'houlsby': dict(type='mmpetl.HoulsbyAdapterBackbone', bottleneck=4),
     'pfeiffer': dict(type='mmpetl.PfeifferAdapterBackbone', bottleneck=4),
+    'convpass': dict(type='mmpetl.ConvpassBackbone', dim=4),
     'vpt_shallow': dict(type='mmpetl.VPTBackbone', mode='shallow',
                         num_tokens=3),
     'vpt_deep': dict(type='mmpetl.VPTBackbone', mode='deep', num_tokens=3),
 }
 #: The word each method's one-line refusal names it by.
 NAMES = dict(adaptformer='AdaptFormer', houlsby='HoulsbyAdapter',
-             pfeiffer='PfeifferAdapter', vpt_shallow='VPT-shallow',
+             pfeiffer='PfeifferAdapter', convpass='Convpass',
+             vpt_shallow='VPT-shallow',
              vpt_deep='VPT-deep')
 
 VPT_ROWS = {'deit3', 'clip', 'dinov2', 'vit', 'seg_vit', 'videomae'}
+#: Image ViTs with a plain token grid (no windows, no time).
+CONVPASS_ROWS = {'deit3', 'clip', 'dinov2', 'beit', 'beit_qkv_bias', 'eva02',
+                 'vit', 'seg_vit'}
 #: Rows each method is refused on at build (in one line).
 REFUSED = dict(
     adaptformer={'convnext'},  # no FFN module with its own input
     houlsby={'convnext', 'seg_vit'},  # no attention output projection site
     pfeiffer=set(),
+    convpass=set(ROWS) - CONVPASS_ROWS,
     vpt_shallow=set(ROWS) - VPT_ROWS,
     vpt_deep=set(ROWS) - VPT_ROWS,
 )
@@ -95,14 +101,17 @@ def test_method_trains_only_its_parameters_and_refuses_merge(
     assert [n for n, p in params.items() if p.grad is None] == []
     assert sum(p.grad.abs().sum() for p in params.values()) > 0
 
-    # The method changes the model: not the stock backbone's outputs.
+    # The method changes the model (not the stock backbone's outputs), on
+    # every input size of the row (Convpass's grid, VPT's prompts).
     reference = stock(row_cfgs[row])
     model.eval()  # not chained: some backbones' train() returns None
     reference.eval()
-    with torch.no_grad():
-        ours, theirs = model(inputs), reference(inputs)
-    assert all(a.shape == b.shape for a, b in zip(ours, theirs))
-    assert not all(torch.allclose(a, b) for a, b in zip(ours, theirs))
+    for shape in ROWS[row][1]:
+        inputs = torch.randn(2, *shape)
+        with torch.no_grad():
+            ours, theirs = model(inputs), reference(inputs)
+        assert all(a.shape == b.shape for a, b in zip(ours, theirs))
+        assert not all(torch.allclose(a, b) for a, b in zip(ours, theirs))
 
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(ValueError) as error:
@@ -207,6 +216,50 @@ def test_site_check_refuses_an_adapter_that_never_runs(row_cfgs):  # noqa: F811,
     model.train()
     with pytest.raises(AttachSiteError, match='never run'):
         model(torch.randn(1, 3, 32, 32))
+
+
+def _convpass_reference(branch, x, grid):
+    """Convpass's branch as the reference writes it (class token first, a
+    square grid; the class token convolved as a 1x1 map)."""
+    def act(z):
+        return z * torch.sigmoid(1.702 * z)
+
+    batch, r = x.shape[0], branch.down.out_features
+    z = act(branch.down(x))
+    patch = z[:, 1:].reshape(batch, grid, grid, r).permute(0, 3, 1, 2)
+    patch = branch.conv(patch).permute(0, 2, 3, 1).reshape(batch, -1, r)
+    cls = z[:, :1].reshape(batch, 1, 1, r).permute(0, 3, 1, 2)
+    cls = branch.conv(cls).permute(0, 2, 3, 1).reshape(batch, 1, r)
+    return branch.up(act(torch.cat([cls, patch], 1))) * branch.scale
+
+
+def test_convpass_branch_and_init(row_cfgs):  # noqa: F811
+    model = build('convpass', row_cfgs['vit'], scale=0.5)
+    branches = [m for m in model.modules() if isinstance(m, ConvpassBranch)]
+    assert len(branches) == 4  # attention and MLP of 2 blocks
+    for m in branches:
+        assert not m.up.weight.any() and not m.up.bias.any()
+        assert not m.down.bias.any() and not m.conv.bias.any()
+        assert m.dropout.p == 0.1 and m.conv.weight.shape == (4, 4, 3, 3)
+    # Zero up-projection: the model starts as the stock one.
+    reference = stock(row_cfgs['vit'])
+    model.eval()
+    reference.eval()
+    inputs = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert all(torch.equal(a, b)
+                   for a, b in zip(model(inputs), reference(inputs)))
+    branch = perturb(branches[0]).eval()
+    branch.grid.size = (4, 4)
+    x = torch.randn(2, 17, 32)
+    with torch.no_grad():
+        assert torch.allclose(branch(x), _convpass_reference(branch, x, 4),
+                              atol=1e-6)
+    identity = build('convpass', row_cfgs['vit'], conv_init='identity')
+    conv = next(m for m in identity.modules()
+                if isinstance(m, ConvpassBranch)).conv.weight
+    assert torch.equal(conv[:, :, 1, 1], torch.eye(4))
+    assert not conv[:, :, 0].any() and not conv[:, :, 2].any()
 
 
 def _vpt_reference(backbone, prompts, x, deep):
@@ -342,6 +395,8 @@ def test_reparam_tool_exits_2_and_writes_nothing(row_cfgs, tmp_path):  # noqa: F
     (dict(type='mmpetl.PfeifferAdapterBackbone'), 156_768),
     # KMnP/vpt's Pfeiffer shape: r = d / 8 = 96.
     (dict(type='mmpetl.PfeifferAdapterBackbone', bottleneck=96), 1_779_840),
+    # 24 x (2 d r + 9 r^2 + 2 r + d), r = 8: the paper's 0.33M.
+    (dict(type='mmpetl.ConvpassBackbone'), 327_552),
     # N d (shallow), 12 N d (deep).
     (dict(type='mmpetl.VPTBackbone', mode='shallow', num_tokens=50), 38_400),
     (dict(type='mmpetl.VPTBackbone', mode='deep', num_tokens=50), 460_800),

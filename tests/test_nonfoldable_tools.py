@@ -14,7 +14,8 @@ from mmengine.config import Config
 from mmpetl.reparam import build_model
 from tests.test_tools import CONFIG, QUICKSTART, run_tool, workspace  # noqa
 
-METHODS = ('adaptformer', 'houlsby', 'pfeiffer', 'vpt-shallow', 'vpt-deep')
+METHODS = ('adaptformer', 'houlsby', 'pfeiffer', 'convpass', 'vpt-shallow',
+           'vpt-deep')
 
 
 @pytest.mark.parametrize('method', METHODS)

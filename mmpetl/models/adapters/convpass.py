@@ -144,7 +144,7 @@ class ConvpassBackbone(AdapterBackbone):
     timm; not ported).
 
     Shapes: tokens (B, E + H W, d) -> same. Trainable parameters per block:
-    ``2 (2 d r + 9 r^2 + 3 r + d)``; ViT-B/16 (``r = 8``, 12 blocks):
+    ``2 (2 d r + 9 r^2 + 2 r + d)``; ViT-B/16 (``r = 8``, 12 blocks):
     327,552 (the paper's 0.33M).
 
     Deviations: the branch is added to the attention / FFN module's output,

@@ -57,7 +57,8 @@ def build_models(backbone_cfg: dict, methods) -> tuple:
     unfolded = {}
     for method in methods:
         adapted = MODELS.build(
-            dict(type=f'mmpetl.{method}', backbone=copy.deepcopy(backbone_cfg)))
+            dict(type=f'mmpetl.{method}',
+                 backbone=copy.deepcopy(backbone_cfg)))
         with torch.no_grad():
             for p in adapted.parameters():
                 if p.requires_grad:

@@ -1,12 +1,13 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 """The non-foldable baselines (AdaptFormer, Houlsby and Pfeiffer adapters,
-VPT-shallow / deep) on every backbone row they apply to: only the method's
-parameters train, every one gets a gradient, the first-step checks pass (the
-site check proves every adapter runs), merging, tools/reparam.py,
+Convpass, VPT-shallow / deep) on every backbone row they apply to: only the
+method's parameters train, every one gets a gradient, the first-step checks
+pass (the site check proves every adapter runs), merging, tools/reparam.py,
 ReparamCheckpointHook and AdapterSwitcher refuse them in one line naming the
 method; the rows they do not apply to are refused at build in one line;
-checkpoints hold only what trains and reload exactly; VPT's prompts are
-placed and removed as the reference does; exact counts at ViT-B/16."""
+checkpoints hold only what trains and reload exactly; Convpass's branch and
+VPT's prompts compute what the reference code does; exact counts at
+ViT-B/16."""
 import copy
 import math
 import subprocess

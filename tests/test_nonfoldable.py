@@ -24,13 +24,13 @@ from mmpetl.checkpoint_io import CheckpointError
 from mmpetl.hooks import ReparamCheckpointHook
 from mmpetl.models import (AttachSiteError, ParallelSite, PETLModule,
                            SequentialSite)
-from mmpetl.models.adapters import BottleneckAdapter, ConvpassBranch
+from mmpetl.models.adapters import BottleneckAdapter, ConvpassBranch, Mona
 from mmpetl.registry import MODELS
 from mmpetl.reparam import merge_adapters, reparameterize_checkpoint
 from mmpetl.serving import AdapterSwitcher
 from tests.helpers import TINY_VIT, pretrained_cfg
-from tests.test_baselines import (ROWS, VIT_B, perturb, row_cfgs,  # noqa
-                                  stock, trainable)
+from tests.test_baselines import (ROWS, SWIN_B, VIT_B, perturb,  # noqa
+                                  row_cfgs, stock, trainable)
 from tests.test_tools import ROOT
 
 METHODS = {
@@ -38,13 +38,14 @@ METHODS = {
     'houlsby': dict(type='mmpetl.HoulsbyAdapterBackbone', bottleneck=4),
     'pfeiffer': dict(type='mmpetl.PfeifferAdapterBackbone', bottleneck=4),
     'convpass': dict(type='mmpetl.ConvpassBackbone', dim=4),
+    'mona': dict(type='mmpetl.MonaBackbone', bottleneck=4),
     'vpt_shallow': dict(type='mmpetl.VPTBackbone', mode='shallow',
                         num_tokens=3),
     'vpt_deep': dict(type='mmpetl.VPTBackbone', mode='deep', num_tokens=3),
 }
 #: The word each method's one-line refusal names it by.
 NAMES = dict(adaptformer='AdaptFormer', houlsby='HoulsbyAdapter',
-             pfeiffer='PfeifferAdapter', convpass='Convpass',
+             pfeiffer='PfeifferAdapter', convpass='Convpass', mona='Mona',
              vpt_shallow='VPT-shallow',
              vpt_deep='VPT-deep')
 
@@ -52,12 +53,15 @@ VPT_ROWS = {'deit3', 'clip', 'dinov2', 'vit', 'seg_vit', 'videomae'}
 #: Image ViTs with a plain token grid (no windows, no time).
 CONVPASS_ROWS = {'deit3', 'clip', 'dinov2', 'beit', 'beit_qkv_bias', 'eva02',
                  'vit', 'seg_vit'}
+#: Pre-norm Swin blocks called as block(x, hw_shape).
+MONA_ROWS = {'swin', 'seg_swin', 'det_swin'}
 #: Rows each method is refused on at build (in one line).
 REFUSED = dict(
     adaptformer={'convnext'},  # no FFN module with its own input
     houlsby={'convnext', 'seg_vit'},  # no attention output projection site
     pfeiffer=set(),
     convpass=set(ROWS) - CONVPASS_ROWS,
+    mona=set(ROWS) - MONA_ROWS,
     vpt_shallow=set(ROWS) - VPT_ROWS,
     vpt_deep=set(ROWS) - VPT_ROWS,
 )
@@ -65,6 +69,8 @@ REFUSED = dict(
 CASES = [(m, r) for m in sorted(METHODS) for r in sorted(ROWS)
          if r not in REFUSED[m]]
 REFUSALS = [(m, r) for m in sorted(METHODS) for r in sorted(REFUSED[m])]
+#: The row of the per-method tests below: the tiny ViT, Swin for Mona.
+HOME = dict(mona='swin')
 
 
 def build(method, backbone_cfg, **kwargs):
@@ -136,14 +142,15 @@ def test_unsupported_row_is_refused_at_build_in_one_line(
 
 @pytest.mark.parametrize('method', sorted(METHODS))
 def test_checkpoint_holds_only_what_trains_and_reloads(method, row_cfgs):  # noqa: F811,E501
-    model = perturb(build(method, row_cfgs['vit']))
+    row = HOME.get(method, 'vit')
+    model = perturb(build(method, row_cfgs[row]))
     state = model.state_dict()
     assert set(state) == set(trainable(model))
-    fresh = build(method, row_cfgs['vit'])
+    fresh = build(method, row_cfgs[row])
     fresh.load_state_dict(state, strict=True)
     model.eval()
     fresh.eval()
-    inputs = torch.randn(2, 3, 32, 32)
+    inputs = torch.randn(2, *ROWS[row][1][0])
     with torch.no_grad():
         assert all(torch.equal(a, b)
                    for a, b in zip(model(inputs), fresh(inputs)))
@@ -263,6 +270,45 @@ def test_convpass_branch_and_init(row_cfgs):  # noqa: F811
     assert not conv[:, :, 0].any() and not conv[:, :, 2].any()
 
 
+@pytest.mark.parametrize('row', sorted(MONA_ROWS))
+def test_mona_runs_the_stock_block_between_its_adapters(row, row_cfgs):  # noqa: F811,E501
+    # Mona outputs set to zero: the site must be the stock block exactly
+    # (shifted windows, padding: 72x72 inputs pad).
+    model = build('mona', row_cfgs[row])
+    monas = [m for m in model.modules() if isinstance(m, Mona)]
+    assert len(monas) == 8  # after attention and MLP of 4 blocks
+    for m in monas:
+        assert m.dropout.p == 0.1 and m.project1.out_features == 4
+        assert torch.all(m.gamma == 1e-6) and torch.all(m.gammax == 1)
+    reference = stock(row_cfgs[row])
+    model.eval()
+    reference.eval()
+    inputs = torch.randn(2, *ROWS[row][1][0])
+    with torch.no_grad():
+        changed = model(inputs)
+        for m in monas:
+            m.project2.weight.zero_()
+            m.project2.bias.zero_()
+        same, theirs = model(inputs), reference(inputs)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(same, theirs))
+    assert not all(torch.allclose(a, b) for a, b in zip(changed, theirs))
+
+
+def test_mona_adapter_as_the_reference():
+    torch.manual_seed(0)
+    mona = perturb(Mona(6, 4)).eval()
+    x = torch.randn(2, 12, 6)
+    z = mona.project1(mona.norm(x) * mona.gamma + x * mona.gammax)
+    z = z.reshape(2, 3, 4, 4).permute(0, 3, 1, 2)
+    c3, c5, c7 = mona.convs.convs
+    z = (c3(z) + c5(z) + c7(z)) / 3.0 + z
+    z = z + mona.convs.projector(z)
+    z = z.permute(0, 2, 3, 1).reshape(2, 12, 4)
+    expected = x + mona.project2(torch.nn.functional.gelu(z))
+    with torch.no_grad():
+        assert torch.allclose(mona(x, (3, 4)), expected, atol=1e-6)
+
+
 def _vpt_reference(backbone, prompts, x, deep):
     """VPT by hand, as KMnP/vpt: prompts after the class token (no
     positional embedding), replaced at every layer (deep), removed before
@@ -344,7 +390,8 @@ def _classifier_config(method, backbone_cfg, path):
 def test_reparam_hook_and_switcher_refuse_in_one_line(method, row_cfgs,  # noqa: F811,E501
                                                       tmp_path):
     config = tmp_path / f'{method}.py'
-    cfg = _classifier_config(method, row_cfgs['vit'], config)
+    cfg = _classifier_config(method, row_cfgs[HOME.get(method, 'vit')],
+                             config)
     model = MODELS.build(cfg.model)
     checkpoint = tmp_path / 'adapter.pth'
     torch.save(dict(state_dict=model.state_dict()), checkpoint)
@@ -405,4 +452,13 @@ def test_reparam_tool_exits_2_and_writes_nothing(row_cfgs, tmp_path):  # noqa: F
 ])
 def test_parameter_counts_at_vit_b16(cfg, expected):
     model = MODELS.build(dict(cfg, backbone=VIT_B))
+    assert sum(p.numel() for p in trainable(model).values()) == expected
+
+
+def test_mona_counts_at_swin_b():
+    model = MODELS.build(dict(type='mmpetl.MonaBackbone', backbone=SWIN_B))
+    # 2 x (133 d + 9,728) per block: blocks 2, 2, 18, 2 of d = 128 .. 1024.
+    expected = sum(n * 2 * (133 * d + 9_728)
+                   for n, d in zip((2, 2, 18, 2), (128, 256, 512, 1024)))
+    assert expected == 3_667_456
     assert sum(p.numel() for p in trainable(model).values()) == expected

@@ -97,6 +97,7 @@ _SWIN_SITES = dict(
     fc1=_SWIN_BLOCK + r'\.ffn\.layers\.0\.0',
     fc2=_SWIN_BLOCK + r'\.ffn\.layers\.1',
     mlp=_SWIN_BLOCK + r'\.ffn',
+    block=_SWIN_BLOCK,
     norm=_NORMS,
     patch_embed=r'patch_embed\.projection')
 # q and v biases live beside a bias-free qkv linear (k bias: a constant
@@ -124,7 +125,8 @@ _VIT_FFN = dict(
 #: adapters after ``proj`` and ``fc2``). ``mlp`` is a block's whole FFN
 #: (parallel branches: AdaptFormer), ``attention`` a ViT block's whole
 #: attention on the image's token sequence (Convpass; not SAM's windows,
-#: not video) and ``layer`` a whole transformer layer
+#: not video), ``block`` a whole pre-norm Swin block (Mona) and ``layer`` a
+#: whole transformer layer
 #: of a backbone that runs its layers on one token sequence with the class
 #: token first and no positional terms inside the layers (prompts: VPT; not
 #: BEiT's relative position bias, EVA-02's RoPE, windowed attention). A
@@ -189,7 +191,8 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
             module=_SWIN_BLOCK + r'\.attn\.w_msa',
             linear='qkv',
             shift=False),
-        **{k: v for k, v in _SWIN_SITES.items() if k not in ('attn', 'qkv')}),
+        **{k: v for k, v in _SWIN_SITES.items()
+           if k not in ('attn', 'qkv', 'block')}),
     # SAM: windows are padded after the norm, before the attention: qkv
     # sees the padded tokens; decomposed rel-pos terms use q (bias folded
     # into qkv.bias exactly).

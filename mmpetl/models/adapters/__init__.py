@@ -9,6 +9,7 @@ from .fact import FacTBackbone, FacTDelta, FacTFactors
 from .houlsby import HoulsbyAdapterBackbone
 from .ln_tuning import LNTuningBackbone
 from .lora import LoRABackbone, LoRADelta
+from .mona import Mona, MonaBackbone, MonaPair
 from .pfeiffer import PfeifferAdapterBackbone
 from .rep_adapter import GroupedLinear, RepAdapter, RepAdapterBackbone
 from .ssf import SSFBackbone
@@ -22,5 +23,5 @@ __all__ = [
     'FacTBackbone', 'BottleneckAdapter', 'BottleneckAdapterBackbone',
     'AdaptFormerBackbone', 'HoulsbyAdapterBackbone',
     'PfeifferAdapterBackbone', 'ConvpassBranch', 'ConvpassBackbone',
-    'VisualPrompts', 'VPTBackbone'
+    'Mona', 'MonaPair', 'MonaBackbone', 'VisualPrompts', 'VPTBackbone'
 ]

@@ -2,8 +2,9 @@
 """The shipped ADE20K UperNet, COCO Cascade Mask R-CNN and Pascal VOC
 RetinaNet configs, made tiny, trained a few iterations through
 tools/train.py per method, evaluated through tools/test.py; RepAdapter and
-ARC checkpoints merged by tools/reparam.py. E3VA in each memory mode trains
-every dense model without a graph through the frozen Swin."""
+ARC checkpoints merged by tools/reparam.py (Mona, which does not fold,
+trains and tests only). E3VA in each memory mode trains every dense model
+without a graph through the frozen Swin."""
 import json
 import math
 import os.path as osp
@@ -28,13 +29,14 @@ TASKS = dict(
         'ade20k-512x512.py',
         tiny=tiny_upernet_config, swin=TINY_SEG_SWIN, data=write_ade20k,
         metric='mIoU', checkpoint='iter_4.pth',
-        methods=('e3va', 'repadapter', 'full-ft')),
+        methods=('e3va', 'repadapter', 'mona', 'full-ft')),
     det=dict(
         config='configs/coco/cascade-mask-rcnn_swin-b-in22k_{}_fpn_'
         '4conv1fc-giou_amp-ms-crop-3x_coco.py',
         tiny=tiny_cascade_config, swin=TINY_DET_SWIN, data=write_coco,
         metric='coco/segm_mAP', checkpoint='epoch_2.pth',
-        methods=('e3va', 'repadapter', 'arc', 'frozen', 'full-ft')),
+        methods=('e3va', 'repadapter', 'arc', 'mona', 'frozen',
+                 'full-ft')),
     voc=dict(
         config='configs/voc/retinanet_swin-l-in22k_{}_fpn_amp-1x_'
         'voc0712.py',

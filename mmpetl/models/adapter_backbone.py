@@ -254,7 +254,8 @@ class AdapterBackbone(FrozenBackbone):
     The generic mechanism behind every method that places a module per
     site. Attaching is two overridable steps: :meth:`find_sites` lists the
     sites (:mod:`mmpetl.models.attach_sites`) of the method's fold form
-    (``site_form``: ``'input'``, ``'output'`` or ``'delta'``) and kinds
+    (``site_form``: ``'input'``, ``'output'``, ``'delta'``, or ``'module'``
+    for the methods that do not fold) and kinds
     (``default_sites``, or ``sites``), and :meth:`wrap_site` replaces each
     module by a site holding ``self.build_adapter(site)``. A method is a
     subclass that sets ``site_form`` / ``default_sites`` and implements

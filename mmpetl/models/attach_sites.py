@@ -96,6 +96,8 @@ _SWIN_SITES = dict(
     proj=_SWIN_BLOCK + r'\.attn\.w_msa\.proj',
     fc1=_SWIN_BLOCK + r'\.ffn\.layers\.0\.0',
     fc2=_SWIN_BLOCK + r'\.ffn\.layers\.1',
+    mlp=_SWIN_BLOCK + r'\.ffn',
+    block=_SWIN_BLOCK,
     norm=_NORMS,
     patch_embed=r'patch_embed\.projection')
 # q and v biases live beside a bias-free qkv linear (k bias: a constant
@@ -109,6 +111,7 @@ _VIT_LAYER = r'layers\.\d+'
 _VIT_FFN = dict(
     fc1=_VIT_LAYER + r'\.ffn\.(?:layers\.0\.0|w12)',
     fc2=_VIT_LAYER + r'\.ffn\.(?:layers\.1|w3)',
+    mlp=_VIT_LAYER + r'\.ffn',
     norm=_NORMS,
     patch_embed=r'patch_embed\.projection')
 
@@ -118,7 +121,16 @@ _VIT_FFN = dict(
 #: Kinds: ``attn`` / ``ffn`` are the inputs of the attention's and the FFN's
 #: first linear map (input-affine adapters: RepAdapter, ARC); ``qkv``,
 #: ``proj``, ``fc1``, ``fc2``, ``norm`` and ``patch_embed`` name the modules
-#: whose output or weight a method changes (SSF, LoRA, FacT). A module that
+#: whose output or weight a method changes (SSF, LoRA, FacT; the sequential
+#: adapters after ``proj`` and ``fc2``). ``mlp`` is a block's whole FFN
+#: (parallel branches: AdaptFormer), ``attention`` a ViT block's whole
+#: attention on the image's token sequence (Convpass; not SAM's windows,
+#: not video), ``block`` a whole pre-norm Swin block (Mona) and ``layer`` a
+#: whole transformer layer
+#: of a backbone that runs its layers on one token sequence with the class
+#: token first and no positional terms inside the layers (prompts: VPT; not
+#: BEiT's relative position bias, EVA-02's RoPE, windowed attention). A
+#: module that
 #: applies its weight itself (``F.linear(x, qkv.weight, ...)`` in BEiT,
 #: Swin V2 and VideoMAE attention, ``nn.MultiheadAttention``) has no ``qkv``
 #: kind: only ``attn`` reaches it.
@@ -130,6 +142,8 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
         ffn=_VIT_LAYER + r'\.ffn\.(?:layers\.0\.0|w12)',
         qkv=_VIT_LAYER + r'\.attn\.qkv',
         proj=_VIT_LAYER + r'\.attn\.proj',
+        layer=_VIT_LAYER,
+        attention=_VIT_LAYER + r'\.attn',
         **_VIT_FFN),
     # DeiT3 (mmpretrain 1.2) applies each layer's ln1 before the FFN too
     # and never runs ln2: no site on ln2.
@@ -139,6 +153,8 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
         ffn=_VIT_LAYER + r'\.ffn\.layers\.0\.0',
         qkv=_VIT_LAYER + r'\.attn\.qkv',
         proj=_VIT_LAYER + r'\.attn\.proj',
+        layer=_VIT_LAYER,
+        attention=_VIT_LAYER + r'\.attn',
         **dict(_VIT_FFN, norm=r'(?:layers\.\d+\.)?ln1|ln2')),
     # BEiT / BEiT v2: with bias='qv_bias' (default) the attention computes
     # F.linear(x, qkv.weight, cat(q_bias, 0, v_bias)); relative position
@@ -149,6 +165,7 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
             module=_VIT_LAYER + r'\.attn', linear='qkv', bias_sink=_QV_BIAS),
         ffn=_VIT_LAYER + r'\.ffn\.layers\.0\.0',
         proj=_VIT_LAYER + r'\.attn\.proj',
+        attention=_VIT_LAYER + r'\.attn',
         **_VIT_FFN),
     # EVA-02: qkv with its own full bias (RoPE after it: a k bias would not
     # be droppable, but none is dropped); SwiGLU FFN: the fused w12.
@@ -160,6 +177,8 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
         proj=_VIT_LAYER + r'\.attn\.proj',
         fc1=_VIT_LAYER + r'\.mlp\.w12',
         fc2=_VIT_LAYER + r'\.mlp\.w3',
+        mlp=_VIT_LAYER + r'\.mlp',
+        attention=_VIT_LAYER + r'\.attn',
         norm=_NORMS,
         patch_embed=r'patch_embed\.projection'),
     'mmpretrain.SwinTransformer': _SWIN_SITES,
@@ -172,7 +191,8 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
             module=_SWIN_BLOCK + r'\.attn\.w_msa',
             linear='qkv',
             shift=False),
-        **{k: v for k, v in _SWIN_SITES.items() if k not in ('attn', 'qkv')}),
+        **{k: v for k, v in _SWIN_SITES.items()
+           if k not in ('attn', 'qkv', 'block')}),
     # SAM: windows are padded after the norm, before the attention: qkv
     # sees the padded tokens; decomposed rel-pos terms use q (bias folded
     # into qkv.bias exactly).
@@ -206,6 +226,8 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
             bias_sink='in_proj_bias',
             inputs=('query', 'key', 'value')),
         ffn=_VIT_LAYER + r'\.ffn\.layers\.0\.0',
+        layer=_VIT_LAYER,
+        attention=_VIT_LAYER + r'\.attn',
         **_VIT_FFN),
     # VideoMAE ViT (vit_mae.py): with qkv_bias=True, q and v biases are the
     # attention's q_bias / v_bias and the k bias is a constant zero.
@@ -217,6 +239,8 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
         proj=r'blocks\.\d+\.attn\.proj',
         fc1=r'blocks\.\d+\.mlp\.layers\.0\.0',
         fc2=r'blocks\.\d+\.mlp\.layers\.1',
+        mlp=r'blocks\.\d+\.mlp',
+        layer=r'blocks\.\d+',
         norm=_NORMS,
         patch_embed=r'patch_embed\.projection'),
     # Video Swin (swin.py): windows are padded before the attention, so the
@@ -229,6 +253,7 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
         proj=r'layers\.(?P<stage>\d+)\.blocks\.\d+\.attn\.proj',
         fc1=r'layers\.(?P<stage>\d+)\.blocks\.\d+\.mlp\.fc1',
         fc2=r'layers\.(?P<stage>\d+)\.blocks\.\d+\.mlp\.fc2',
+        mlp=r'layers\.(?P<stage>\d+)\.blocks\.\d+\.mlp',
         norm=_NORMS,
         patch_embed=r'patch_embed\.proj'),
 }
@@ -257,9 +282,10 @@ class AttachSite:
             weight and bias are the fold target (an :class:`AdaptedLinear`).
         form (str): The fold form the site was found for: ``'input'``
             (input-affine), ``'output'`` (output-affine: the module's output
-            channels) or ``'delta'`` (a weight delta of a linear).
+            channels), ``'delta'`` (a weight delta of a linear) or
+            ``'module'`` (a whole module, for methods that do not fold).
         out_features (int, optional): Output channels of the module
-            (``'output'`` and ``'delta'`` forms).
+            (``'output'``, ``'delta'`` and ``'module'`` forms).
         channel_dim (int): The output's channel dimension (``'output'``
             form): -1, or 1 for convolutions, batch norms and
             channel-first layer norms.
@@ -379,8 +405,43 @@ def _make_delta_site(path: str, kind: str, group: str,
         out_features=module.out_features)
 
 
-#: The fold forms a site is found for.
-SITE_FORMS = ('input', 'output', 'delta')
+def _output_width(module: nn.Module) -> Optional[int]:
+    """Output width of a module, from its config attributes."""
+    for name in ('out_features', 'embed_dims', 'out_channels'):
+        if isinstance(getattr(module, name, None), int):
+            return getattr(module, name)
+    return None
+
+
+def _make_module_site(path: str, kind: str, group: str,
+                      module: nn.Module) -> AttachSite:
+    """A site on a whole module, for the methods that do not fold (a branch
+    beside it, an adapter after it). Its widths come from its config
+    attributes (``in_features`` / ``embed_dims`` / ``in_channels``, and
+    ``out_features`` / ``embed_dims`` / ``out_channels``), else from its
+    first and last ``nn.Linear`` (a timm-style MLP, a transformer block);
+    the output width is the input width when nothing gives it."""
+    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    width = _input_width(module) or (linears[0].in_features
+                                     if linears else None)
+    if width is None:
+        raise TypeError(
+            f'site {path!r} ({kind}): cannot tell the width of '
+            f'{type(module).__name__} (no in_features, embed_dims, '
+            'in_channels or linear); name another module with targets=')
+    out = _output_width(module) or (linears[-1].out_features
+                                    if linears else width)
+    return AttachSite(
+        path, kind, group, width, None, form='module', out_features=out)
+
+
+#: The fold forms a site is found for (``'module'``: a whole module, for
+#: the methods that do not fold).
+SITE_FORMS = ('input', 'output', 'delta', 'module')
+
+_MAKE_SITE = dict(
+    output=_make_output_site, delta=_make_delta_site,
+    module=_make_module_site)
 
 
 def find_attach_sites(backbone: nn.Module,
@@ -450,9 +511,7 @@ def find_attach_sites(backbone: nn.Module,
                 found.append(
                     _make_site(path, kind, group, module, specs[kind]))
             elif not isinstance(module, nn.Identity):  # a norm turned off
-                make = (_make_output_site
-                        if form == 'output' else _make_delta_site)
-                found.append(make(path, kind, group, module))
+                found.append(_MAKE_SITE[form](path, kind, group, module))
     missing = set(patterns) - {site.kind for site in found}
     if missing:
         raise ValueError(f'site kinds {sorted(missing)} match no module of '

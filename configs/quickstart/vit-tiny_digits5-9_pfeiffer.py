@@ -1,0 +1,11 @@
+# Pfeiffer adapters: a sequential bottleneck (ReLU) after the MLP of every
+# layer. Non-linear: it does not fold, so no merged checkpoint is written;
+# deploy the adapter checkpoint with this config.
+_base_ = ['./_base_/digits5-9_transfer.py']
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='mmpetl.PfeifferAdapterBackbone',
+        backbone=_base_.pretrained_vit,
+        bottleneck=8))

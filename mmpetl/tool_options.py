@@ -269,14 +269,18 @@ def build_checked_model(cfg: Config) -> nn.Module:
         raise CheckpointError(f'cannot build the model of the config '
                               f'({first_line(e)}{_did_you_mean(e)})')
     for name, wrapper in model.named_modules():
-        if isinstance(wrapper, AdapterBackbone) and not any(
-                isinstance(m, ADAPTED) and any(
-                    p.numel() for p in m.adapter.parameters())
-                for m in wrapper.modules()):
+        if not isinstance(wrapper, AdapterBackbone):
+            continue
+        adapters = [m.adapter for m in wrapper.modules()
+                    if isinstance(m, ADAPTED)]
+        empty = any(not p.numel() for a in adapters for p in a.parameters())
+        if not adapters or empty:
+            what = 'an adapter with an empty weight' if adapters else \
+                'no adapter'
             raise CheckpointError(
                 f'{type(wrapper).__name__} ({name or "the model"}) attached '
-                'no adapter with weights: check its sites and sizes (e.g. '
-                'sites=(), hidden_dim=0)')
+                f'{what}: check its sites and sizes (e.g. sites=(), '
+                'hidden_dim=0)')
     return model
 
 

@@ -925,7 +925,7 @@ def test_train_errors_are_one_line(trained, tmp_path):
         ([config, *work, '--cfg-options', 'model.backbone.sites=()'],
          'attached no adapter'),
         ([config, *work, '--cfg-options', 'model.backbone.hidden_dim=0'],
-         'attached no adapter'),
+         'attached an adapter with an empty weight'),
         ([config, *work, '--resume', truncated],
          'is not a PyTorch checkpoint'),
         ([config, *work, '--resume', trained['pretrained']['a']],
@@ -941,6 +941,7 @@ def test_train_errors_are_one_line(trained, tmp_path):
     results = run_cases([[['tools/train.py', *map(str, args)], {}]
                          for args, _ in cases])
     for (args, expected), result in zip(cases, results):
+        assert result[0] == 2, (args, result[1][-1000:])
         assert expected in one_line(result), (args, result[1][-500:])
     assert not (tmp_path / 'w').exists() or not [
         n for n in os.listdir(tmp_path / 'w') if n.endswith('.pth')]

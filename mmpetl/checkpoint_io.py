@@ -30,6 +30,7 @@ Writes are atomic (a temporary file in the destination folder, then
 ``os.replace``, mode 0644 under the usual umask), never touch the inputs,
 and refuse to replace an existing file unless asked.
 """
+import ast
 import importlib
 import inspect
 import io
@@ -387,8 +388,6 @@ def config_as_data(text: str, source: str) -> dict:
         CheckpointError: Anything else in ``text``; ``source`` names the
             checkpoint.
     """
-    import ast
-
     def refuse(node):
         raise CheckpointError(
             f'checkpoint {source} carries a config that is code, not data '
@@ -589,9 +588,9 @@ def _read_base_files(path: str) -> List[str]:
     """The files that ``with read_base(): from X import *`` of the config
     ``path`` reads, found as mmengine finds them (relative modules beside
     ``path``, ``package.a.b`` in the installed package)."""
-    import ast
-
     from mmengine.utils import get_installed_path
+    if not Config._is_lazy_import(path):
+        return []
     with open(path, encoding='utf-8') as f:
         modules = Config._get_base_modules(ast.parse(f.read()).body)
     files = []
@@ -607,15 +606,14 @@ def _read_base_files(path: str) -> List[str]:
 
 
 def check_named_checkpoints(cfg) -> None:
-    """Raise :class:`CheckpointError` for a local checkpoint that ``cfg``
-    loads (``load_from``, and in ``model`` every ``init_cfg`` ``checkpoint``
-    and string ``pretrained``) and that does not exist; URLs
-    (``scheme://``) are left to the loader."""
+    """:func:`check_checkpoint_path` for every local checkpoint that
+    ``cfg`` loads (``load_from``, and in ``model`` every ``init_cfg``
+    ``checkpoint`` and string ``pretrained``); URLs (``scheme://``) are
+    left to the loader."""
     named = dict(load_from=cfg.get('load_from'), model=cfg.get('model'))
     for path in _pretrained_files(Config(named)._cfg_dict.to_dict()):
-        if '://' not in path and not osp.isfile(osp.expanduser(path)):
-            raise CheckpointError(f'checkpoint {path}, named by the config, '
-                                  'does not exist')
+        if '://' not in path:
+            check_checkpoint_path(osp.expanduser(path))
 
 
 def config_files(path: str) -> List[str]:

@@ -920,7 +920,7 @@ def test_train_errors_are_one_line(trained, tmp_path):
          'cannot build the model'),
         ([config, *work, '--cfg-options',
           'model.backbone.backbone.init_cfg.checkpoint=/no/such/file.pth'],
-         '/no/such/file.pth, named by the config, does not exist'),
+         'checkpoint /no/such/file.pth does not exist'),
         ([config, *work, '--amp'], '--amp needs a GPU'),
         ([config, *work, '--cfg-options', 'model.backbone.sites=()'],
          'attached no adapter'),

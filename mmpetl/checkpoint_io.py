@@ -388,6 +388,7 @@ def config_as_data(text: str, source: str) -> dict:
         CheckpointError: Anything else in ``text``; ``source`` names the
             checkpoint.
     """
+
     def refuse(node):
         raise CheckpointError(
             f'checkpoint {source} carries a config that is code, not data '

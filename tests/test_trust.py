@@ -866,9 +866,6 @@ def test_checkpoint_configs_are_read_as_data(trained, tmp_path):
     """Item 7: an inferencer given weights without a config reads the
     checkpoint's config as data; code in it is refused, not run."""
     from mmseg.apis import MMSegInferencer
-
-    from mmpetl.checkpoint_io import config_as_data
-    from mmpetl.reparam import stock_config
     marker = tmp_path / 'marker'
     evil = tmp_path / 'evil.pth'
     torch.save(dict(meta=dict(cfg=f"import os\nos.system('touch {marker}')\n"
@@ -878,6 +875,8 @@ def test_checkpoint_configs_are_read_as_data(trained, tmp_path):
         MMSegInferencer(model=None, weights=str(evil))
     assert not marker.exists()
     # What Config.pretty_text writes reads back as Config reads it.
+    from mmpetl.checkpoint_io import config_as_data
+    from mmpetl.reparam import stock_config
     text = stock_config(Config.fromfile(trained['configs']['a'])).pretty_text
     assert config_as_data(text, 'x') == \
         Config.fromstring(text, '.py')._cfg_dict.to_dict()

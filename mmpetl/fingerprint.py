@@ -16,7 +16,10 @@ the model's own:
 * no fingerprint (written before mmpetl recorded one, or a state dict
   rebuilt without its metadata): a warning;
 * the frozen weights themselves in the state dict (``save_frozen=True``, a
-  whole-model checkpoint): no check, the weights come along.
+  whole-model checkpoint): no check, the weights come along. All of them:
+  a state dict with some frozen weights but not all is refused
+  (:class:`PartialFrozenWeightsError`), since the missing ones would stay
+  those of this model's backbone, unchecked.
 """
 import hashlib
 import warnings
@@ -25,16 +28,18 @@ from typing import Any, Dict, NamedTuple, Optional
 import torch
 from torch import nn
 
-from .checkpoint_io import CheckpointError, env_flag
+from .checkpoint_io import CheckpointError, IGNORE_FINGERPRINT_ENV, env_flag
 
 #: Key of the fingerprint in the wrapper's state-dict metadata.
 FINGERPRINT_KEY = 'backbone_fingerprint'
-#: Set to 1 to load adapter checkpoints onto another backbone anyway.
-IGNORE_FINGERPRINT_ENV = 'MMPETL_IGNORE_FINGERPRINT'
 
 
 class BackboneMismatchError(CheckpointError):
     """A checkpoint was trained on other frozen backbone weights."""
+
+
+class PartialFrozenWeightsError(BackboneMismatchError):
+    """A state dict holds some of the frozen backbone weights, not all."""
 
 
 class BackboneFingerprint(NamedTuple):
@@ -110,8 +115,17 @@ def register_fingerprint_hooks(wrapper: nn.Module) -> None:
 
     def check_loaded(module, state_dict, prefix, local_metadata, strict,
                      missing_keys, unexpected_keys, error_msgs):
-        if any(prefix + key in state_dict
-               for key in module.frozen_state_keys()):
+        frozen = module.frozen_state_keys()
+        present = [key for key in frozen if prefix + key in state_dict]
+        if present and len(present) < len(frozen):
+            absent = [key for key in frozen if key not in present]
+            raise PartialFrozenWeightsError(
+                f'it holds {len(present)} of the {len(frozen)} frozen '
+                f'backbone weights ({prefix}{present[0]}, ...) but not the '
+                f'other {len(absent)} ({prefix}{absent[0]}, ...): a '
+                'checkpoint holds all of them (save_frozen=True) or none '
+                '(adapters only, bound to their backbone by its fingerprint)')
+        if present:
             # The frozen weights come with it: fingerprint them once loaded.
             module.forget_backbone_fingerprint()
             return
@@ -127,6 +141,7 @@ def register_fingerprint_hooks(wrapper: nn.Module) -> None:
 
 __all__ = [
     'BackboneFingerprint', 'BackboneMismatchError', 'FINGERPRINT_KEY',
-    'IGNORE_FINGERPRINT_ENV', 'check_fingerprint', 'pretrained_file',
+    'IGNORE_FINGERPRINT_ENV', 'PartialFrozenWeightsError',
+    'check_fingerprint', 'pretrained_file',
     'register_fingerprint_hooks', 'weights_digest'
 ]

@@ -19,9 +19,11 @@ Deviations from mmpretrain's tools, which serve only mmpretrain:
   mmpretrain.
 """
 import copy
+import difflib
 import inspect
 import os
 import os.path as osp
+import re
 from contextlib import ExitStack, contextmanager
 from typing import Iterator, Optional, Sequence
 
@@ -33,7 +35,8 @@ from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.registry import HOOKS
 from torch import nn
 
-from .checkpoint_io import (CheckpointError, atomic_output, first_line,
+from .checkpoint_io import (CheckpointError, atomic_output, check_output_path,
+                            check_tensor_kinds, first_line,
                             load_matching_state_dict, model_state_dict)
 from .log_utils import log_to_file
 
@@ -140,6 +143,45 @@ def enable_tta(cfg: Config) -> None:
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
 
 
+#: Names of the files a training run writes in its work dir, besides the
+#: config dump: checkpoints (``CheckpointHook``), merged checkpoints and
+#: configs (``ReparamCheckpointHook``) and the checkpoint check's log.
+RUN_FILE_NAMES = re.compile(
+    r'(epoch|iter)_\d+(\.pth|_merged\.pth|_merged_config\.py)|best_.*\.pth|'
+    r'last_checkpoint|checkpoint_check(_rank\d+)?\.log')
+
+
+def check_run_outputs(cfg: Config,
+                      config: str,
+                      inputs: Sequence[str],
+                      trains: bool,
+                      resume_from: Optional[str] = None) -> None:
+    """Before a Runner is built: the work dir can be made and written, and
+    what the run writes there cannot replace one of ``inputs`` (the files
+    of :func:`~mmpetl.checkpoint_io.run_input_files`, computed with every
+    option applied): not the config dump (``work_dir/<config name>``), and
+    when it ``trains``, no input lies in the work dir under a name the run
+    writes (:data:`RUN_FILE_NAMES`), except ``resume_from``, which a
+    resumed run reads and never writes again. Inputs are compared with
+    ``os.path.samefile``; during the run :func:`protected_inputs` guards
+    every write."""
+    work_dir = osp.abspath(cfg.work_dir)
+    dump = osp.join(work_dir, osp.basename(config))
+    check_output_path(dump, True, *inputs, make_folder=True)
+    if not trains:
+        return
+    for path in inputs:
+        if not osp.exists(path) or (
+                resume_from and osp.exists(resume_from)
+                and osp.samefile(path, resume_from)):
+            continue
+        if RUN_FILE_NAMES.fullmatch(osp.basename(path)) and osp.samefile(
+                osp.dirname(osp.abspath(path)), work_dir):
+            raise CheckpointError(
+                f'input {path} is in the work dir {cfg.work_dir} under a name '
+                'that training writes; move it or choose another --work-dir')
+
+
 def check_out_path(out: Optional[str], out_item: Optional[str]) -> None:
     """``--out`` / ``--out-item``: predictions go to a pickle, metrics to
     any format ``mmengine.dump`` writes; the folder must exist."""
@@ -192,21 +234,78 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     return model
 
 
-def check_checkpoint_matches(cfg: Config, checkpoint: dict,
-                             source: str) -> None:
-    """Build ``cfg.model`` and load ``checkpoint`` into it, strictly (the
-    runner alone would only warn), before any Runner is built: a mismatch
-    is a :class:`CheckpointError` before the data and the runner are set
-    up. The build's log (init records) goes to
-    ``work_dir/checkpoint_check.log`` (``_rank<N>`` added on ranks > 0)."""
-    from .reparam import build_model
+_NOT_REGISTERED = re.compile(r'(\S+) is not in the (\S+)::(\S+) registry')
+
+
+def _did_you_mean(error: BaseException) -> str:
+    """For a registry's "X is not in the scope::models registry", the
+    closest registered names, as ``; did you mean ...?``."""
+    from mmengine.registry import MODELS as ROOT_MODELS
+    found = _NOT_REGISTERED.search(str(error))
+    if not found:
+        return ''
+    name = found.group(1).split('.')[-1]
+    names, todo = set(), [ROOT_MODELS]
+    while todo:
+        registry = todo.pop()
+        names.update(registry.module_dict)
+        todo.extend(registry.children.values())
+    close = difflib.get_close_matches(name, sorted(names), n=3)
+    return f'; did you mean {" or ".join(close)}?' if close else ''
+
+
+def build_checked_model(cfg: Config) -> nn.Module:
+    """Build ``cfg.model`` (test-time-augmentation and DDP wrappers taken
+    off), as a check before any Runner is built: a failure is one
+    :class:`CheckpointError` line (a misspelt ``type`` with the closest
+    registered names), and an adapter backbone that attached no adapter
+    (e.g. ``sites=()``, ``hidden_dim=0``) is an error, not a run that
+    trains the head alone."""
+    from .models import AdapterBackbone
+    from .reparam import ADAPTED, build_model
+    try:
+        model = unwrap_model(build_model(cfg))
+    except Exception as e:  # e.g. an unknown type or site kind
+        raise CheckpointError(f'cannot build the model of the config '
+                              f'({first_line(e)}{_did_you_mean(e)})')
+    for name, wrapper in model.named_modules():
+        if not isinstance(wrapper, AdapterBackbone):
+            continue
+        adapters = [m.adapter for m in wrapper.modules()
+                    if isinstance(m, ADAPTED)]
+        empty = any(not p.numel() for a in adapters for p in a.parameters())
+        if not adapters or empty:
+            what = 'an adapter with an empty weight' if adapters else \
+                'no adapter'
+            raise CheckpointError(
+                f'{type(wrapper).__name__} ({name or "the model"}) attached '
+                f'{what}: check its sites and sizes (e.g. sites=(), '
+                'hidden_dim=0)')
+    return model
+
+
+def check_checkpoint_matches(cfg: Config,
+                             checkpoint: Optional[dict],
+                             source: Optional[str],
+                             strict: bool = True) -> None:
+    """Build ``cfg.model`` (:func:`build_checked_model`) and load
+    ``checkpoint`` (if any) into it, strictly (the runner alone would only
+    warn), before any Runner is built: a mismatch is a
+    :class:`CheckpointError` before the data and the runner are set up.
+    Without ``strict`` (``load_from`` for training, which mmengine loads
+    key by key where they match) only its tensors are checked
+    (:func:`~mmpetl.checkpoint_io.check_tensor_kinds`). The build's log
+    (init records) goes to ``work_dir/checkpoint_check.log`` (``_rank<N>``
+    added on ranks > 0)."""
     rank = int(os.environ.get('RANK', 0))
     log_file = osp.join(cfg.work_dir, 'checkpoint_check' +
                         (f'_rank{rank}' if rank else '') + '.log')
     with log_to_file(log_file):
-        try:
-            model = unwrap_model(build_model(cfg))
-        except Exception as e:  # e.g. its pre-trained backbone file is gone
-            raise CheckpointError(
-                f'cannot build the model of the config ({first_line(e)})')
-        load_matching_state_dict(model, model_state_dict(checkpoint), source)
+        model = build_checked_model(cfg)
+        if checkpoint is None:
+            return
+        state_dict = model_state_dict(checkpoint)
+        if strict:
+            load_matching_state_dict(model, state_dict, source)
+        else:
+            check_tensor_kinds(model, state_dict, source)

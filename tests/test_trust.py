@@ -1,11 +1,15 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
-"""Trust what is loaded and what is written (issue 11): safe unpickling,
-adapters bound to their backbone, non-finite weights refused, inputs never
-overwritten, exact resume. End to end through the tools on a tiny ViT and
+"""Trust what is loaded and what is written (issues 11 and 19): safe
+unpickling (local files and every URL scheme), strict environment switches,
+adapters bound to their backbone, non-finite and malformed weights refused,
+inputs never overwritten by any tool, hook or the runner, atomic runner
+checkpoints, exact resume (also with validation), checkpoint configs read as
+data, one-line errors. End to end through the tools on a tiny ViT and
 real data (scikit-learn's digits), with dropout, drop-path and random crops
 on."""
 import copy
 import hashlib
+import json
 import os
 import os.path as osp
 import socket
@@ -430,3 +434,563 @@ def test_resume_mid_epoch_is_exact_on_two_processes(workspace, tmp_path):
                str(tmp_path / 'full' / 'iter_8.pth'))
     assert_same_weights(final_weights(tmp_path / 'resumed'),
                         final_weights(tmp_path / 'full'))
+
+
+# ======================================================= issue 19: round 2
+# Many error cases of one tool run in one process (a tool run costs seconds
+# to start): each case's exit status and what it printed on stderr.
+CASES = """
+import contextlib, io, json, os, runpy, sys, traceback
+results = []
+for argv, env in json.loads(sys.argv[1]):
+    saved = dict(os.environ)
+    os.environ.update(env)
+    sys.argv, err, code = argv, io.StringIO(), 0
+    with contextlib.redirect_stderr(err):
+        try:
+            runpy.run_path(argv[0], run_name='__main__')
+        except SystemExit as e:
+            code = e.code
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+    os.environ.clear()
+    os.environ.update(saved)
+    results.append([code, err.getvalue()])
+print('CASES' + json.dumps(results))
+"""
+
+
+def run_cases(cases):
+    """Run ``(argv, env)`` cases of the tools in one process; returns
+    ``[(exit status, stderr)]``."""
+    result = subprocess.run(
+        [sys.executable, '-c', CASES, json.dumps(cases)], cwd=ROOT,
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(x for x in result.stdout.splitlines()
+                if x.startswith('CASES'))
+    return json.loads(line[len('CASES'):])
+
+
+def one_line(case):
+    """The case exited 2 with one ``error:`` line and no traceback."""
+    code, stderr = case
+    errors = [x for x in stderr.splitlines() if x.startswith('error:')]
+    assert code == 2 and len(errors) == 1 and 'Traceback' not in stderr, \
+        stderr[-2000:]
+    return errors[0]
+
+
+def torch_hub_cache(tmp_path, monkeypatch):
+    """An empty torch.hub cache (``$TORCH_HOME/hub/checkpoints``): what a
+    URL would download to, and where a cached file is loaded from without
+    the network."""
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
+    cache = tmp_path / 'torch' / 'hub' / 'checkpoints'
+    cache.mkdir(parents=True)
+    return cache
+
+
+def url_names():
+    """A name of each URL scheme mmengine resolves, and its download URL."""
+    from mmengine.runner.checkpoint import (get_external_models,
+                                            get_mmcls_models,
+                                            get_torchvision_models)
+    names = {url: url for url in ('https://example.com/a/evil.pth',
+                                  'http://example.com/evil2.pth')}
+    for scheme, table in (('torchvision://', get_torchvision_models()),
+                          ('modelzoo://', get_torchvision_models()),
+                          ('open-mmlab://', get_external_models()),
+                          ('openmmlab://', get_external_models()),
+                          ('mmcls://', get_mmcls_models())):
+        name, url = next((k, v) for k, v in sorted(table.items())
+                         if v.startswith('http'))
+        names[scheme + name] = url
+    return names
+
+
+def test_url_checkpoints_follow_the_loading_policy(trained, tmp_path,
+                                                   monkeypatch):
+    """Item 1: every scheme mmengine resolves goes through the same safe
+    load (a cached download is unpickled as a local file is), or is
+    refused naming the opt-in; never torch.hub's full unpickling."""
+    cache = torch_hub_cache(tmp_path, monkeypatch)
+    marker = tmp_path / 'marker'
+    for name, url in url_names().items():
+        payload_checkpoint(cache / osp.basename(url), marker)
+        for load in (lambda: _load_checkpoint(name),
+                     lambda: load_checkpoint(torch.nn.Linear(1, 1), name)):
+            with pytest.raises(UnsafeCheckpointError,
+                               match='system.*MMPETL_TRUSTED_CHECKPOINTS=1'):
+                load()
+    with pytest.raises(UnsafeCheckpointError):
+        MODELS.build(dict(type='mmpetl.RepAdapterBackbone',
+                          backbone=dict(TINY_VIT, init_cfg=dict(
+                              type='Pretrained',
+                              checkpoint='https://example.com/a/evil.pth'))))
+    # A scheme without a safe loader: refused, nothing fetched.
+    with pytest.raises(UnsafeCheckpointError,
+                       match='pavi://.*MMPETL_TRUSTED_CHECKPOINTS=1'):
+        _load_checkpoint('pavi://folder/model.pth')
+    assert not marker.exists()
+    # A real runner checkpoint behind a URL loads as it does from a file.
+    import shutil
+    shutil.copy(trained['checkpoint'], cache / 'good.pth')
+    checkpoint = _load_checkpoint('https://example.com/good.pth')
+    assert checkpoint['meta']['iter'] == 18
+
+    # Through the tools: --resume of a work dir whose last_checkpoint is a
+    # URL, load_from a URL; one error line each, nothing run.
+    config = trained['configs']['a']
+    work = tmp_path / 'w'
+    work.mkdir()
+    (work / 'last_checkpoint').write_text('https://example.com/a/evil.pth')
+    env = dict(TORCH_HOME=str(tmp_path / 'torch'))
+    cases = run_cases([
+        [['tools/train.py', config, '--work-dir', str(work), '--resume'],
+         env],
+        [['tools/train.py', config, '--work-dir', str(tmp_path / 'w2'),
+          '--cfg-options', 'load_from=torchvision://' +
+          next(n for n in url_names() if n.startswith('torchvision://'))
+          [len('torchvision://'):]], env],
+    ])
+    for case in cases:
+        assert 'MMPETL_TRUSTED_CHECKPOINTS=1' in one_line(case)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize('value', ['off', 'OFF', 'no', 'false', '0', ''])
+def test_env_switch_off_values_are_off(value, tmp_path, monkeypatch):
+    """Item 2: 'off' (and the other off spellings) keep the allow-list and
+    the fingerprint check."""
+    path = tmp_path / 'dated.pth'
+    import datetime
+    torch.save(dict(meta=dict(day=datetime.date(2024, 1, 2))), path)
+    monkeypatch.setenv('MMPETL_TRUSTED_CHECKPOINTS', value)
+    with pytest.raises(UnsafeCheckpointError):
+        load_local_checkpoint(str(path))
+    monkeypatch.setenv('MMPETL_IGNORE_FINGERPRINT', value)
+    vit_a = pretrained_cfg(TINY_VIT, tmp_path / 'a.pth', seed=1)
+    vit_b = pretrained_cfg(TINY_VIT, tmp_path / 'b.pth', seed=2)
+    saved = MODELS.build(dict(type='mmpetl.ARCBackbone', hidden_dim=4,
+                              backbone=vit_a)).state_dict()
+    with pytest.raises(BackboneMismatchError):
+        MODELS.build(dict(type='mmpetl.ARCBackbone', hidden_dim=4,
+                          backbone=vit_b)).load_state_dict(saved)
+
+
+def test_env_switches_are_strict(trained, tmp_path, monkeypatch):
+    """Item 2: on spellings are on; anything else is an error naming the
+    variable, in the tools one line before any work."""
+    from mmpetl.checkpoint_io import env_flag
+    for value in ('1', 'true', 'YES', ' on '):
+        monkeypatch.setenv('MMPETL_TRUSTED_CHECKPOINTS', value)
+        assert env_flag('MMPETL_TRUSTED_CHECKPOINTS')
+    for value in ('n', 'never', 'disabled', '2', 'y'):
+        monkeypatch.setenv('MMPETL_TRUSTED_CHECKPOINTS', value)
+        with pytest.raises(CheckpointError,
+                           match=f'MMPETL_TRUSTED_CHECKPOINTS={value!r}'):
+            load_local_checkpoint(trained['checkpoint'])
+    monkeypatch.delenv('MMPETL_TRUSTED_CHECKPOINTS')
+    config = trained['configs']['a']
+    cases = run_cases([
+        [['tools/test.py', config, trained['checkpoint'], '--work-dir',
+          str(tmp_path / 'w')], dict(MMPETL_IGNORE_FINGERPRINT='never')],
+        [['tools/train.py', config, '--work-dir', str(tmp_path / 'w')],
+         dict(MMPETL_TRUSTED_CHECKPOINTS='disabled')],
+    ])
+    assert "MMPETL_IGNORE_FINGERPRINT='never'" in one_line(cases[0])
+    assert "MMPETL_TRUSTED_CHECKPOINTS='disabled'" in one_line(cases[1])
+    assert not (tmp_path / 'w').exists()
+
+
+def test_outputs_of_every_tool_spare_the_inputs(trained, tmp_path):
+    """Item 3: the runner's own writes (config dump, checkpoints, merged
+    files) never replace an input; inputs are computed after
+    --cfg-options; a linked folder does not hide an input."""
+    import shutil
+    config = trained['configs']['a']
+    folder = osp.dirname(config)
+    checkpoint = trained['checkpoint']
+    work = tmp_path / 'w'
+    work.mkdir()
+    planted = {name: str(work / name) for name in (
+        'epoch_2.pth', 'epoch_2_merged.pth', 'copy.pth')}
+    for path in planted.values():
+        shutil.copy(trained['pretrained']['a'], path)
+    link = tmp_path / 'link'
+    link.symlink_to(folder)
+    init = 'model.backbone.backbone.init_cfg.checkpoint='
+    hashes = {p: sha256(p) for p in (config, *planted.values())}
+    cases = run_cases([
+        # The runner would dump the config over itself.
+        [['tools/test.py', config, checkpoint, '--work-dir', folder], {}],
+        # ... also through a linked folder.
+        [['tools/test.py', config, checkpoint, '--work-dir', str(link)], {}],
+        # A pre-trained file named as a checkpoint training writes.
+        [['tools/train.py', config, '--work-dir', str(work),
+          '--cfg-options', init + planted['epoch_2.pth']], {}],
+        [['tools/train.py', config, '--work-dir', str(work),
+          '--cfg-options', init + planted['epoch_2_merged.pth'],
+          'train_cfg.max_epochs=2'], {}],
+        # An input given through --cfg-options, as --metrics-out.
+        [['tools/test.py', config, checkpoint, '--work-dir',
+          str(tmp_path / 'w2'), '--metrics-out', planted['copy.pth'],
+          '--force', '--cfg-options', init + planted['copy.pth']], {}],
+    ])
+    for case in cases:
+        error = one_line(case)
+        assert 'is an input' in error or 'under a name that training ' \
+            'writes' in error, error
+    assert {p: sha256(p) for p in hashes} == hashes
+
+
+def test_run_outputs_and_guard(trained, tmp_path):
+    """Item 3, in process: the names training writes, read_base configs,
+    the guard on atomic writes and on mmengine's file backend (what the
+    runner saves checkpoints with)."""
+    from mmengine.fileio import get_file_backend
+
+    from mmpetl.checkpoint_io import (atomic_output, check_output_paths,
+                                      config_files, protected_inputs)
+    from mmpetl.tool_options import check_run_outputs
+    cfg = Config(dict(work_dir=str(tmp_path)))
+    for name in ('epoch_1_merged.pth', 'iter_8.pth', 'best_accuracy_top1_'
+                 'epoch_2.pth', 'last_checkpoint',
+                 'epoch_1_merged_config.py'):
+        (tmp_path / name).write_text('input')
+        with pytest.raises(CheckpointError, match='name that training'):
+            check_run_outputs(cfg, 'x.py', [str(tmp_path / name)],
+                              trains=True)
+        check_run_outputs(cfg, 'x.py', [str(tmp_path / name)], trains=False)
+    # The checkpoint resumed from is read, never written again.
+    check_run_outputs(cfg, 'x.py', [str(tmp_path / 'iter_8.pth')],
+                      trains=True, resume_from=str(tmp_path / 'iter_8.pth'))
+    # read_base() bases are inputs.
+    (tmp_path / 'lazy_base.py').write_text('x = 1\n')
+    (tmp_path / 'lazy.py').write_text(
+        'from mmengine.config import read_base\n'
+        'with read_base():\n    from .lazy_base import *\n')
+    assert str(tmp_path / 'lazy_base.py') in config_files(
+        str(tmp_path / 'lazy.py'))
+    # Outputs compared by samefile, also with each other.
+    (tmp_path / 'real').mkdir()
+    (tmp_path / 'alias').symlink_to(tmp_path / 'real')
+    (tmp_path / 'real' / 'o.json').write_text('old')
+    with pytest.raises(CheckpointError, match='two outputs'):
+        check_output_paths([str(tmp_path / 'real' / 'o.json'),
+                            str(tmp_path / 'alias' / 'o.json')], True, [])
+    # While a run's inputs are protected, no write replaces them.
+    protected = tmp_path / 'real' / 'o.json'
+    backend = get_file_backend(str(protected))
+    with protected_inputs([str(tmp_path / 'alias' / 'o.json')]):
+        with pytest.raises(CheckpointError, match='is an input'):
+            backend.put(b'new', str(protected))
+        with pytest.raises(CheckpointError, match='is an input'):
+            with atomic_output(str(protected)):
+                pass
+        backend.remove(str(protected))  # kept, with a warning
+    assert protected.read_text() == 'old'
+    backend.put(b'new', str(protected))
+    assert protected.read_text() == 'new'
+    assert stat.S_IMODE(os.stat(protected).st_mode) == 0o644
+
+
+def load_tool(path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        osp.splitext(osp.basename(path))[0], osp.join(ROOT, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_deployment_outputs_spare_the_inputs(trained, tmp_path, capsys):
+    """Item 3: the deployment tools never write over their config,
+    checkpoint or inputs (also through a linked folder, also with
+    --force), refuse an existing output without --force, and write with
+    the usual mode."""
+    import cv2
+    import numpy as np
+    merged, stock = tmp_path / 'm.pth', tmp_path / 'stock.py'
+    reparameterize_checkpoint(trained['configs']['a'], trained['checkpoint'],
+                              str(merged), out_config=str(stock))
+    image = tmp_path / 'img.png'
+    cv2.imwrite(str(image), np.full((32, 32, 3), 128, np.uint8))
+    (tmp_path / 'alias').symlink_to(tmp_path)
+    inference = load_tool('tools/deployment/inference.py')
+    onnx = load_tool('tools/deployment/pytorch2onnx.py')
+    hashes = {p: sha256(p) for p in (merged, stock, image)}
+    for main, argv in (
+            (onnx.main, [stock, merged, merged, '--force']),
+            (onnx.main, [stock, merged, tmp_path / 'alias' / 'm.pth',
+                         '--force']),
+            (onnx.main, [stock, merged, stock]),
+            (inference.main, [stock, merged, image, '--out', merged]),
+            (inference.main, [stock, merged, image, '--out', image,
+                              '--force']),
+            (inference.main, [stock, merged, image, '--out',
+                              tmp_path / 'alias' / 'img.png', '--force'])):
+        with pytest.raises(SystemExit) as exit_:
+            main([str(a) for a in argv])
+        assert exit_.value.code == 2
+        assert 'is an input' in capsys.readouterr().err
+    assert {p: sha256(p) for p in hashes} == hashes
+    out = tmp_path / 'preds.json'
+    out.write_text('keep')
+    with pytest.raises(SystemExit):
+        inference.main([str(stock), str(merged), str(image), '--out',
+                        str(out)])
+    assert 'pass --force' in capsys.readouterr().err
+    inference.main([str(stock), str(merged), str(image), '--out', str(out),
+                    '--force'])
+    onnx.main([str(stock), str(merged), str(tmp_path / 'm.onnx'), '--shape',
+               '1', '3', '32', '32'])
+    for path in (out, tmp_path / 'm.onnx'):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+    assert str(image) in json.loads(out.read_text())
+
+
+def test_fingerprint_needs_all_frozen_weights_or_none(trained, tmp_path,
+                                                      monkeypatch):
+    """Item 4: one frozen tensor added to an adapter checkpoint does not
+    turn the fingerprint check off; it is refused (also with the
+    fingerprint override), in the model, the tools and the merge."""
+    from mmpetl.fingerprint import PartialFrozenWeightsError
+    vit_a = pretrained_cfg(TINY_VIT, tmp_path / 'a.pth', seed=1)
+    vit_b = pretrained_cfg(TINY_VIT, tmp_path / 'b.pth', seed=2)
+    cfg = dict(type='mmpetl.ARCBackbone', hidden_dim=4)
+    source = MODELS.build(dict(cfg, backbone=vit_a))
+    saved = source.state_dict()
+    saved['backbone.cls_token'] = source.backbone.cls_token.detach().clone()
+    other = MODELS.build(dict(cfg, backbone=vit_b))
+    with pytest.raises(PartialFrozenWeightsError,
+                       match=r'1 of the \d+ frozen backbone weights'):
+        other.load_state_dict(saved)
+    monkeypatch.setenv('MMPETL_IGNORE_FINGERPRINT', '1')
+    with pytest.raises(PartialFrozenWeightsError):
+        other.load_state_dict(saved)
+    monkeypatch.delenv('MMPETL_IGNORE_FINGERPRINT')
+
+    # A trained adapter checkpoint with the cls token of its backbone.
+    checkpoint = torch.load(trained['checkpoint'], weights_only=False)
+    state = checkpoint['state_dict']
+    model = build_model(Config.fromfile(trained['configs']['a']))
+    state['backbone.backbone.cls_token'] = \
+        model.backbone.backbone.cls_token.detach().clone()
+    partial = tmp_path / 'partial.pth'
+    torch.save(checkpoint, partial)
+    other_cfg = trained['configs']['b']
+    with pytest.raises(CheckpointError, match='frozen backbone weights'):
+        reparameterize_checkpoint(other_cfg, str(partial),
+                                  str(tmp_path / 'o.pth'))
+    cases = run_cases([
+        [['tools/test.py', other_cfg, str(partial), '--work-dir',
+          str(tmp_path / 'w')], {}],
+        [['tools/train.py', other_cfg, '--work-dir', str(tmp_path / 'w'),
+          '--cfg-options', f'load_from={partial}'], {}],
+    ])
+    for case in cases:
+        assert 'frozen backbone weights' in one_line(case)
+
+
+EPOCH_CHECKPOINTS_AND_VALIDATION = [
+    '--cfg-options', 'default_hooks.checkpoint.by_epoch=True',
+    'default_hooks.checkpoint.interval=1', 'train_cfg.val_interval=1']
+
+
+def test_resume_with_validation_is_exact(workspace, tmp_path):
+    """Item 5: validation after every epoch (which draws from the random
+    states) does not make a resumed run differ."""
+    config = workspace['configs']['a']
+    full, resumed = tmp_path / 'full', tmp_path / 'resumed'
+    run_tool('tools/train.py', config, '--work-dir', str(full),
+             *EPOCH_CHECKPOINTS_AND_VALIDATION)
+    assert (full / 'epoch_1.pth').exists()
+    result = run_tool('tools/train.py', config, '--work-dir', str(resumed),
+                      '--resume', str(full / 'epoch_1.pth'),
+                      *EPOCH_CHECKPOINTS_AND_VALIDATION)
+    assert 'will not repeat' not in result.stdout + result.stderr
+    assert_same_weights(final_weights(resumed), final_weights(full))
+
+
+def test_resume_with_validation_is_exact_on_two_processes(workspace,
+                                                          tmp_path):
+    config = workspace['configs']['a']
+    dist_train(config, tmp_path / 'full', *EPOCH_CHECKPOINTS_AND_VALIDATION)
+    dist_train(config, tmp_path / 'resumed', '--resume',
+               str(tmp_path / 'full' / 'epoch_1.pth'),
+               *EPOCH_CHECKPOINTS_AND_VALIDATION)
+    assert_same_weights(final_weights(tmp_path / 'resumed'),
+                        final_weights(tmp_path / 'full'))
+
+
+def test_resume_says_when_it_cannot_be_exact(trained, tmp_path):
+    """Item 5: another learning rate or number of epochs, or data loader
+    workers on a mid-epoch resume: the resumed run says so, naming it."""
+    result = run_tool(
+        'tools/train.py', trained['configs']['a'], '--work-dir',
+        str(tmp_path), '--resume', str(trained['work_dir'] / 'iter_12.pth'),
+        '--cfg-options', 'optim_wrapper.optimizer.lr=0.001',
+        'train_cfg.max_epochs=2', 'train_dataloader.num_workers=1',
+        'train_dataloader.persistent_workers=False')
+    log = result.stdout + result.stderr
+    assert 'will not repeat the interrupted one: optim_wrapper.optimizer.lr' \
+        ' is 0.001' in log
+    assert 'train_dataloader.num_workers is 1, was 0' in log
+    assert 'mid-epoch with 1 data loader workers' in log
+
+
+def test_runner_checkpoints_are_written_atomically(trained, tmp_path):
+    """Item 6: a checkpoint write that fails half-way (here: the file size
+    limit, as a full disk does) leaves no file under the checkpoint's
+    name, and training stops with one error line."""
+    import resource
+    limit = os.path.getsize(trained['work_dir'] / 'iter_4.pth') // 2
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    result = subprocess.run(
+        [sys.executable, 'tools/train.py', trained['configs']['a'],
+         '--work-dir', str(tmp_path)], cwd=ROOT, capture_output=True,
+        text=True, preexec_fn=limit_file_size)
+    assert 'File too large' in one_error_line(result)
+    names = os.listdir(tmp_path)
+    assert not [n for n in names if n.endswith('.pth')], names
+    assert not osp.exists(tmp_path / 'last_checkpoint')
+
+
+def test_checkpoint_configs_are_read_as_data(trained, tmp_path):
+    """Item 7: an inferencer given weights without a config reads the
+    checkpoint's config as data; code in it is refused, not run."""
+    from mmseg.apis import MMSegInferencer
+    marker = tmp_path / 'marker'
+    evil = tmp_path / 'evil.pth'
+    torch.save(dict(meta=dict(cfg=f"import os\nos.system('touch {marker}')\n"
+                              "model = dict(type='EncoderDecoder')\n"),
+                    state_dict=dict(w=torch.ones(1))), evil)
+    with pytest.raises(CheckpointError, match='code, not data'):
+        MMSegInferencer(model=None, weights=str(evil))
+    assert not marker.exists()
+    # What Config.pretty_text writes reads back as Config reads it.
+    from mmpetl.checkpoint_io import config_as_data
+    from mmpetl.reparam import stock_config
+    text = stock_config(Config.fromfile(trained['configs']['a'])).pretty_text
+    assert config_as_data(text, 'x') == \
+        Config.fromstring(text, '.py')._cfg_dict.to_dict()
+
+
+def test_train_errors_are_one_line(trained, tmp_path):
+    """Item 8: what tools/test.py checks before heavy set-up,
+    tools/train.py checks too: exit status 2 and one line for each."""
+    config = trained['configs']['a']
+    bad = {}
+    for name, text in (('empty.py', ''), ('broken.py', 'model = dict(\n'),
+                       ('raising.py', "raise RuntimeError('boom')\n"),
+                       ('nobase.py', "_base_ = ['./missing_base.py']\n")):
+        bad[name] = tmp_path / name
+        bad[name].write_text(text)
+    truncated = tmp_path / 'truncated.pth'
+    truncated.write_bytes(open(trained['checkpoint'], 'rb').read()[:5000])
+    kinds = {}
+    for kind in ('sparse', 'meta', 'int64'):
+        checkpoint = torch.load(trained['checkpoint'], weights_only=False)
+        state = checkpoint['state_dict']
+        key = next(k for k in state if '.adapter.' in k)
+        state[key] = dict(sparse=state[key].to_sparse(),
+                          meta=state[key].to('meta'),
+                          int64=state[key].long())[kind]
+        kinds[kind] = tmp_path / f'{kind}.pth'
+        torch.save(checkpoint, kinds[kind])
+    work = ['--work-dir', str(tmp_path / 'w')]
+    unwritable = '/proc/mmpetl' if os.geteuid() == 0 else '/mmpetl-no'
+    cases = [
+        ([bad['empty.py'], *work], 'cannot train: it has no model'),
+        ([bad['broken.py'], *work], 'cannot read config'),
+        ([bad['raising.py'], *work], 'cannot read config'),
+        ([bad['nobase.py'], *work], 'cannot read config'),
+        ([trained['checkpoint'], *work], 'cannot read config'),
+        ([config, *work, '--cfg-options',
+          'model.backbone.type=mmpetl.RepAdapterBackbon'],
+         'did you mean RepAdapterBackbone'),
+        ([config, *work, '--cfg-options', 'model.backbone.sites=wings'],
+         'cannot build the model'),
+        ([config, *work, '--cfg-options',
+          'model.backbone.backbone.init_cfg.checkpoint=/no/such/file.pth'],
+         'checkpoint /no/such/file.pth does not exist'),
+        ([config, *work, '--amp'], '--amp needs a GPU'),
+        ([config, *work, '--cfg-options', 'model.backbone.sites=()'],
+         'attached no adapter'),
+        ([config, *work, '--cfg-options', 'model.backbone.hidden_dim=0'],
+         'attached an adapter with an empty weight'),
+        ([config, *work, '--resume', truncated],
+         'is not a PyTorch checkpoint'),
+        ([config, *work, '--resume', trained['pretrained']['a']],
+         'does not match the config'),
+        ([config, '--work-dir', unwritable], 'output folder'),
+        ([config, *work, '--resume', kinds['sparse']], 'layout'),
+        ([config, *work, '--resume', kinds['meta']], 'meta device'),
+        ([config, *work, '--cfg-options', f'load_from={kinds["int64"]}'],
+         'torch.int64'),
+    ]
+    if torch.cuda.is_available():
+        cases = [c for c in cases if '--amp' not in c[0]]
+    results = run_cases([[['tools/train.py', *map(str, args)], {}]
+                         for args, _ in cases])
+    for (args, expected), result in zip(cases, results):
+        assert result[0] == 2, (args, result[1][-1000:])
+        assert expected in one_line(result), (args, result[1][-500:])
+    assert not (tmp_path / 'w').exists() or not [
+        n for n in os.listdir(tmp_path / 'w') if n.endswith('.pth')]
+
+
+def test_nan_checks_do_not_expand_views(tmp_path):
+    """Item 8: a small file holding a huge stride-0 view is checked by its
+    stored values, not expanded (10^12 elements would be 4 TB)."""
+    from mmpetl.checkpoint_io import check_finite
+    view = torch.full((1, ), float('nan')).expand(10**6, 10**6)
+    path = tmp_path / 'view.pth'
+    torch.save(dict(state_dict=dict(w=view)), path)
+    assert os.path.getsize(path) < 10**6
+    state = load_checkpoint_dict(str(path))['state_dict']
+    with pytest.raises(CheckpointError, match='w holds 1 NaN/Inf'):
+        check_finite(state, 'checkpoint')
+
+
+def test_adapter_switcher_refuses_nan_adapters(trained, tmp_path):
+    """Item 8: a NaN adapter is not served."""
+    from mmpetl.serving import AdapterSwitcher
+    bad = tmp_path / 'nan.pth'
+    key = nan_checkpoint(trained, bad)
+    switcher = AdapterSwitcher()
+    with pytest.raises(CheckpointError, match=f'{key} holds'):
+        switcher.add_task('digits', trained['configs']['a'], str(bad))
+
+
+def test_inference_on_unmerged_checkpoint_is_one_line(trained, tmp_path):
+    """Item 8: tools/deployment/inference.py on a checkpoint as training
+    writes it (not merged): one line that says to merge it."""
+    import cv2
+    import numpy as np
+    image = tmp_path / 'img.png'
+    cv2.imwrite(str(image), np.full((32, 32, 3), 128, np.uint8))
+    merged, stock = tmp_path / 'm.pth', tmp_path / 'stock.py'
+    reparameterize_checkpoint(trained['configs']['a'], trained['checkpoint'],
+                              str(merged), out_config=str(stock))
+    result = run_tool('tools/deployment/inference.py', str(stock),
+                      trained['checkpoint'], str(image), expect_ok=False)
+    error = one_error_line(result)
+    assert 'merge it first with tools/reparam.py' in error
+    assert 'weights_only=False' not in result.stderr
+
+
+def test_demo_test_step_runs_twice(trained, tmp_path):
+    """Item 9: the demo's test step replaces its own metrics on a second
+    run (`make demo` twice)."""
+    demo = load_tool('tools/demo.py')
+    for _ in range(2):
+        accuracy = demo.test(trained['configs']['a'], trained['checkpoint'],
+                             str(tmp_path / 'test'))
+    assert 0 <= accuracy <= 100

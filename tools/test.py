@@ -12,14 +12,16 @@ from mmengine.config import DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmpetl.checkpoint_io import (CheckpointError, check_finite,
-                                  check_output_paths, load_checkpoint_file,
-                                  load_config_file, model_state_dict,
+from mmpetl.checkpoint_io import (CheckpointError, check_env_flags,
+                                  check_finite, check_output_paths,
+                                  load_checkpoint_file, load_config_file,
+                                  model_state_dict, protected_inputs,
                                   run_input_files)
 from mmpetl.compat import cpu_distributed
 from mmpetl.reparam import adapter_wrappers_in_config, is_merged_checkpoint
 from mmpetl.tool_options import (check_checkpoint_matches, check_out_path,
-                                 dump_predictions, enable_test_amp, enable_tta,
+                                 check_run_outputs, dump_predictions,
+                                 enable_test_amp, enable_tta,
                                  enable_visualization, set_dataloader_defaults,
                                  set_work_dir, write_metrics)
 
@@ -92,12 +94,17 @@ def parse_args():
 
 
 def check_inputs(args):
-    """Validate the config and checkpoint paths and contents cheaply."""
+    """The config with the options applied, the checkpoint and the inputs
+    of the run, checked cheaply: the environment switches, the outputs
+    (against every input of the run as the options make it), the
+    checkpoint's contents."""
+    check_env_flags()
     check_out_path(args.out, args.out_item)
-    cfg = load_config_file(args.config)
-    check_output_paths([args.metrics_out, args.out], args.force,
-                       run_input_files(args.config, cfg) + [args.checkpoint],
+    cfg = merge_args(load_config_file(args.config), args)
+    inputs = run_input_files(args.config, cfg) + [args.checkpoint]
+    check_output_paths([args.metrics_out, args.out], args.force, inputs,
                        make_folders=True)  # e.g. inside the work dir
+    check_run_outputs(cfg, args.config, inputs, trains=False)
     checkpoint = load_checkpoint_file(args.checkpoint)
     check_finite(model_state_dict(checkpoint), f'checkpoint {args.checkpoint}')
     if is_merged_checkpoint(checkpoint) and adapter_wrappers_in_config(cfg):
@@ -105,7 +112,7 @@ def check_inputs(args):
             f'{args.checkpoint} is a merged (stock) checkpoint but '
             f'{args.config} has adapters; test it with the stock config '
             'written by tools/reparam.py --out-config')
-    return cfg, checkpoint
+    return cfg, checkpoint, inputs
 
 
 def merge_args(cfg, args):
@@ -130,24 +137,23 @@ def merge_args(cfg, args):
 def main():
     args = parse_args()
     try:
-        cfg, checkpoint = check_inputs(args)
-        cfg = merge_args(cfg, args)
+        cfg, checkpoint, inputs = check_inputs(args)
         check_checkpoint_matches(cfg, checkpoint, args.checkpoint)
     except CheckpointError as e:
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)
-    with cpu_distributed(cfg, args.launcher):
+    with protected_inputs(inputs), cpu_distributed(cfg, args.launcher):
         runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
             else RUNNERS.build(cfg)
         with dump_predictions(runner,
                               args.out if args.out_item != 'metrics' else
                               None):
             metrics = runner.test()
-    if runner.rank == 0:
-        if args.metrics_out:
-            write_metrics(metrics, args.metrics_out, file_format='json')
-        if args.out and args.out_item == 'metrics':
-            write_metrics(metrics, args.out)
+        if runner.rank == 0:
+            if args.metrics_out:
+                write_metrics(metrics, args.metrics_out, file_format='json')
+            if args.out and args.out_item == 'metrics':
+                write_metrics(metrics, args.out)
 
 
 if __name__ == '__main__':

@@ -4,17 +4,22 @@ adapters. Flags follow mmpretrain's ``tools/train.py``; the registry scope
 comes from the config's ``default_scope``."""
 import argparse
 import os
-import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
+from mmengine.device import get_device
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+from mmengine.runner.checkpoint import find_latest_checkpoint
 
-from mmpetl.checkpoint_io import CheckpointError, check_checkpoint_path
+from mmpetl.checkpoint_io import (CheckpointError, check_env_flags,
+                                  check_named_checkpoints, first_line,
+                                  load_checkpoint_file, load_config_file,
+                                  protected_inputs, run_input_files)
 from mmpetl.compat import cpu_distributed
 from mmpetl.hooks import add_exact_resume_hook
-from mmpetl.tool_options import set_dataloader_defaults, set_work_dir
+from mmpetl.tool_options import (check_checkpoint_matches, check_run_outputs,
+                                 set_dataloader_defaults, set_work_dir)
 
 
 def parse_args():
@@ -75,6 +80,9 @@ def merge_args(cfg, args):
     cfg.launcher = args.launcher
     set_work_dir(cfg, args.work_dir, args.config)
     if args.amp:
+        if get_device() == 'cpu':  # mmengine's AmpOptimWrapper asserts
+            raise CheckpointError('--amp needs a GPU (or an NPU, MLU or '
+                                  'MUSA device); none is available here')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.resume == 'auto':
@@ -85,8 +93,8 @@ def merge_args(cfg, args):
         cfg.load_from = args.resume
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg:
-            sys.exit(f'error: --auto-scale-lr needs auto_scale_lr in '
-                     f'{args.config}')
+            raise CheckpointError(f'--auto-scale-lr needs auto_scale_lr in '
+                                  f'{args.config}')
         cfg.auto_scale_lr.enable = True
     set_dataloader_defaults(cfg, args.no_pin_memory,
                             args.no_persistent_workers)
@@ -95,16 +103,44 @@ def merge_args(cfg, args):
     return cfg
 
 
+#: What a config needs to train.
+TRAINING_FIELDS = ('model', 'train_dataloader', 'train_cfg', 'optim_wrapper')
+
+
+def check_inputs(args):
+    """The config with the options applied, and the inputs of the run,
+    checked before the Runner and the data are set up, as tools/test.py
+    does: the environment switches, the config, the checkpoints it names,
+    that no output of the run can replace an input, the model (built
+    once), and the checkpoint to resume or load from, against it."""
+    check_env_flags()
+    cfg = merge_args(load_config_file(args.config), args)
+    missing = [field for field in TRAINING_FIELDS if not cfg.get(field)]
+    if missing:
+        raise CheckpointError(f'config {args.config} cannot train: it has no '
+                              f'{", ".join(missing)}')
+    check_named_checkpoints(cfg)
+    resume_from = None
+    if cfg.get('resume'):
+        resume_from = cfg.get('load_from') or find_latest_checkpoint(
+            cfg.work_dir)
+    inputs = run_input_files(args.config, cfg)
+    check_run_outputs(cfg, args.config, inputs, trains=True,
+                      resume_from=resume_from)
+    checkpoint = resume_from or cfg.get('load_from')
+    local = checkpoint if checkpoint and '://' not in checkpoint else None
+    # Resumed, it must be this model's; loaded, mmengine takes what matches.
+    check_checkpoint_matches(cfg, local and load_checkpoint_file(local),
+                             local, strict=bool(resume_from))
+    add_exact_resume_hook(cfg)
+    return cfg, inputs
+
+
 def main():
     args = parse_args()
-    if not osp.isfile(args.config):
-        sys.exit(f'error: config {args.config} does not exist')
-    cfg = merge_args(Config.fromfile(args.config), args)
-    add_exact_resume_hook(cfg)
     try:
-        if args.resume not in (None, 'auto'):
-            check_checkpoint_path(args.resume)
-        with cpu_distributed(cfg, args.launcher):
+        cfg, inputs = check_inputs(args)
+        with protected_inputs(inputs), cpu_distributed(cfg, args.launcher):
             if 'runner_type' not in cfg:
                 runner = Runner.from_cfg(cfg)
             else:
@@ -112,6 +148,9 @@ def main():
             runner.train()
     except CheckpointError as e:  # unsafe, mismatched or missing checkpoint
         print(f'error: {e}', file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:  # e.g. the disk is full
+        print(f'error: {first_line(e)}', file=sys.stderr)
         sys.exit(2)
 
 

@@ -24,6 +24,31 @@ from mmpetl.registry import HOOKS
 
 #: Checkpoint key of the resume state.
 RESUME_KEY = 'mmpetl_resume'
+#: The config fields that shape a training run: a resume with any of them
+#: changed cannot repeat the interrupted run.
+TRAINING_SETTINGS = ('model', 'train_dataloader', 'train_cfg', 'optim_wrapper',
+                     'param_scheduler', 'randomness', 'auto_scale_lr')
+
+
+def training_settings(cfg) -> Dict[str, str]:
+    """``{dotted key: repr of the value}`` of every leaf of the
+    :data:`TRAINING_SETTINGS` of ``cfg`` (plain strings: they go into
+    checkpoints)."""
+    settings = {}
+
+    def walk(prefix, value):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(f'{prefix}.{key}', item)
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                walk(f'{prefix}.{index}', item)
+        else:
+            settings[prefix] = repr(value)
+
+    for field in TRAINING_SETTINGS:
+        walk(field, cfg.get(field, None))
+    return settings
 
 
 def rng_state() -> Dict[str, Any]:
@@ -101,15 +126,21 @@ class ExactResumeHook(Hook):
     * in an iteration-based loop, mmengine replays the batches done through
       the data loader; the states are restored after that replay.
 
+    Validation (and testing) during training leaves the random states as
+    it found them: it draws from them (each data loader iteration draws a
+    seed), and a resumed run, which does not repeat the validation that
+    followed its checkpoint, would otherwise go on from other states.
+
     Weights after resume are then bit-identical to the uninterrupted run
     on CPU (on GPU, up to non-deterministic kernels), with dropout,
-    drop-path and random augmentation on, on one or more processes.
-    Limits: the data must be loaded in the main process (``num_workers=0``)
-    for a mid-epoch resume to be exact (workers carry their own random
-    state); at epoch boundaries workers are reseeded as in the
-    uninterrupted run unless they are persistent. A resume onto another
-    number of processes restores rank ``r`` with the saved rank
-    ``r % saved`` and says so.
+    drop-path and random augmentation on, with or without validation, on
+    one or more processes. When it cannot be, the resumed run says why, in
+    a warning: another setting that shapes training than the checkpoint's
+    (each changed key named, e.g. ``optim_wrapper.optimizer.lr``: learning
+    rate, ``train_cfg.max_epochs``, the model, the data), another number
+    of processes (rank ``r`` is restored with the saved rank
+    ``r % saved``), or data loader workers, which keep their own random
+    states, on a mid-epoch resume or when they are persistent.
 
     ``tools/train.py`` adds this hook to every run.
     """
@@ -121,6 +152,7 @@ class ExactResumeHook(Hook):
         self._states: Optional[List[Dict[str, Any]]] = None
         self._saved: Optional[Dict[str, Any]] = None
         self._gather_every_iter = False
+        self._outside_training: Optional[Dict[str, Any]] = None
 
     # ------------------------------------------------------------ saving
     def before_train(self, runner) -> None:
@@ -133,6 +165,16 @@ class ExactResumeHook(Hook):
         state = rng_state()
         self._states = all_gather_object(state) if get_world_size() > 1 \
             else [state]
+
+    def before_val(self, runner) -> None:
+        # Validation must not move the random states of training on.
+        self._outside_training = rng_state()
+
+    def after_val(self, runner) -> None:
+        set_rng_state(self._outside_training)
+
+    before_test = before_val
+    after_test = after_val
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
@@ -159,7 +201,8 @@ class ExactResumeHook(Hook):
             iter=meta.get('iter', runner.iter),
             batches_in_epoch=self._batches_in_epoch,
             sampler_seed=getattr(sampler, 'seed', None),
-            rng=self._states or [rng_state()])
+            rng=self._states or [rng_state()],
+            settings=training_settings(runner.cfg))
 
     # ---------------------------------------------------------- resuming
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
@@ -195,6 +238,35 @@ class ExactResumeHook(Hook):
                 logger='current', level=30)
         set_rng_state(states[rank % len(states)])
 
+    @staticmethod
+    def _warn_if_not_exact(runner, saved: Dict[str, Any]) -> None:
+        """Warn (rank 0) about every reason the resumed run cannot repeat the
+        interrupted one, other than the number of processes (see
+        :meth:`ExactResumeHook._restore`)."""
+        if get_rank() != 0:
+            return
+        reasons = []
+        before, now = saved.get('settings'), training_settings(runner.cfg)
+        if before is not None:
+            changed = sorted(k for k in set(before) | set(now)
+                             if before.get(k) != now.get(k))
+            reasons.extend(f'{k} is {now.get(k, "unset")}, was '
+                           f'{before.get(k, "unset")}' for k in changed[:5])
+            if len(changed) > 5:
+                reasons.append(f'{len(changed) - 5} more settings changed')
+        loader = runner.train_loop.dataloader
+        workers = getattr(loader, 'num_workers', 0)
+        if workers and saved.get('batches_in_epoch') and isinstance(
+                runner.train_loop, EpochBasedTrainLoop):
+            reasons.append(f'it resumes mid-epoch with {workers} data loader '
+                           'workers, whose random states are not saved')
+        elif workers and getattr(loader, 'persistent_workers', False):
+            reasons.append(f'its {workers} persistent data loader workers '
+                           'keep random states that are not saved')
+        for reason in reasons:
+            print_log(f'ExactResumeHook: the resumed run will not repeat the '
+                      f'interrupted one: {reason}', logger='current', level=30)
+
     def _resume(self, runner) -> None:
         saved = self._saved
         if saved is None:
@@ -202,6 +274,7 @@ class ExactResumeHook(Hook):
         if saved.get('iter') != runner.iter:  # loaded, not resumed
             self._saved = None
             return
+        self._warn_if_not_exact(runner, saved)
         sampler = self._train_sampler(runner)
         seed = saved.get('sampler_seed')
         if seed is not None and getattr(sampler, 'seed', None) != seed:

@@ -14,16 +14,17 @@ it shows that the merged model is the stock one. A checkpoint that does not
 match the config key for key (e.g. an adapter checkpoint not merged yet) is
 refused, where the inferencers alone would only warn.
 
-Bad input: one error line, exit status 2; ``--out`` is written atomically.
+Bad input: one error line, exit status 2; ``--out`` is written atomically,
+never over an input (config, checkpoint, input files) and over an existing
+file only with ``--force``.
 """
 import argparse
 import importlib
 import importlib.util
 import json
-import os
 import os.path as osp
+import re
 import sys
-import tempfile
 import types
 
 import numpy as np
@@ -31,6 +32,11 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.runner import CheckpointLoader
+
+# The deployment tools' shared output checks, beside this file (which may be
+# run with runpy, which does not put its folder on the path).
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from deploy_outputs import atomic_output, output_problem  # noqa: E402
 
 #: default_scope -> (module, inferencer class, checkpoint argument).
 INFERENCERS = {
@@ -56,6 +62,9 @@ def parse_args(argv=None):
                         help='images (videos, raw-frame folders for mmaction)')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--out', help='write the predictions here (JSON)')
+    parser.add_argument(
+        '--force', action='store_true',
+        help='replace --out if it exists (never an input)')
     return parser.parse_args(argv)
 
 
@@ -103,7 +112,7 @@ def build_inferencer(config: str, checkpoint: str, device: str = 'cpu',
     try:
         state = CheckpointLoader.load_checkpoint(checkpoint, 'cpu')
     except Exception as e:
-        raise InputError(f'{checkpoint} is not a checkpoint ({e})')
+        raise InputError(f'{checkpoint}: {load_failure(e)}')
     state = state.get('state_dict', state) if isinstance(state, dict) else {}
     kwargs = {weights_arg: checkpoint}
     if scope == 'mmaction':
@@ -123,6 +132,19 @@ def build_inferencer(config: str, checkpoint: str, device: str = 'cpu',
             f'{len(missing)} missing keys, {len(unexpected)} unexpected keys '
             f'({", ".join(sorted(unexpected or missing)[:3])}){hint}')
     return inferencer
+
+
+def load_failure(error: Exception) -> str:
+    """One line for a checkpoint that does not load: torch's refusal of a
+    type outside its safe set (many lines, ending with how to load the file
+    unsafely) is named as such."""
+    unsafe = re.search(r'GLOBAL ([\w.]+)', str(error))
+    if unsafe:
+        return (f'it needs {unsafe.group(1)}, which a safe load refuses; a '
+                'merged checkpoint holds none (an adapter checkpoint as '
+                'training writes it? merge it first with tools/reparam.py)')
+    message = str(error).strip().split('\n')[0]
+    return f'not a checkpoint ({type(error).__name__}: {message})'
 
 
 def run_inference(config: str, checkpoint: str, inputs, device='cpu'):
@@ -163,11 +185,12 @@ def to_json(value):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.out and not osp.isdir(osp.dirname(osp.abspath(args.out))):
-        print(f'error: output folder of {args.out} does not exist',
-              file=sys.stderr)
-        sys.exit(2)
     try:
+        problem = args.out and output_problem(
+            args.out, args.force,
+            [args.config, args.checkpoint, *args.inputs])
+        if problem:
+            raise InputError(problem)
         predictions = run_inference(args.config, args.checkpoint,
                                     args.inputs, args.device)
     except InputError as e:
@@ -175,11 +198,9 @@ def main(argv=None):
         sys.exit(2)
     text = json.dumps(dict(zip(args.inputs, predictions)))
     if args.out:
-        fd, tmp = tempfile.mkstemp(
-            dir=osp.dirname(osp.abspath(args.out)), suffix='.tmp')
-        with os.fdopen(fd, 'w') as f:
-            f.write(text)
-        os.replace(tmp, args.out)
+        with atomic_output(args.out) as tmp:
+            with open(tmp, 'w') as f:
+                f.write(text)
     for path, prediction in zip(args.inputs, predictions):
         print(path, _summary(prediction))
 

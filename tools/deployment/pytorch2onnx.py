@@ -12,14 +12,13 @@ must match the config key for key. ``--verify`` runs onnxruntime and PyTorch
 on one random input and fails above ``--tolerance`` (absolute), and reports
 the graph's initializers against the model's parameters and buffers.
 
-Bad input: one error line, exit status 2; the output is written atomically
-and not replaced without ``--force``.
+Bad input: one error line, exit status 2; the output is written atomically,
+never over the config or the checkpoint, and not replaced without
+``--force``.
 """
 import argparse
-import os
 import os.path as osp
 import sys
-import tempfile
 from typing import Optional
 
 import torch
@@ -27,6 +26,11 @@ from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner import load_checkpoint
 from torch import nn
+
+# The deployment tools' shared output checks, beside this file (which may be
+# run with runpy, which does not put its folder on the path).
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from deploy_outputs import atomic_output, output_problem  # noqa: E402
 
 
 class ExportError(ValueError):
@@ -93,11 +97,8 @@ def export_onnx(model: nn.Module,
     Returns:
         float | None: With ``tolerance``, ``max |onnxruntime - PyTorch|``.
     """
-    folder = osp.dirname(osp.abspath(out))
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix='.tmp.onnx')
-    os.close(fd)
     diff = None
-    try:
+    with atomic_output(out) as tmp:
         with torch.no_grad():
             torch.onnx.export(
                 model.eval(), (inputs, ),
@@ -114,10 +115,6 @@ def export_onnx(model: nn.Module,
                 raise ExportError(
                     f'verification failed: onnxruntime and PyTorch differ by '
                     f'{diff:.3g} (> {tolerance:g}); nothing written')
-        os.replace(tmp, out)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
     return diff
 
 
@@ -155,11 +152,10 @@ def initializer_elements(path: str) -> int:
 def main(argv=None):
     args = parse_args(argv)
     try:
-        if osp.exists(args.out) and not args.force:
-            raise ExportError(f'output {args.out} exists; pass --force to '
-                              'replace it')
-        if not osp.isdir(osp.dirname(osp.abspath(args.out))):
-            raise ExportError(f'output folder of {args.out} does not exist')
+        problem = output_problem(args.out, args.force,
+                                 [args.config, args.checkpoint])
+        if problem:
+            raise ExportError(problem)
         model = load_stock_model(args.config, args.checkpoint)
         inputs = torch.randn(*args.shape,
                              generator=torch.Generator().manual_seed(0))

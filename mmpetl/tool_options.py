@@ -258,30 +258,14 @@ def build_checked_model(cfg: Config) -> nn.Module:
     """Build ``cfg.model`` (test-time-augmentation and DDP wrappers taken
     off), as a check before any Runner is built: a failure is one
     :class:`CheckpointError` line (a misspelt ``type`` with the closest
-    registered names), and an adapter backbone that attached no adapter
-    (e.g. ``sites=()``, ``hidden_dim=0``) is an error, not a run that
-    trains the head alone."""
-    from .models import AdapterBackbone
-    from .reparam import ADAPTED, build_model
+    registered names; a PETL wrapper that would train nothing, e.g.
+    ``sites=()``, ``hidden_dim=0``, refuses to build)."""
+    from .reparam import build_model
     try:
-        model = unwrap_model(build_model(cfg))
+        return unwrap_model(build_model(cfg))
     except Exception as e:  # e.g. an unknown type or site kind
         raise CheckpointError(f'cannot build the model of the config '
                               f'({first_line(e)}{_did_you_mean(e)})')
-    for name, wrapper in model.named_modules():
-        if not isinstance(wrapper, AdapterBackbone):
-            continue
-        adapters = [m.adapter for m in wrapper.modules()
-                    if isinstance(m, ADAPTED)]
-        empty = any(not p.numel() for a in adapters for p in a.parameters())
-        if not adapters or empty:
-            what = 'an adapter with an empty weight' if adapters else \
-                'no adapter'
-            raise CheckpointError(
-                f'{type(wrapper).__name__} ({name or "the model"}) attached '
-                f'{what}: check its sites and sizes (e.g. sites=(), '
-                'hidden_dim=0)')
-    return model
 
 
 def check_checkpoint_matches(cfg: Config,

@@ -169,7 +169,7 @@ def test_trainable_set_is_adapters_only_and_gets_gradients(vit_cfg):
 def test_unknown_sites_and_backbones_are_clear_errors(vit_cfg):
     with pytest.raises(KeyError, match=r"has no site kind\(s\) \['mlp'\]"):
         MODELS.build(dict(type='mmpetl.RepAdapterBackbone', backbone=vit_cfg,
-                          sites=('attn', 'mlp')))
+                          sites=('attn', 'mixer')))
     with pytest.raises(KeyError, match='no attach sites are known'):
         MODELS.build(dict(type='mmpetl.RepAdapterBackbone',
                           backbone=dict(type='mmpretrain.ResNet', depth=18)))

@@ -137,6 +137,12 @@ def test_indivisible_groups_is_one_line_naming_the_site(tmp_path):
         _build(cfg, method=dict(REPADAPTER, groups=3))
 
 
+def test_scale_must_be_a_number(tmp_path):
+    cfg = pretrained_cfg(TINY_VIT, tmp_path / 'vit.pth')
+    with pytest.raises(TypeError, match="scale must be a number, not '1.0'"):
+        _build(cfg, method=dict(REPADAPTER, scale='1.0'))
+
+
 def test_unreached_adapters_are_refused_at_the_first_step(tmp_path):
     # out_indices=(0,): the second stage's adapters never reach an output.
     cfg = pretrained_cfg(dict(TINY_SWIN, out_indices=(0, )),

@@ -97,12 +97,16 @@ class FrozenBackbone(BaseModule):
         self.save_frozen = save_frozen
         self.attach_adapters()
         self.freeze_backbone()
-        if type(self) is not FrozenBackbone and not any(
-                p.requires_grad for p in self.parameters()):
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        if type(self) is not FrozenBackbone and (
+                not trainable or any(not p.numel() for p in trainable)):
+            what = ('has an empty trainable weight' if trainable else
+                    'trains nothing')
             raise ValueError(
-                f'{type(self).__name__} trains nothing in '
+                f'{type(self).__name__} {what} in '
                 f'{type(self.backbone).__name__}: check its sites / targets '
-                'and sizes (use mmpetl.FrozenBackbone for a linear probe)')
+                'and sizes (e.g. sites=(), hidden_dim=0; use '
+                'mmpetl.FrozenBackbone for a linear probe)')
         self._fingerprint: Optional[BackboneFingerprint] = None
         self.backbone_fingerprint()  # of the weights as loaded
         self._register_state_dict_hooks()

@@ -487,6 +487,9 @@ def find_attach_sites(backbone: nn.Module,
                     f'kind(s) {left_out} (it has {sorted(table)}); the '
                     f'method runs on {sites} only', logger='current',
                     level=logging.WARNING)
+        if explicit and not sites:
+            raise KeyError(f'{method}: sites is empty; name at least one of '
+                           f'{sorted(table)}')
         unknown = set(sites) - set(table)
         if unknown or not sites:
             missing = sorted(unknown or set(default_sites))

@@ -3,7 +3,7 @@
 of the attach-site table, at real size (random weights: only the structure
 is built, nothing is downloaded). ``-``: the backbone lacks a site kind the
 method needs (e.g. LoRA's ``qkv`` where the attention applies ``qkv.weight``
-itself)."""
+itself; FacT where a linear is no grid of ``d x d`` blocks)."""
 import argparse
 
 from mmengine.logging import MMLogger
@@ -47,8 +47,8 @@ METHODS = {
 def trainable_count(method: dict, backbone: dict) -> str:
     try:
         model = MODELS.build(dict(method, backbone=backbone))
-    except KeyError:  # a site kind the backbone's row lacks
-        return '-'
+    except (KeyError, ValueError):  # a site kind the row lacks, or one
+        return '-'  # the method cannot take (FacT on EVA-02's SwiGLU)
     return f'{count_parameters(model)["trainable"]:,}'
 
 

@@ -159,6 +159,9 @@ class RepAdapterBackbone(AdapterBackbone):
                  scale: float = 1.0,
                  dropout: float = 0.1,
                  **kwargs):
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+            raise TypeError(f'RepAdapterBackbone: scale must be a number, '
+                            f'not {scale!r}')
         self.adapter_cfg = dict(
             hidden_dim=hidden_dim, groups=groups, scale=scale, dropout=dropout)
         super().__init__(backbone, **kwargs)

@@ -272,7 +272,8 @@ class AdapterSwitcher:
             if adapted is None:
                 state = self._original_state(path, live)
             elif isinstance(adapted, AdaptedSite):
-                state = adapted.merged().state_dict()
+                adapted.fold_into(live)
+                continue
             else:  # owner of selected parameters: already stock
                 state = adapted.state_dict()
             live.load_state_dict(state, strict=True)

@@ -167,7 +167,7 @@ def test_trainable_set_is_adapters_only_and_gets_gradients(vit_cfg):
 
 
 def test_unknown_sites_and_backbones_are_clear_errors(vit_cfg):
-    with pytest.raises(KeyError, match=r"has no site kind\(s\) \['mlp'\]"):
+    with pytest.raises(KeyError, match=r"has no site kind\(s\) \['mixer'\]"):
         MODELS.build(dict(type='mmpetl.RepAdapterBackbone', backbone=vit_cfg,
                           sites=('attn', 'mixer')))
     with pytest.raises(KeyError, match='no attach sites are known'):

@@ -2,12 +2,6 @@
 # every layer). Prompts are extra attention inputs: they do not fold, so no
 # merged checkpoint is written; deploy the adapter checkpoint with this
 # config.
-_base_ = ['./_base_/digits5-9_transfer.py']
+_base_ = ['./vit-tiny_digits5-9_vpt-shallow.py']
 
-model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='mmpetl.VPTBackbone',
-        backbone=_base_.pretrained_vit,
-        mode='deep',
-        num_tokens=10))
+model = dict(backbone=dict(mode='deep'))

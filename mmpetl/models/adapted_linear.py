@@ -12,21 +12,34 @@ from .petl import AdaptedSite
 
 @torch.no_grad()
 def fold_adapter(weight: Tensor,
-                 adapter: MergeableAdapter) -> Tuple[Tensor, Tensor]:
-    """Fold ``adapter`` into a linear's ``weight`` (out, in).
+                 adapter: MergeableAdapter,
+                 out: Optional[Tensor] = None) -> Tensor:
+    """Fold ``adapter`` into a linear's ``weight`` (out, in): write ``W M``
+    into ``out`` (default: ``weight`` itself, in place).
 
-    With ``a(x) = M x + m``: returns ``(W M, W m)`` in float64, the new
-    weight and what the adapter adds to the linear's bias. An adapter with
-    :meth:`~MergeableAdapter.low_rank` factors ``M = I + U V^T`` folds as
-    ``W + (W U) V^T``, keeping its rank.
+    With ``a(x) = M x + m``: returns ``W m``
+    (float64), what the adapter adds to the linear's bias. An adapter with
+    :meth:`~MergeableAdapter.low_rank` factors ``M = I + U V^T`` folds as the
+    rank-r update ``W += (W U) V^T`` in the weight's dtype (one rounding of
+    each entry, no ``(in, in)`` matrix: what makes serving's switches
+    cheap); a dense ``M`` is applied in float64 and cast back.
     """
-    weight = weight.double()
+    out = weight if out is None else out
     factors = adapter.low_rank()
-    if factors is not None:
-        up, down, shift = factors
-        return torch.addmm(weight, weight @ up, down.t()), weight @ shift
-    matrix, shift = adapter.affine()
-    return weight @ matrix, weight @ shift
+    if factors is None:
+        matrix, shift = adapter.affine()
+        full = weight.double()
+        shift = full @ shift
+        out.copy_(full @ matrix)
+        return shift
+    up, down, shift = (f.to(weight.dtype) for f in factors)
+    # W U and W m in one pass over W.
+    product = weight @ torch.cat([up, shift[:, None]], dim=1)
+    if out is weight:
+        weight.addmm_(product[:, :-1], down.t())
+    else:
+        torch.addmm(weight, product[:, :-1], down.t(), out=out)
+    return product[:, -1].double()
 
 
 def find_parameter(module: nn.Module, path: str) -> Optional[nn.Parameter]:
@@ -85,16 +98,24 @@ class FoldTarget:
         return None if param is None else [param]
 
     @torch.no_grad()
-    def fold(self, module: nn.Module, adapter: MergeableAdapter) -> None:
-        """Fold ``adapter`` into ``module``'s parameters, in place.
+    def fold(self,
+             module: nn.Module,
+             adapter: MergeableAdapter,
+             source: Optional[nn.Module] = None) -> None:
+        """Fold ``adapter`` into ``module``'s parameters: the folded
+        weight and bias sink of ``source`` (default: ``module`` itself, in
+        place), a module of the same layout, are written into ``module``'s.
 
         Raises:
             ValueError: If ``W m`` is non-zero and the module has no bias
                 to take it, or a bias sink has the wrong shape.
         """
+        source = module if source is None else source
         weight = find_parameter(module, self.weight)
-        new_weight, shift = fold_adapter(weight, adapter)
         sinks = self.sinks(module)
+        source_sinks = self.sinks(source)
+        shift = fold_adapter(find_parameter(source, self.weight), adapter,
+                             out=weight)
         if sinks is None:
             if bool(shift.abs().max() > 0):
                 named = [n for n in self.bias_sink if n]
@@ -105,7 +126,8 @@ class FoldTarget:
                      'without qkv bias?)' if named else
                      ' (a linear without bias)'))
         else:
-            for sink, chunk in zip(sinks, shift.chunk(len(sinks))):
+            for sink, src, chunk in zip(sinks, source_sinks,
+                                        shift.chunk(len(sinks))):
                 if sink is None:
                     continue
                 if sink.shape != chunk.shape:
@@ -113,8 +135,7 @@ class FoldTarget:
                         f'bias sink of {type(module).__name__}.{self.weight}'
                         f' has shape {tuple(sink.shape)}, not that of its '
                         f'chunk {tuple(chunk.shape)}')
-                sink.add_(chunk.to(sink.dtype))
-        weight.copy_(new_weight)
+                torch.add(src, chunk.to(sink.dtype), out=sink)
 
     def describe(self, module: nn.Module) -> str:
         """E.g. ``'qkv.weight; bias -> q_bias | dropped | v_bias'``."""
@@ -166,9 +187,23 @@ class InputAffineSite(AdaptedSite):
         return self.rewrap(stock, stand_in.to(device)).eval()
 
     @torch.no_grad()
+    def fold_into(self, target: nn.Module) -> None:
+        """The site's stock tensors but the fold weight copied into
+        ``target``, and the folded weight and bias written there from this
+        site's: the arithmetic of :meth:`merged`, without a module or a
+        copy of the weight."""
+        self.refuse_merge()
+        state = target.state_dict()
+        for key, tensor in self.state_dict().items():
+            if not key.startswith('adapter.') and key != \
+                    self.fold_target.weight:
+                state[key].copy_(tensor)
+        self.fold_target.fold(target, self.adapter, source=self)
+
+    @torch.no_grad()
     def merged(self) -> nn.Module:
         """A copy of the stock module computing this site with dropout off:
-        ``W' = W M``, ``W m`` into the bias sink, in float64 and cast back.
+        ``W' = W M``, ``W m`` into the bias sink (:func:`fold_adapter`).
 
         Raises:
             ValueError: If the site cannot fold, or the folded bias is

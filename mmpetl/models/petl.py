@@ -65,6 +65,12 @@ class AdaptedSite(nn.Module):
         mode (dropout off), or raise :class:`ValueError` naming why it
         cannot (see :meth:`not_mergeable_reason`)."""
 
+    @torch.no_grad()
+    def fold_into(self, target: nn.Module) -> None:
+        """Write :meth:`merged`'s tensors into ``target``, a module of the
+        stock layout (serving's live copy), bit for bit."""
+        target.load_state_dict(self.merged().state_dict())
+
     def not_mergeable_reason(self) -> Optional[str]:
         """None when :meth:`merged` is exact; otherwise why not, in one
         line."""

@@ -26,7 +26,8 @@ from mmpetl.models import (AttachSiteError, ParallelSite, PETLModule,
                            SequentialSite)
 from mmpetl.models.adapters import BottleneckAdapter, ConvpassBranch, Mona
 from mmpetl.registry import MODELS
-from mmpetl.reparam import merge_adapters, reparameterize_checkpoint
+from mmpetl.reparam import (build_model, merge_adapters,
+                            reparameterize_checkpoint)
 from mmpetl.serving import AdapterSwitcher
 from tests.helpers import TINY_VIT, pretrained_cfg
 from tests.test_baselines import (ROWS, SWIN_B, VIT_B, perturb,  # noqa
@@ -392,7 +393,7 @@ def test_reparam_hook_and_switcher_refuse_in_one_line(method, row_cfgs,  # noqa:
     config = tmp_path / f'{method}.py'
     cfg = _classifier_config(method, row_cfgs[HOME.get(method, 'vit')],
                              config)
-    model = MODELS.build(cfg.model)
+    model = build_model(cfg)  # in the config's scope
     checkpoint = tmp_path / 'adapter.pth'
     torch.save(dict(state_dict=model.state_dict()), checkpoint)
     out = tmp_path / 'merged.pth'
@@ -420,8 +421,8 @@ def test_reparam_hook_and_switcher_refuse_in_one_line(method, row_cfgs,  # noqa:
 
 def test_reparam_tool_exits_2_and_writes_nothing(row_cfgs, tmp_path):  # noqa: F811,E501
     config = tmp_path / 'adaptformer.py'
-    model = MODELS.build(
-        _classifier_config('adaptformer', row_cfgs['vit'], config).model)
+    model = build_model(
+        _classifier_config('adaptformer', row_cfgs['vit'], config))
     checkpoint = tmp_path / 'adapter.pth'
     torch.save(dict(state_dict=model.state_dict()), checkpoint)
     out = tmp_path / 'merged.pth'

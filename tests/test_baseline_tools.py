@@ -2,14 +2,11 @@
 """Each foldable baseline through the tools once: tools/train.py (which
 writes the merged checkpoint at the end through ReparamCheckpointHook),
 then tools/reparam.py --verify, whose output equals the hook's."""
-import os.path as osp
-
 import pytest
 import torch
-from mmengine.config import Config
 
-from mmpetl.reparam import build_model
-from tests.test_tools import CONFIG, QUICKSTART, run_tool, workspace  # noqa
+from tests.test_tools import (run_tool, train_quickstart_method,  # noqa
+                              workspace)
 
 METHODS = ('lora', 'dora', 'ssf', 'bitfit', 'ln-tuning', 'fact-tt',
            'fact-tk')
@@ -17,20 +14,8 @@ METHODS = ('lora', 'dora', 'ssf', 'bitfit', 'ln-tuning', 'fact-tt',
 
 @pytest.mark.parametrize('method', METHODS)
 def test_train_then_reparam_verify(method, workspace, tmp_path):  # noqa
-    config = tmp_path / f'{method}.py'
-    config.write_text(CONFIG.format(
-        base=osp.join(QUICKSTART, f'vit-tiny_digits5-9_{method}.py'),
-        data=workspace['root'] / 'data',
-        pretrained=workspace['pretrained']).replace(
-            'max_epochs=2, val_interval=2', 'max_epochs=1, val_interval=1'))
-    work_dir = tmp_path / 'work'
-    log = run_tool('tools/train.py', str(config), '--work-dir',
-                   str(work_dir)).stdout
-    checkpoint = torch.load(work_dir / 'epoch_1.pth', weights_only=False)
-    model = build_model(Config.fromfile(str(config)))
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert set(checkpoint['state_dict']) == trainable
-
+    config, work_dir, log = train_quickstart_method(method, workspace,
+                                                    tmp_path)
     out = tmp_path / 'merged.pth'
     result = run_tool('tools/reparam.py', str(config),
                       str(work_dir / 'epoch_1.pth'), str(out), '--verify')

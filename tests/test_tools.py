@@ -52,6 +52,28 @@ def run_tool(*args, expect_ok=True):
     return result
 
 
+def train_quickstart_method(method, workspace, tmp_path):
+    """One epoch of ``configs/quickstart/vit-tiny_digits5-9_<method>.py``
+    through tools/train.py on the workspace's data; checks that the
+    checkpoint holds exactly what trains. Returns the config path, the
+    work dir and the tool's output."""
+    config = tmp_path / f'{method}.py'
+    config.write_text(CONFIG.format(
+        base=osp.join(QUICKSTART, f'vit-tiny_digits5-9_{method}.py'),
+        data=workspace['root'] / 'data',
+        pretrained=workspace['pretrained']).replace(
+            'max_epochs=2, val_interval=2', 'max_epochs=1, val_interval=1'))
+    work_dir = tmp_path / 'work'
+    result = run_tool('tools/train.py', str(config), '--work-dir',
+                      str(work_dir))
+    state = torch.load(work_dir / 'epoch_1.pth',
+                       weights_only=False)['state_dict']
+    model = build_model(Config.fromfile(str(config)))
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert set(state) == trainable
+    return config, work_dir, result.stdout + result.stderr
+
+
 def sha256(path):
     return hashlib.sha256(open(path, 'rb').read()).hexdigest()
 

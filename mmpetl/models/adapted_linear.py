@@ -1,4 +1,5 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
+from abc import abstractmethod
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
@@ -161,10 +162,10 @@ class InputAffineSite(AdaptedSite):
     adapter: MergeableAdapter
     fold_target: Optional[FoldTarget]
 
+    @abstractmethod
     def rewrap(self, module: nn.Module,
                adapter: MergeableAdapter) -> 'InputAffineSite':
         """The same site around another copy of the module and adapter."""
-        raise NotImplementedError
 
     def not_mergeable_reason(self) -> Optional[str]:
         if self.fold_target is None:

@@ -40,14 +40,10 @@ class MergeableAdapter(PETLModule, metaclass=ABCMeta):
 
         Computed in float64 so that folding adds no rounding of its own.
         Defaults to ``M = I + U V^T`` from :meth:`low_rank`; adapters without
-        low-rank factors override it.
+        low-rank factors override it (``__init__`` checks that one of the
+        two is implemented).
         """
-        factors = self.low_rank()
-        if factors is None:
-            raise NotImplementedError(
-                f'{type(self).__name__} implements neither affine() nor '
-                'low_rank()')
-        up, down, shift = factors
+        up, down, shift = self.low_rank()
         eye, _ = self.identity_affine(device=up.device)
         return torch.addmm(eye, up, down.t()), shift
 

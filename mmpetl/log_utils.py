@@ -6,7 +6,8 @@ file handler; ``BaseModule.init_weights`` then writes its per-parameter
 initialisation records (one per parameter: ``PretrainedInit`` ...) to that
 file only. Outside a Runner the current MMLogger has no file handler and the
 records go to the console: 225 lines for a 4-layer ViT. :func:`log_to_file`
-gives such tools the Runner's arrangement.
+gives such tools the Runner's arrangement. A wrapper built in Python, with no
+log file at all, logs those records at DEBUG (:func:`init_records_at_debug`).
 """
 import itertools
 import logging
@@ -61,6 +62,36 @@ def log_to_file(log_file: str,
             handler.close()
         # MMLogger's current instance is the most recently created one.
         MMLogger._instance_dict.pop(name, None)
+
+
+@contextmanager
+def init_records_at_debug() -> Iterator[None]:
+    """Log the INFO records of the current MMLogger at DEBUG while the
+    context is active, unless that logger writes to a file.
+
+    ``BaseModule.init_weights`` logs one INFO record per parameter (about
+    150 for a ViT-B), and a pre-trained file's loading two more; inside a
+    Runner or :func:`log_to_file` they go to the log file (unchanged here),
+    but a wrapper built in Python would print them all. Demoted to DEBUG,
+    they show only where DEBUG is enabled (``MMLogger.get_current_instance()
+    .setLevel('DEBUG')`` and its handlers); warnings and errors (missing
+    keys of a pre-trained file) show as before.
+    """
+    logger = MMLogger.get_current_instance()
+    if any(isinstance(h, logging.FileHandler) for h in logger.handlers):
+        yield
+        return
+
+    def demote(record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO:
+            record.levelno, record.levelname = logging.DEBUG, 'DEBUG'
+        return True
+
+    logger.addFilter(demote)
+    try:
+        yield
+    finally:
+        logger.removeFilter(demote)
 
 
 def temporary_log_file(prefix: str) -> str:

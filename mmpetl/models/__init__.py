@@ -2,7 +2,7 @@
 from .adapted_linear import (AdaptedLinear, FoldTarget, InputAffineSite,
                              fold_adapter)
 from .adapted_module import AdaptedModule, ModuleSite
-from .adapter_backbone import AdapterBackbone, FrozenBackbone
+from .adapter_backbone import AdapterBackbone, BackboneArg, FrozenBackbone
 from .adapters import *  # noqa: F401,F403
 from .adapters import __all__ as _methods
 from .attach_sites import (ATTACH_SITES, SITE_FORMS, AttachSite,
@@ -10,6 +10,8 @@ from .attach_sites import (ATTACH_SITES, SITE_FORMS, AttachSite,
 from .mergeable_adapter import AffineStandIn, MergeableAdapter
 from .nonfoldable import NonFoldableSite, ParallelSite, SequentialSite
 from .output_affine import OutputAffineSite, ScaleShift
+from .parameter_count import (ParameterCount, count_parameters,
+                              print_trainable_parameters)
 from .petl import AdaptedSite, PETLModule, adapted_sites
 from .pretrained_check import PretrainedLoadError, check_pretrained_loaded
 from .site_check import AttachSiteError, check_sites
@@ -23,5 +25,7 @@ __all__ = [
     'SequentialSite', 'AffineStandIn', 'AttachSiteError',
     'check_sites', 'PretrainedLoadError', 'check_pretrained_loaded',
     'FrozenBackbone', 'AdapterBackbone', 'ATTACH_SITES', 'SITE_FORMS',
-    'AttachSite', 'ModuleInputSite', 'find_attach_sites', *_methods
+    'AttachSite', 'ModuleInputSite', 'find_attach_sites', 'BackboneArg',
+    'ParameterCount', 'count_parameters', 'print_trainable_parameters',
+    *_methods
 ]

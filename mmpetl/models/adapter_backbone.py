@@ -10,17 +10,22 @@ from torch import nn
 
 from mmpetl.fingerprint import (BackboneFingerprint, pretrained_file,
                                 register_fingerprint_hooks, weights_digest)
+from mmpetl.log_utils import init_records_at_debug
 from mmpetl.registry import MODELS
 from .adapted_linear import AdaptedLinear
 from .adapted_module import AdaptedModule
 from .attach_sites import (DEFAULT_SITES, AttachSite, find_attach_sites,
                            normalize_sites)
 from .petl import AdaptedSite, PETLModule, adapted_sites
-from .pretrained_check import check_pretrained_loaded
+from .pretrained_check import PretrainedLoadError, check_pretrained_loaded
 from .site_check import (check_sites, check_trainable_reached,
                          first_forward_pre_hook)
 
-__all__ = ['FrozenBackbone', 'AdapterBackbone', 'AttachSite']
+__all__ = ['FrozenBackbone', 'AdapterBackbone', 'AttachSite', 'BackboneArg']
+
+#: What a wrapper's ``backbone`` argument is: the stock backbone's config,
+#: or the backbone built.
+BackboneArg = Union[dict, nn.Module]
 
 #: Norm layers with running statistics: frozen, they run in eval mode.
 _STATEFUL_NORMS = (nn.modules.batchnorm._NormBase, )
@@ -66,10 +71,23 @@ class FrozenBackbone(BaseModule):
     With no adapters this is the linear-probe baseline, and the floor that
     no adapter method's training cost can go below.
 
+    The backbone is given as a config or as a module already built (the
+    Python API: ``RepAdapterBackbone(backbone=classifier.backbone)``). A
+    config is built and its pre-trained weights loaded here. A built module
+    is taken with the weights it has, and becomes part of the wrapper (its
+    linears are replaced by adapted sites in place, as peft does): the
+    wrapper marks it initialised, so that a later ``init_weights()`` (the
+    Runner's) never re-initialises it. Load its weights before wrapping
+    (``init_weights()`` for a ``Pretrained`` init_cfg, or
+    ``load_checkpoint``); if its ``init_cfg`` names a pre-trained file, the
+    same check as for a config proves that the file's weights are in it.
+    Every other check is the same for both.
+
     Args:
-        backbone (dict): Config of the stock backbone, e.g.
+        backbone (dict | nn.Module): Config of the stock backbone, e.g.
             ``dict(type='VisionTransformer', arch='b', init_cfg=dict(
-            type='Pretrained', checkpoint='vit-b.pth'))``.
+            type='Pretrained', checkpoint='vit-b.pth'))``, or the backbone
+            itself, built.
         save_frozen (bool): Keep the frozen weights in checkpoints too.
             Defaults to False.
         init_cfg (dict, optional): Init config of the wrapper's own modules.
@@ -80,20 +98,18 @@ class FrozenBackbone(BaseModule):
     backprop_through_backbone = True
 
     def __init__(self,
-                 backbone: dict,
+                 backbone: BackboneArg,
                  save_frozen: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg)
-        # As from a config file: some backbones (mmdet's Swin) read their
-        # init_cfg by attribute.
-        self.backbone = MODELS.build(ConfigDict(backbone))
-        self._pretrained_file = pretrained_file(backbone)
-        if hasattr(self.backbone, 'init_weights'):
-            # Load the pre-trained weights now, into the stock layout, so
-            # that later checkpoints need not carry them.
-            self.backbone.init_weights()
-            check_pretrained_loaded(self.backbone, self._pretrained_file,
-                                    _init_prefix(backbone))
+        if isinstance(backbone, nn.Module):
+            self._take_built(backbone)
+        elif isinstance(backbone, dict):
+            self._build(backbone)
+        else:
+            raise TypeError(
+                f'{type(self).__name__}: backbone must be a config dict or a '
+                f'built nn.Module, not {type(backbone).__name__}')
         self.save_frozen = save_frozen
         self.attach_adapters()
         self.freeze_backbone()
@@ -116,6 +132,45 @@ class FrozenBackbone(BaseModule):
         self.trainable_checked = False
         self.register_forward_pre_hook(
             first_forward_pre_hook, with_kwargs=True)
+
+    def _build(self, cfg: dict) -> None:
+        """Build the backbone from ``cfg`` and load its pre-trained weights
+        now, into the stock layout, so that later checkpoints need not carry
+        them."""
+        # As from a config file: some backbones (mmdet's Swin) read their
+        # init_cfg by attribute.
+        self.backbone = MODELS.build(ConfigDict(cfg))
+        self._pretrained_file = pretrained_file(cfg)
+        if hasattr(self.backbone, 'init_weights'):
+            with init_records_at_debug():
+                self.backbone.init_weights()
+                check_pretrained_loaded(self.backbone, self._pretrained_file,
+                                        _init_prefix(cfg))
+
+    def _take_built(self, backbone: nn.Module) -> None:
+        """Take a built backbone with its weights (see the class
+        docstring)."""
+        if isinstance(backbone, FrozenBackbone):
+            raise TypeError(
+                f'{type(self).__name__}: backbone is already wrapped (a '
+                f'{type(backbone).__name__}); pass its stock backbone')
+        self.backbone = backbone
+        init_cfg = dict(init_cfg=getattr(backbone, 'init_cfg', None))
+        self._pretrained_file = pretrained_file(init_cfg)
+        if self._pretrained_file is not None and not getattr(
+                backbone, 'is_init', True):
+            raise PretrainedLoadError(
+                f'{type(self).__name__}: the {type(backbone).__name__} given '
+                f'built names pre-trained file {self._pretrained_file} in its '
+                'init_cfg but was not initialised: call its init_weights() '
+                'before wrapping it (or set its init_cfg to None if it holds '
+                'weights loaded otherwise)')
+        with init_records_at_debug():
+            check_pretrained_loaded(backbone, self._pretrained_file,
+                                    _init_prefix(init_cfg))
+        if isinstance(backbone, BaseModule):
+            # Its weights are final: a later init_weights() skips it.
+            backbone._is_init = True
 
     def attach_adapters(self) -> None:
         """Add trainable modules to the backbone. None here."""
@@ -275,7 +330,8 @@ class AdapterBackbone(FrozenBackbone):
     :class:`FrozenBackbone`) at build time instead.
 
     Args:
-        backbone (dict): Config of the stock backbone.
+        backbone (dict | nn.Module): The stock backbone, as a config or
+            built (see :class:`FrozenBackbone`).
         sites (str | Sequence[str], optional): Site kinds from the
             attach-site table. Defaults to those of ``default_sites`` the
             backbone has (``('attn', 'ffn')`` for the input-affine methods;
@@ -298,7 +354,7 @@ class AdapterBackbone(FrozenBackbone):
     default_sites: Tuple[str, ...] = DEFAULT_SITES
 
     def __init__(self,
-                 backbone: dict,
+                 backbone: BackboneArg,
                  sites: Optional[Union[str, Sequence[str]]] = None,
                  targets: Optional[Dict[str, Any]] = None,
                  check_input_shape: Optional[Sequence[int]] = None,

@@ -80,7 +80,8 @@ def check_pretrained_loaded(backbone: nn.Module, file: Optional[str],
     """
     if file is None:
         return
-    tensors = _checkpoint_tensors(_load_checkpoint(file, map_location='cpu'))
+    tensors = _checkpoint_tensors(
+        _load_checkpoint(file, map_location='cpu', logger='current'))
     names = set(tensors)
     if prefix:
         names |= {k[len(prefix):] for k in tensors if k.startswith(prefix)}

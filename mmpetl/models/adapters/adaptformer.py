@@ -1,5 +1,6 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 from mmpetl.registry import MODELS
+from ..adapter_backbone import BackboneArg
 from .bottleneck import BottleneckAdapterBackbone
 
 
@@ -43,7 +44,8 @@ class AdaptFormerBackbone(BottleneckAdapterBackbone):
       FFN (DINOv2, BEiT, EVA-02, VideoMAE); the reference ViT has neither.
 
     Args:
-        backbone (dict): Config of the stock backbone.
+        backbone (dict | nn.Module): The stock backbone,
+            as a config or built (see :class:`~mmpetl.models.FrozenBackbone`).
         bottleneck (int): ``r``. Defaults to 64.
         scale (float): ``s``. Defaults to 0.1.
         dropout (float): Defaults to 0.1.
@@ -60,7 +62,7 @@ class AdaptFormerBackbone(BottleneckAdapterBackbone):
     default_sites = ('mlp', )
 
     def __init__(self,
-                 backbone: dict,
+                 backbone: BackboneArg,
                  bottleneck: int = 64,
                  scale: float = 0.1,
                  dropout: float = 0.1,

@@ -5,7 +5,7 @@ import torch
 from torch import Tensor, nn
 
 from mmpetl.registry import MODELS
-from ..adapter_backbone import AdapterBackbone, AttachSite
+from ..adapter_backbone import AdapterBackbone, AttachSite, BackboneArg
 from ..attach_sites import DEFAULT_SITES, find_attach_sites
 from ..mergeable_adapter import MergeableAdapter, add_up_projection
 from ..petl import AdaptedSite, PETLModule
@@ -163,7 +163,8 @@ class ARCBackbone(AdapterBackbone):
     linears, one :class:`SharedProjection` per share group.
 
     Args:
-        backbone (dict): Config of the stock backbone.
+        backbone (dict | nn.Module): The stock backbone,
+            as a config or built (see :class:`~mmpetl.models.FrozenBackbone`).
         hidden_dim (int): ``h``. Defaults to 50 (the paper's).
         dropout (float): See :class:`ARCAdapter`. Defaults to 0.1.
         attn_scale_init (str): ``lambda`` init of attention sites.
@@ -182,7 +183,7 @@ class ARCBackbone(AdapterBackbone):
     """
 
     def __init__(self,
-                 backbone: dict,
+                 backbone: BackboneArg,
                  hidden_dim: int = 50,
                  dropout: float = 0.1,
                  attn_scale_init: str = 'zeros',

@@ -33,7 +33,8 @@ class BitFitBackbone(FrozenBackbone):
     768) + 768 + 768 = 102,912`` (the tables' 0.10M).
 
     Args:
-        backbone (dict): Config of the stock backbone.
+        backbone (dict | nn.Module): The stock backbone,
+            as a config or built (see :class:`~mmpetl.models.FrozenBackbone`).
         save_frozen (bool): See :class:`FrozenBackbone`.
         init_cfg (dict, optional): See :class:`FrozenBackbone`.
     """

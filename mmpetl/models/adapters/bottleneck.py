@@ -9,7 +9,7 @@ import torch
 from mmcv.cnn import build_activation_layer
 from torch import Tensor, nn
 
-from ..adapter_backbone import AdapterBackbone, AttachSite
+from ..adapter_backbone import AdapterBackbone, AttachSite, BackboneArg
 from ..attach_sites import find_attach_sites
 from ..nonfoldable import NonFoldableSite, ParallelSite, SequentialSite
 from ..petl import PETLModule
@@ -111,7 +111,8 @@ class BottleneckAdapterBackbone(AdapterBackbone):
     ``method``, ``where`` and its defaults.
 
     Args:
-        backbone (dict): Config of the stock backbone.
+        backbone (dict | nn.Module): The stock backbone,
+            as a config or built (see :class:`~mmpetl.models.FrozenBackbone`).
         bottleneck (int): The adapters' hidden width.
         scale (float): ``s``.
         dropout (float): Dropout after the non-linearity.
@@ -131,7 +132,7 @@ class BottleneckAdapterBackbone(AdapterBackbone):
     default_sites: Tuple[str, ...] = ()
 
     def __init__(self,
-                 backbone: dict,
+                 backbone: BackboneArg,
                  bottleneck: int,
                  scale: float,
                  dropout: float,

@@ -5,7 +5,7 @@ import torch
 from torch import Tensor, nn
 
 from mmpetl.registry import MODELS
-from ..adapter_backbone import AdapterBackbone, AttachSite
+from ..adapter_backbone import AdapterBackbone, AttachSite, BackboneArg
 from ..attach_sites import _table_key, find_attach_sites
 from ..nonfoldable import ParallelSite
 from ..petl import PETLModule
@@ -152,7 +152,8 @@ class ConvpassBackbone(AdapterBackbone):
     EVA-02); the reference's timm ViT has none, and adds it after drop path.
 
     Args:
-        backbone (dict): Config of the stock backbone.
+        backbone (dict | nn.Module): The stock backbone,
+            as a config or built (see :class:`~mmpetl.models.FrozenBackbone`).
         dim (int): ``r``. Defaults to 8.
         scale (float): ``s``. Defaults to 1.
         conv_init (str): ``'xavier'`` (default) or ``'identity'``.
@@ -166,7 +167,7 @@ class ConvpassBackbone(AdapterBackbone):
     default_sites = ('attention', 'mlp')
 
     def __init__(self,
-                 backbone: dict,
+                 backbone: BackboneArg,
                  dim: int = 8,
                  scale: float = 1.,
                  conv_init: str = 'xavier',

@@ -76,7 +76,7 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from mmpetl.registry import MODELS
-from ..adapter_backbone import FrozenBackbone
+from ..adapter_backbone import BackboneArg, FrozenBackbone
 from ..attach_sites import site_patterns
 from ..petl import PETLModule
 
@@ -255,7 +255,8 @@ class E3VABackbone(FrozenBackbone):
     memory modes.
 
     Args:
-        backbone (dict): Config of the stock mmseg / mmdet Swin.
+        backbone (dict | nn.Module): The stock mmseg / mmdet Swin,
+            as a config or built (see :class:`~mmpetl.models.FrozenBackbone`).
         rank (int): Rank ``r`` of the dual low-rank adapters. Defaults to 46
             (1,199,104 trainable parameters for Swin-B, the paper's 1.2M).
         memory (str | Sequence[str]): What the highway keeps for its
@@ -273,7 +274,7 @@ class E3VABackbone(FrozenBackbone):
     """
 
     def __init__(self,
-                 backbone: dict,
+                 backbone: BackboneArg,
                  rank: int = 46,
                  memory: Union[str, Sequence[str]] = 'keep',
                  taps: Optional[Dict[str, str]] = None,

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmpetl.registry import MODELS
-from ..adapter_backbone import AdapterBackbone, AttachSite
+from ..adapter_backbone import AdapterBackbone, AttachSite, BackboneArg
 from ..petl import PETLModule
 from ..weight_delta import DeltaLinear, WeightDelta
 
@@ -152,7 +152,8 @@ class FacTBackbone(AdapterBackbone):
     the mean over its per-task ranks <= 32).
 
     Args:
-        backbone (dict): Config of the stock backbone.
+        backbone (dict | nn.Module): The stock backbone,
+            as a config or built (see :class:`~mmpetl.models.FrozenBackbone`).
         mode (str): ``'tt'`` (FacT-TT) or ``'tk'`` (FacT-TK).
         rank (int): ``r``. Defaults to 8 (the reference's default; its
             per-task configs choose 8 to 32).
@@ -167,7 +168,7 @@ class FacTBackbone(AdapterBackbone):
     default_sites = FACT_SITES
 
     def __init__(self,
-                 backbone: dict,
+                 backbone: BackboneArg,
                  mode: str = 'tt',
                  rank: int = 8,
                  scale: float = 1.,

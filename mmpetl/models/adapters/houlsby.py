@@ -1,5 +1,6 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 from mmpetl.registry import MODELS
+from ..adapter_backbone import BackboneArg
 from .bottleneck import BottleneckAdapterBackbone
 
 
@@ -47,7 +48,8 @@ class HoulsbyAdapterBackbone(BottleneckAdapterBackbone):
       (``sites=('fc2',)`` gives Pfeiffer's placement).
 
     Args:
-        backbone (dict): Config of the stock backbone.
+        backbone (dict | nn.Module): The stock backbone,
+            as a config or built (see :class:`~mmpetl.models.FrozenBackbone`).
         bottleneck (int): ``r``. Defaults to 8.
         scale (float): ``s``. Defaults to 1.
         dropout (float): Defaults to 0.1.
@@ -64,7 +66,7 @@ class HoulsbyAdapterBackbone(BottleneckAdapterBackbone):
     default_sites = ('proj', 'fc2')
 
     def __init__(self,
-                 backbone: dict,
+                 backbone: BackboneArg,
                  bottleneck: int = 8,
                  scale: float = 1.,
                  dropout: float = 0.1,

@@ -27,7 +27,8 @@ class LNTuningBackbone(FrozenBackbone):
     Trainable parameters: ViT-B/16 ``25 x 2 x 768 = 38,400``.
 
     Args:
-        backbone (dict): Config of the stock backbone.
+        backbone (dict | nn.Module): The stock backbone,
+            as a config or built (see :class:`~mmpetl.models.FrozenBackbone`).
         save_frozen (bool): See :class:`FrozenBackbone`.
         init_cfg (dict, optional): See :class:`FrozenBackbone`.
     """

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmpetl.registry import MODELS
-from ..adapter_backbone import AdapterBackbone, AttachSite
+from ..adapter_backbone import AdapterBackbone, AttachSite, BackboneArg
 from ..weight_delta import DeltaLinear, WeightDelta
 
 
@@ -119,7 +119,8 @@ class LoRABackbone(AdapterBackbone):
     tables' 0.29M); DoRA adds ``12 x 2304 = 27,648``.
 
     Args:
-        backbone (dict): Config of the stock backbone.
+        backbone (dict | nn.Module): The stock backbone,
+            as a config or built (see :class:`~mmpetl.models.FrozenBackbone`).
         rank, alpha, dropout, rslora, dora: See :class:`LoRADelta`.
         **kwargs: ``sites`` (kinds among ``qkv``, ``proj``, ``fc1``,
             ``fc2``), ``targets``, ``save_frozen``, ``init_cfg`` of
@@ -130,7 +131,7 @@ class LoRABackbone(AdapterBackbone):
     default_sites = ('qkv', )
 
     def __init__(self,
-                 backbone: dict,
+                 backbone: BackboneArg,
                  rank: int = 8,
                  alpha: float = 8.,
                  dropout: float = 0.1,

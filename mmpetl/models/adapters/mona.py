@@ -7,7 +7,7 @@ import torch.utils.checkpoint as cp
 from torch import Tensor, nn
 
 from mmpetl.registry import MODELS
-from ..adapter_backbone import AdapterBackbone, AttachSite
+from ..adapter_backbone import AdapterBackbone, AttachSite, BackboneArg
 from ..attach_sites import _table_key, find_attach_sites
 from ..nonfoldable import NonFoldableSite
 from ..petl import PETLModule
@@ -146,7 +146,8 @@ class MonaBackbone(AdapterBackbone):
     stock block's code, with the two adapters between its steps).
 
     Args:
-        backbone (dict): Config of the stock Swin backbone.
+        backbone (dict | nn.Module): The stock Swin backbone,
+            as a config or built (see :class:`~mmpetl.models.FrozenBackbone`).
         bottleneck (int): Defaults to 64.
         dropout (float): Defaults to 0.1.
         **kwargs: ``targets``, ``check_input_shape``, ``save_frozen``,
@@ -156,7 +157,7 @@ class MonaBackbone(AdapterBackbone):
     site_form = 'module'
     default_sites = ('block', )
 
-    def __init__(self, backbone: dict, bottleneck: int = 64,
+    def __init__(self, backbone: BackboneArg, bottleneck: int = 64,
                  dropout: float = 0.1, **kwargs):
         self.bottleneck = bottleneck
         self.mona_dropout = dropout

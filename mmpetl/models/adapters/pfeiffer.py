@@ -32,7 +32,8 @@ class PfeifferAdapterBackbone(HoulsbyAdapterBackbone):
     1,779,840.
 
     Args:
-        backbone (dict): Config of the stock backbone.
+        backbone (dict | nn.Module): The stock backbone,
+            as a config or built (see :class:`~mmpetl.models.FrozenBackbone`).
         **kwargs: ``bottleneck``, ``scale``, ``dropout``, ``act_cfg``,
             ``init`` of :class:`HoulsbyAdapterBackbone`; ``sites`` (default
             ``('fc2',)``), ``targets``, ``check_input_shape``,

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmpetl.registry import MODELS
-from ..adapter_backbone import AdapterBackbone, AttachSite
+from ..adapter_backbone import AdapterBackbone, AttachSite, BackboneArg
 from ..mergeable_adapter import MergeableAdapter, add_up_projection
 
 
@@ -142,7 +142,8 @@ class RepAdapterBackbone(AdapterBackbone):
     linears (qkv and the FFN's first linear by default).
 
     Args:
-        backbone (dict): Config of the stock backbone, e.g.
+        backbone (dict | nn.Module): The stock backbone, built or as a
+            config, e.g.
             ``dict(type='VisionTransformer', arch='b', init_cfg=...)``.
         hidden_dim (int): See :class:`RepAdapter`. Defaults to 8.
         groups (int): See :class:`RepAdapter`. Defaults to 2.
@@ -153,7 +154,7 @@ class RepAdapterBackbone(AdapterBackbone):
     """
 
     def __init__(self,
-                 backbone: dict,
+                 backbone: BackboneArg,
                  hidden_dim: int = 8,
                  groups: int = 2,
                  scale: float = 1.0,

@@ -2,7 +2,7 @@
 from torch import nn
 
 from mmpetl.registry import MODELS
-from ..adapter_backbone import AdapterBackbone, AttachSite
+from ..adapter_backbone import AdapterBackbone, AttachSite, BackboneArg
 from ..output_affine import OutputAffineSite, ScaleShift
 
 #: SSF's sites: after the patch embedding, every norm, and every linear of
@@ -38,7 +38,8 @@ class SSFBackbone(AdapterBackbone):
     deviation from the paper, which has no such module in its ViT).
 
     Args:
-        backbone (dict): Config of the stock backbone.
+        backbone (dict | nn.Module): The stock backbone,
+            as a config or built (see :class:`~mmpetl.models.FrozenBackbone`).
         init_std (float): Std of the init of ``gamma`` (around 1) and
             ``beta`` (around 0). Defaults to 0.02.
         **kwargs: ``sites`` (kinds among :data:`SSF_SITES`; the default is
@@ -49,7 +50,10 @@ class SSFBackbone(AdapterBackbone):
     site_form = 'output'
     default_sites = SSF_SITES
 
-    def __init__(self, backbone: dict, init_std: float = 0.02, **kwargs):
+    def __init__(self,
+                 backbone: BackboneArg,
+                 init_std: float = 0.02,
+                 **kwargs):
         self.init_std = init_std
         super().__init__(backbone, **kwargs)
 

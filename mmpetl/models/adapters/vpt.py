@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from mmpetl.registry import MODELS
-from ..adapter_backbone import FrozenBackbone
+from ..adapter_backbone import BackboneArg, FrozenBackbone
 from ..attach_sites import _table_key, find_attach_sites
 from ..petl import PETLModule
 
@@ -185,7 +185,8 @@ class VPTBackbone(FrozenBackbone):
     - ``num_tokens`` defaults to 10; the paper picks it per task.
 
     Args:
-        backbone (dict): Config of the stock backbone.
+        backbone (dict | nn.Module): The stock backbone,
+            as a config or built (see :class:`~mmpetl.models.FrozenBackbone`).
         mode (str): ``'shallow'`` or ``'deep'``. Defaults to ``'deep'``.
         num_tokens (int): ``N``. Defaults to 10.
         dropout (float): Dropout on the prompts. Defaults to 0.1.
@@ -194,7 +195,7 @@ class VPTBackbone(FrozenBackbone):
     """
 
     def __init__(self,
-                 backbone: dict,
+                 backbone: BackboneArg,
                  mode: str = 'deep',
                  num_tokens: int = 10,
                  dropout: float = 0.1,

@@ -42,29 +42,78 @@ def add_mim_extension():
             shutil.copyfile(src, dst)
 
 
+def get_version() -> str:
+    """The version defined in mmpetl/version.py (without importing mmpetl,
+    whose dependencies may not be installed yet)."""
+    scope = {}
+    with open(osp.join(ROOT, 'mmpetl', 'version.py')) as f:
+        exec(compile(f.read(), 'mmpetl/version.py', 'exec'), scope)
+    return scope['__version__']
+
+
+def readme() -> str:
+    with open(osp.join(ROOT, 'README.md'), encoding='utf-8') as f:
+        return f.read()
+
+
+SEG = ['mmsegmentation>=1.2.0', 'ftfy', 'regex']
+DET = ['mmdet>=3.3.0']
+VIDEO = ['mmaction2>=1.2.0']
+ONNX = ['onnx', 'onnxruntime']
+DOCS = ['sphinx>=7', 'myst-parser', 'furo']
+# What tools/setup_env.sh installs for the test suite (requirements.txt).
+TESTS = ['pytest', 'scikit-learn', 'scikit-image', *SEG, *DET, *VIDEO, *ONNX]
+
 if __name__ == '__main__':
     add_mim_extension()
     setup(
         name='mmpetl',
-        version='0.1.0',
+        version=get_version(),
         description='Parameter-efficient transfer learning (RepAdapter, ARC, '
-        'E3VA) for the OpenMMLab 2.x stack',
+        'E3VA and baselines) for the OpenMMLab 2.x stack',
+        long_description=readme(),
+        long_description_content_type='text/markdown',
+        author='mmpetl contributors',
+        keywords='computer vision, parameter-efficient transfer learning, '
+        'adapters, re-parameterization, openmmlab',
+        license='Apache License 2.0',
+        license_files=['LICENSE'],
+        classifiers=[
+            'Development Status :: 4 - Beta',
+            'Intended Audience :: Developers',
+            'Intended Audience :: Science/Research',
+            'License :: OSI Approved :: Apache Software License',
+            'Operating System :: OS Independent',
+            'Programming Language :: Python :: 3',
+            'Programming Language :: Python :: 3 :: Only',
+            'Programming Language :: Python :: 3.10',
+            'Programming Language :: Python :: 3.11',
+            'Programming Language :: Python :: 3.12',
+            'Topic :: Scientific/Engineering :: Artificial Intelligence',
+            'Topic :: Scientific/Engineering :: Image Recognition',
+        ],
         packages=find_packages(include=['mmpetl', 'mmpetl.*']),
         # mmpetl/.mim (MANIFEST.in): configs, tools, model-index.yml.
         include_package_data=True,
-        python_requires='>=3.8',
+        # The pinned torch (tools/setup_env.sh) needs 3.10.
+        python_requires='>=3.10',
         install_requires=[
-            'mmengine>=0.10.0,<0.11', 'mmcv>=2.0.0,<2.2.0',
-            'mmpretrain>=1.2.0',
+            'torch', 'torchvision', 'mmengine>=0.10.0,<0.11',
+            'mmcv>=2.0.0,<2.2.0', 'mmpretrain>=1.2.0', 'numpy',
+            # The demo's data (tools/demo.py: scikit-learn's digits).
+            'scikit-learn',
             # mmengine resolves `_base_ = 'pkg::...'` with pkg_resources.
             'setuptools<82'
         ],
         extras_require={
-            'seg': ['mmsegmentation>=1.2.0', 'ftfy', 'regex'],
-            'det': ['mmdet>=3.3.0'],
-            'video': ['mmaction2>=1.2.0'],
-            'tests': ['pytest', 'scikit-learn', 'scikit-image'],
-            'onnx': ['onnx', 'onnxruntime'],
+            'seg': SEG,
+            'det': DET,
+            'dense': [*SEG, *DET],
+            'video': VIDEO,
+            'onnx': ONNX,
+            'docs': DOCS,
+            'tests': TESTS,
+            'all': sorted({*SEG, *DET, *VIDEO, *ONNX}),
         },
         zip_safe=False,
     )

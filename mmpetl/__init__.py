@@ -2,6 +2,6 @@
 """mmpetl: parameter-efficient transfer learning for OpenMMLab 2.x."""
 from .compat import apply_all as _apply_compat_fixes
 
-__version__ = '0.1.0'
+from .version import __version__, version_info
 
 _apply_compat_fixes()

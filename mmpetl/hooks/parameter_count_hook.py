@@ -1,25 +1,12 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
-from collections import defaultdict
-from typing import Dict, List
+from typing import List
 
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from torch import nn
 
+from mmpetl.models.parameter_count import count_parameters
 from mmpetl.registry import HOOKS
-
-
-def count_parameters(model: nn.Module) -> Dict[str, int]:
-    """Trainable and total parameter counts, and trainable counts per
-    top-level child (e.g. ``backbone``, ``head``)."""
-    counts: Dict[str, int] = defaultdict(int)
-    for name, param in model.named_parameters():
-        counts['total'] += param.numel()
-        if param.requires_grad:
-            counts['trainable'] += param.numel()
-            counts[f"trainable.{name.split('.')[0]}"] += param.numel()
-    counts.setdefault('trainable', 0)
-    return dict(counts)
 
 
 def site_lines(model: nn.Module) -> List[str]:

@@ -10,8 +10,8 @@ from .attach_sites import (ATTACH_SITES, SITE_FORMS, AttachSite,
 from .mergeable_adapter import AffineStandIn, MergeableAdapter
 from .nonfoldable import NonFoldableSite, ParallelSite, SequentialSite
 from .output_affine import OutputAffineSite, ScaleShift
-from .parameter_count import (ParameterCount, count_parameters,
-                              print_trainable_parameters)
+from .parameter_count import (count_parameters, print_trainable_parameters,
+                              trainable_summary)
 from .petl import AdaptedSite, PETLModule, adapted_sites
 from .pretrained_check import PretrainedLoadError, check_pretrained_loaded
 from .site_check import AttachSiteError, check_sites
@@ -26,6 +26,6 @@ __all__ = [
     'check_sites', 'PretrainedLoadError', 'check_pretrained_loaded',
     'FrozenBackbone', 'AdapterBackbone', 'ATTACH_SITES', 'SITE_FORMS',
     'AttachSite', 'ModuleInputSite', 'find_attach_sites', 'BackboneArg',
-    'ParameterCount', 'count_parameters', 'print_trainable_parameters',
+    'count_parameters', 'print_trainable_parameters', 'trainable_summary',
     *_methods
 ]

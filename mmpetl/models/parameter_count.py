@@ -1,52 +1,50 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
-"""How much of a model trains: the summary peft users know."""
-from typing import Callable, NamedTuple
+"""How much of a model trains: the counts the tools log, and the summary
+line peft users know."""
+from collections import defaultdict
+from typing import Callable, Dict
 
 from torch import nn
 
 
-class ParameterCount(NamedTuple):
-    """Parameter counts of a model (each shared parameter once)."""
-    #: Elements of the parameters with ``requires_grad``.
-    trainable: int
-    #: Elements of all parameters.
-    total: int
-
-    @property
-    def percent(self) -> float:
-        """``100 * trainable / total`` (0 for a model without
-        parameters)."""
-        return 100 * self.trainable / self.total if self.total else 0.0
-
-    def __str__(self) -> str:
-        return (f'trainable params: {self.trainable:,d} || all params: '
-                f'{self.total:,d} || trainable%: {self.percent:.4f}')
-
-
-def count_parameters(model: nn.Module) -> ParameterCount:
-    """Count the trainable and all parameters of ``model``.
+def count_parameters(model: nn.Module) -> Dict[str, int]:
+    """Trainable and total parameter counts, and trainable counts per
+    top-level child (e.g. ``backbone``, ``head``).
 
     What trains is what ``requires_grad`` says: for an mmpetl wrapper, its
-    adapters and selected stock parameters (and, in a whole model, the
-    head); the frozen backbone counts in ``total`` only.
+    adapters and selected stock parameters; the frozen backbone counts in
+    ``total`` only. A parameter shared by several modules counts once.
 
     Args:
         model (nn.Module): Any module, e.g. a wrapper or a classifier.
 
     Returns:
-        ParameterCount: ``(trainable, total)``, and ``percent``.
+        dict: ``total``, ``trainable`` and ``trainable.<child>`` (elements).
     """
-    trainable = total = 0
-    for param in model.parameters():
-        total += param.numel()
+    counts: Dict[str, int] = defaultdict(int)
+    for name, param in model.named_parameters():
+        counts['total'] += param.numel()
         if param.requires_grad:
-            trainable += param.numel()
-    return ParameterCount(trainable, total)
+            counts['trainable'] += param.numel()
+            counts[f"trainable.{name.split('.')[0]}"] += param.numel()
+    counts.setdefault('total', 0)
+    counts.setdefault('trainable', 0)
+    return dict(counts)
+
+
+def trainable_summary(counts: Dict[str, int]) -> str:
+    """``trainable params: N || all params: M || trainable%: p`` for the
+    counts of :func:`count_parameters` (``p = 100 N / M``, 4 decimals, as
+    peft prints it)."""
+    total, trainable = counts['total'], counts['trainable']
+    percent = 100 * trainable / total if total else 0.0
+    return (f'trainable params: {trainable:,d} || all params: {total:,d} || '
+            f'trainable%: {percent:.4f}')
 
 
 def print_trainable_parameters(model: nn.Module,
                                print_fn: Callable[[str], None] = print
-                               ) -> ParameterCount:
+                               ) -> Dict[str, int]:
     """Print ``trainable params: N || all params: M || trainable%: p``, as
     peft's ``model.print_trainable_parameters()`` does.
 
@@ -55,8 +53,8 @@ def print_trainable_parameters(model: nn.Module,
         print_fn (callable): Where the line goes. Defaults to ``print``.
 
     Returns:
-        ParameterCount: The counts printed (see :func:`count_parameters`).
+        dict: The counts printed (see :func:`count_parameters`).
     """
     counts = count_parameters(model)
-    print_fn(str(counts))
+    print_fn(trainable_summary(counts))
     return counts

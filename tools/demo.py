@@ -9,6 +9,10 @@
    the merged checkpoint with the *stock* mmpretrain config (tools/test.py).
 5. Print accuracy, trainable parameters, checkpoint sizes and inference
    latency of stock vs adapter vs merged models.
+
+Everything is written under the current directory (``data/quickstart``,
+``work_dirs/quickstart``); the configs and tools come from mmpetl (a
+checkout, or the installed wheel's ``mmpetl/.mim``).
 """
 import argparse
 import json
@@ -18,6 +22,7 @@ import subprocess
 import sys
 import time
 
+#: The checkout, or mmpetl/.mim of an installed wheel: configs/ and tools/.
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(ROOT, 'configs', 'quickstart')
 WORK = osp.join('work_dirs', 'quickstart')
@@ -27,35 +32,37 @@ def step(title):
     print(f'\n=== {title}', flush=True)
 
 
-def run(*args, log=None):
-    """Run a tool; its log goes to ``log`` (a file) to keep the demo
-    readable, and is shown if it fails."""
-    command = [sys.executable, *args]
-    print('$ ' + ' '.join(args), flush=True)
+def run(tool, *args, log=None):
+    """Run ``tools/<tool>`` of mmpetl in the current directory; its log goes
+    to ``log`` (a file) to keep the demo readable, and is shown if it
+    fails."""
+    command = [sys.executable, osp.join(ROOT, 'tools', tool), *args]
+    shown = [osp.relpath(a) if osp.isabs(a) and not osp.relpath(a).startswith(
+        '..') else a for a in args]
+    print(f'$ python tools/{tool} ' + ' '.join(shown), flush=True)
     start = time.time()
     with open(log, 'w') as f:
-        result = subprocess.run(command, cwd=ROOT, stdout=f,
-                                stderr=subprocess.STDOUT)
+        result = subprocess.run(command, stdout=f, stderr=subprocess.STDOUT)
     if result.returncode:
         print(open(log).read()[-5000:])
-        sys.exit(f'demo: {args[0]} failed (exit {result.returncode}), '
+        sys.exit(f'demo: tools/{tool} failed (exit {result.returncode}), '
                  f'log: {log}')
     print(f'  done in {time.time() - start:.0f} s (log: {log})', flush=True)
 
 
 def train(config, work_dir):
-    os.makedirs(osp.join(ROOT, work_dir), exist_ok=True)
-    run('tools/train.py', osp.join(CONFIGS, config), '--work-dir', work_dir,
-        log=osp.join(ROOT, work_dir, 'train.log'))
+    os.makedirs(work_dir, exist_ok=True)
+    run('train.py', osp.join(CONFIGS, config), '--work-dir', work_dir,
+        log=osp.join(work_dir, 'train.log'))
 
 
 def test(config, checkpoint, work_dir):
-    os.makedirs(osp.join(ROOT, work_dir), exist_ok=True)
-    out = osp.join(ROOT, work_dir, 'metrics.json')
+    os.makedirs(work_dir, exist_ok=True)
+    out = osp.join(work_dir, 'metrics.json')
     # --force: a second `make demo` replaces the metrics of the first.
-    run('tools/test.py', config, checkpoint, '--work-dir', work_dir,
+    run('test.py', config, checkpoint, '--work-dir', work_dir,
         '--metrics-out', out, '--force',
-        log=osp.join(ROOT, work_dir, 'test.log'))
+        log=osp.join(work_dir, 'test.log'))
     return json.load(open(out))['accuracy/top1']
 
 
@@ -64,7 +71,6 @@ def main():
     parser.add_argument('--fresh', action='store_true',
                         help='pre-train again even if a checkpoint exists')
     args = parser.parse_args()
-    os.chdir(ROOT)
 
     from mmengine.config import Config
 
@@ -103,7 +109,7 @@ def main():
     merged = dict(
         config=f'{WORK}/repadapter/merged_config.py',
         checkpoint=f'{WORK}/repadapter/merged.pth')
-    run('tools/reparam.py', adapter['config'], adapter['checkpoint'],
+    run('reparam.py', adapter['config'], adapter['checkpoint'],
         merged['checkpoint'], '--out-config', merged['config'], '--verify',
         '--force', log=f'{WORK}/repadapter/reparam.log')
     print('  ' + open(f'{WORK}/repadapter/reparam.log').read().strip()
@@ -129,7 +135,7 @@ def report(results):
 
     models = {}
     # Init records and checkpoint loading go to a file, as in the tools.
-    with log_to_file(osp.join(ROOT, WORK, 'report.log')):
+    with log_to_file(osp.join(WORK, 'report.log')):
         for name, entry in results.items():
             model = build_model(Config.fromfile(entry['config']))
             model.load_state_dict(

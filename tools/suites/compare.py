@@ -5,33 +5,46 @@ and to LFW faces vs non-faces by linear probe, full fine-tuning, LoRA,
 RepAdapter and ARC (configs/compare/), through tools/suites/vtab.py. Real data
 shipped inside scikit-learn and scikit-image; nothing is downloaded.
 
-Writes the data, pre-trains with tools/train.py when the checkpoint is
-missing, then runs tools/suites/vtab.py (finished tasks are skipped) and prints
-the table of ``work_dirs/compare/results.md``. Arguments are passed on to
-tools/suites/vtab.py: the protocol version (search on a held-out fifth of
-each training list, seeds)::
+Writes the data under ``data/``, pre-trains with tools/train.py when the
+checkpoint is missing, then runs tools/suites/vtab.py (finished tasks are
+skipped) and prints the table of ``work_dirs/compare/results.md``, all under
+the current directory (the configs and tools come from mmpetl: a checkout or
+the installed wheel). Other arguments are passed on to tools/suites/vtab.py:
+the protocol version (search on a held-out fifth of each training list,
+seeds)::
 
     python tools/suites/compare.py --search scale=0.1,1,10 --seeds 3 \
         --work-dir work_dirs/compare-protocol
 """
-import os
+import argparse
 import os.path as osp
 import subprocess
 import sys
 
+#: The checkout, or mmpetl/.mim of an installed wheel: configs/ and tools/.
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-PRETRAIN_CONFIG = 'configs/quickstart/vit-tiny_digits0-4_pretrain.py'
+PRETRAIN_CONFIG = osp.join(ROOT, 'configs', 'quickstart',
+                           'vit-tiny_digits0-4_pretrain.py')
 METHODS = ['linear-probe', 'full-finetune', 'lora', 'repadapter', 'arc']
 TASKS = ['digits5-9', 'lfw-faces']
 
 
-def run(*args):
-    print('$ ' + ' '.join(args), flush=True)
-    subprocess.run([sys.executable, *args], cwd=ROOT, check=True)
+def run(tool, *args):
+    """Run ``tools/<tool>`` of mmpetl in the current directory."""
+    print(f'$ python tools/{tool} ' + ' '.join(args), flush=True)
+    subprocess.run([sys.executable, osp.join(ROOT, 'tools', tool), *args],
+                   check=True)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0],
+        epilog='Other arguments go to tools/suites/vtab.py (its --help).')
+    return parser.parse_known_args()[1]
 
 
 def main():
-    os.chdir(ROOT)
+    vtab_args = parse_args()
     from mmengine.config import Config
 
     from mmpetl.datasets import (write_digits_task, write_holdout_split,
@@ -43,12 +56,13 @@ def main():
         write_holdout_split(task)
     pretrained = Config.fromfile(PRETRAIN_CONFIG).pretrained
     if not osp.isfile(pretrained):
-        run('tools/train.py', PRETRAIN_CONFIG, '--work-dir',
+        run('train.py', PRETRAIN_CONFIG, '--work-dir',
             osp.dirname(pretrained))
     # argparse keeps the last of repeated options: the caller's win.
-    run('tools/suites/vtab.py', '--config-dir', 'configs/compare', '--prefix',
-        'vit-tiny', '--methods', *METHODS, '--tasks', *TASKS,
-        '--work-dir', 'work_dirs/compare', *sys.argv[1:])
+    run('suites/vtab.py', '--config-dir', osp.join(ROOT, 'configs',
+                                                    'compare'),
+        '--prefix', 'vit-tiny', '--methods', *METHODS, '--tasks', *TASKS,
+        '--work-dir', 'work_dirs/compare', *vtab_args)
 
 
 if __name__ == '__main__':

@@ -49,6 +49,8 @@ from mmpetl.task_suite import (count_trainable, load_results,
                                shrink_for_dry_run, summarize,
                                write_standin_data, write_tables)
 
+#: The checkout, or mmpetl/.mim of an installed wheel: configs/ and tools/.
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 METHODS = ('repadapter', 'arc', 'lora', 'linear-probe', 'full-finetune')
 
 
@@ -59,7 +61,11 @@ def parse_args():
                         f'{" ".join(METHODS)}')
     parser.add_argument('--tasks', nargs='+', default=list(VTAB1K_TASKS),
                         help='tasks (default: the 19 VTAB-1k tasks)')
-    parser.add_argument('--config-dir', default='configs/vtab')
+    parser.add_argument(
+        '--config-dir', default='configs/vtab',
+        help='folder of the method folders: relative to the current '
+        'directory, else to the installed mmpetl (its configs/vtab, '
+        'configs/compare, ...)')
     parser.add_argument('--prefix', default='vit-b16',
                         help='config names are {prefix}_{method}_{task}.py')
     parser.add_argument('--work-dir', default='work_dirs/vtab')
@@ -98,7 +104,21 @@ def parse_args():
         args.data_variant = 'standin'
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
+    args.config_dir = find_config_dir(parser, args.config_dir)
     return args
+
+
+def find_config_dir(parser: argparse.ArgumentParser, path: str) -> str:
+    """``path`` if it is a folder, else the same path under mmpetl's
+    root (a checkout, or ``mmpetl/.mim`` of an installed wheel), so that
+    ``--config-dir configs/vtab`` works from any directory."""
+    if osp.isdir(path):
+        return path
+    shipped = osp.join(ROOT, path)
+    if not osp.isabs(path) and osp.isdir(shipped):
+        return shipped
+    parser.error(f'--config-dir {path}: no such folder here, nor in '
+                 f'mmpetl ({ROOT})')
 
 
 def task_config(args, method: str, task: str, standin_root: str) -> Config:

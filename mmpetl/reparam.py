@@ -55,23 +55,41 @@ def merge_blockers(model: nn.Module) -> List[str]:
     ]
 
 
-def merge_adapters(model: nn.Module) -> nn.Module:
+def merge_adapters(model: nn.Module, inplace: bool = False) -> nn.Module:
     """Fold every adapted site of ``model`` into its stock module and
-    unwrap every mmpetl backbone wrapper, in place.
+    unwrap every mmpetl backbone wrapper: the stock model, computing what
+    ``model`` computes in evaluation mode (dropout off).
 
-    Returns the merged model (a different object only when ``model`` itself
-    is a wrapper). Parameter-selection methods (BitFit, LN-tuning) have
-    nothing to fold: their tuned parameters are stock parameters.
+    By default ``model`` is left as it was and the merged model is a copy
+    (``model`` keeps training or serving; the copy costs one model's memory
+    for the time of the call). ``inplace=True`` merges ``model`` itself
+    (what the tools do with a model built for it, to hold one model only);
+    the returned model is then ``model`` itself, or its backbone when
+    ``model`` is a wrapper. Parameter-selection methods (BitFit, LN-tuning)
+    have nothing to fold: their tuned parameters are stock parameters.
+
+    Args:
+        model (nn.Module): A model holding mmpetl wrappers (a classifier,
+            segmentor, detector or recognizer), or a wrapper itself.
+        inplace (bool): Merge ``model`` itself instead of a copy. Defaults
+            to False.
+
+    Returns:
+        nn.Module: The merged model, with the stock layout: its state dict
+        loads with ``strict=True`` into the config without the wrapper.
 
     Raises:
         ValueError: If the model cannot be folded (see
             :func:`merge_blockers`; the model is left unchanged), or naming
-            the site whose fold fails.
+            the site whose fold fails (with ``inplace=True`` the model may
+            then be partly merged).
     """
     blocked = merge_blockers(model)
     if blocked:
         raise ValueError(f'{len(blocked)} part(s) of the model cannot be '
                          f'folded; {blocked[0]}')
+    if not inplace:
+        model = copy.deepcopy(model)
     for path, module in list(model.named_modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, AdaptedSite):
@@ -315,7 +333,7 @@ def reparameterize_checkpoint(config: str,
     wrappers = _find_wrappers(model)
     reference = copy.deepcopy(wrappers[0].backbone) if verify else None
     try:
-        merged = merge_adapters(model)
+        merged = merge_adapters(model, inplace=True)
     except ValueError as e:  # e.g. a shift into a linear without bias
         raise CheckpointError(f'cannot merge {checkpoint}: {e}')
     report: Dict[str, Any] = dict(

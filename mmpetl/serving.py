@@ -18,7 +18,6 @@ gives bit-identical weights, equal to that task's merged checkpoint. Memory:
 the backbone once, plus a second copy of the linears that adapters fold into
 (the live ones), plus each task's adapters and head.
 """
-import copy
 from collections import OrderedDict
 from typing import Dict, Iterable, List, Optional, Union
 
@@ -215,7 +214,7 @@ class AdapterSwitcher:
         model its merged copy sharing every tensor that no switch writes."""
         self._originals = frozen
         self._shared_name = shared_name
-        live = merge_adapters(copy.deepcopy(model)).eval()
+        live = merge_adapters(model).eval()
         shared = live.get_submodule(shared_name)
         for name, tensor in (*shared.named_parameters(),
                              *shared.named_buffers()):

@@ -86,6 +86,15 @@ def test_merge_inside_a_classifier(vit_cfg):
     assert type(merged.backbone).__name__ == 'VisionTransformer'
     torch.testing.assert_close(merged(inputs, mode='tensor'), expected,
                                rtol=1e-5, atol=1e-6)
+    # A copy: the classifier keeps its adapters, and computes as before.
+    assert isinstance(classifier.backbone, FrozenBackbone)
+    assert merged.head is not classifier.head
+    torch.testing.assert_close(classifier(inputs, mode='tensor'), expected)
+    # In place: the classifier itself is merged.
+    assert merge_adapters(classifier, inplace=True) is classifier
+    assert type(classifier.backbone).__name__ == 'VisionTransformer'
+    torch.testing.assert_close(classifier(inputs, mode='tensor'), expected,
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_merge_keeps_float64_exact(vit_cfg):

@@ -46,7 +46,7 @@ class ReparamCheckpointHook(Hook):
             return
         model = copy.deepcopy(model).cpu()
         model.eval()  # not chained: some backbones' train() returns None
-        merged = merge_adapters(model)
+        merged = merge_adapters(model, inplace=True)  # on the copy
         state_dict = merged.state_dict()
         check_finite(state_dict, 'the merged model')  # training diverged
         stem = (f'epoch_{runner.epoch}' if isinstance(

@@ -68,8 +68,7 @@ def build_models(backbone_cfg: dict, methods) -> tuple:
         if blocked:
             unfolded[method] = blocked[0]
         else:
-            models[f'{method} merged'] = merge_adapters(
-                copy.deepcopy(adapted))
+            models[f'{method} merged'] = merge_adapters(adapted)
     return models, unfolded
 
 

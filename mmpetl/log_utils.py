@@ -70,9 +70,10 @@ def init_records_at_debug() -> Iterator[None]:
     context is active, unless that logger writes to a file.
 
     ``BaseModule.init_weights`` logs one INFO record per parameter (about
-    150 for a ViT-B), and a pre-trained file's loading two more; inside a
-    Runner or :func:`log_to_file` they go to the log file (unchanged here),
-    but a wrapper built in Python would print them all. Demoted to DEBUG,
+    150 for a ViT-B), a pre-trained file's loading two more, and a wrapper
+    the sites it adapted; inside a Runner or :func:`log_to_file` they go to
+    the log file (unchanged here), but a wrapper built in Python would print
+    them all. Demoted to DEBUG,
     they show only where DEBUG is enabled (``MMLogger.get_current_instance()
     .setLevel('DEBUG')`` and its handlers); warnings and errors (missing
     keys of a pre-trained file) show as before.

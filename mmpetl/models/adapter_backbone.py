@@ -102,16 +102,19 @@ class FrozenBackbone(BaseModule):
                  save_frozen: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg)
-        if isinstance(backbone, nn.Module):
-            self._take_built(backbone)
-        elif isinstance(backbone, dict):
-            self._build(backbone)
-        else:
+        if not isinstance(backbone, (nn.Module, dict)):
             raise TypeError(
                 f'{type(self).__name__}: backbone must be a config dict or a '
                 f'built nn.Module, not {type(backbone).__name__}')
         self.save_frozen = save_frozen
-        self.attach_adapters()
+        # Outside a Runner (no log file), the build's INFO records (one per
+        # backbone parameter from init_weights) are DEBUG records.
+        with init_records_at_debug():
+            if isinstance(backbone, nn.Module):
+                self._take_built(backbone)
+            else:
+                self._build(backbone)
+            self.attach_adapters()
         self.freeze_backbone()
         trainable = [p for p in self.parameters() if p.requires_grad]
         if type(self) is not FrozenBackbone and (
@@ -142,10 +145,9 @@ class FrozenBackbone(BaseModule):
         self.backbone = MODELS.build(ConfigDict(cfg))
         self._pretrained_file = pretrained_file(cfg)
         if hasattr(self.backbone, 'init_weights'):
-            with init_records_at_debug():
-                self.backbone.init_weights()
-                check_pretrained_loaded(self.backbone, self._pretrained_file,
-                                        _init_prefix(cfg))
+            self.backbone.init_weights()
+            check_pretrained_loaded(self.backbone, self._pretrained_file,
+                                    _init_prefix(cfg))
 
     def _take_built(self, backbone: nn.Module) -> None:
         """Take a built backbone with its weights (see the class
@@ -165,9 +167,8 @@ class FrozenBackbone(BaseModule):
                 'init_cfg but was not initialised: call its init_weights() '
                 'before wrapping it (or set its init_cfg to None if it holds '
                 'weights loaded otherwise)')
-        with init_records_at_debug():
-            check_pretrained_loaded(backbone, self._pretrained_file,
-                                    _init_prefix(init_cfg))
+        check_pretrained_loaded(backbone, self._pretrained_file,
+                                _init_prefix(init_cfg))
         if isinstance(backbone, BaseModule):
             # Its weights are final: a later init_weights() skips it.
             backbone._is_init = True

@@ -9,6 +9,7 @@ records go to the console: 225 lines for a 4-layer ViT. :func:`log_to_file`
 gives such tools the Runner's arrangement. A wrapper built in Python, with no
 log file at all, logs those records at DEBUG (:func:`init_records_at_debug`).
 """
+import io
 import itertools
 import logging
 import os
@@ -90,9 +91,24 @@ def init_records_at_debug() -> Iterator[None]:
 
     logger.addFilter(demote)
     try:
-        yield
+        # What mmengine print()s ("Loads checkpoint by ..."): DEBUG too.
+        with redirect_stdout(_DebugLines(logger)):
+            yield
     finally:
         logger.removeFilter(demote)
+
+
+class _DebugLines(io.TextIOBase):
+    """A text stream that logs each line written to it at DEBUG."""
+
+    def __init__(self, logger: logging.Logger):
+        self.logger = logger
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            if line.strip():
+                self.logger.debug(line)
+        return len(text)
 
 
 def temporary_log_file(prefix: str) -> str:

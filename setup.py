@@ -4,6 +4,7 @@ import shutil
 import sys
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 ROOT = osp.dirname(osp.abspath(__file__))
 
@@ -42,6 +43,25 @@ def add_mim_extension():
             shutil.copyfile(src, dst)
 
 
+class BuildPyWithPth(build_py):
+    """Also put ``mmpetl_bases.pth`` at the top of the wheel: installed in
+    site-packages, it lets ``_base_ = 'mmpetl::...'`` resolve in programs
+    that do not import mmpetl first (``_mmpetl_bases.py``)."""
+
+    PTH = 'mmpetl_bases.pth'
+
+    def run(self):
+        super().run()
+        self.copy_file(
+            osp.join(ROOT, self.PTH), osp.join(self.build_lib, self.PTH))
+
+    def get_outputs(self, include_bytecode=True):
+        return [
+            *super().get_outputs(include_bytecode),
+            osp.join(self.build_lib, self.PTH)
+        ]
+
+
 def get_version() -> str:
     """The version defined in mmpetl/version.py (without importing mmpetl,
     whose dependencies may not be installed yet)."""
@@ -76,13 +96,12 @@ if __name__ == '__main__':
         author='mmpetl contributors',
         keywords='computer vision, parameter-efficient transfer learning, '
         'adapters, re-parameterization, openmmlab',
-        license='Apache License 2.0',
+        license='Apache-2.0',
         license_files=['LICENSE'],
         classifiers=[
             'Development Status :: 4 - Beta',
             'Intended Audience :: Developers',
             'Intended Audience :: Science/Research',
-            'License :: OSI Approved :: Apache Software License',
             'Operating System :: OS Independent',
             'Programming Language :: Python :: 3',
             'Programming Language :: Python :: 3 :: Only',
@@ -93,6 +112,8 @@ if __name__ == '__main__':
             'Topic :: Scientific/Engineering :: Image Recognition',
         ],
         packages=find_packages(include=['mmpetl', 'mmpetl.*']),
+        py_modules=['_mmpetl_bases'],
+        cmdclass={'build_py': BuildPyWithPth},
         # mmpetl/.mim (MANIFEST.in): configs, tools, model-index.yml.
         include_package_data=True,
         # The pinned torch (tools/setup_env.sh) needs 3.10.

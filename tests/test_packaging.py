@@ -1,12 +1,14 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 """The wheel as the OpenMMLab toolboxes build it: configs and tools under
 mmpetl/.mim/, and ``_base_ = 'mmpetl::...'`` from a user's own project."""
+import hashlib
 import json
 import os
 import os.path as osp
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 
 import pytest
@@ -78,16 +80,24 @@ def check_user_model(report, site):
     assert report['logits'] == [2, 3]
 
 
-def test_wheel_carries_configs_and_tools_and_resolves_mmpetl_bases(
-        tmp_path):
-    source = clean_copy(tmp_path / 'source')
+@pytest.fixture(scope='module')
+def wheel(tmp_path_factory):
+    """The wheel of a clean copy of the repository, as ``pip wheel .``
+    builds it."""
+    tmp = tmp_path_factory.mktemp('wheel')
+    source = clean_copy(tmp / 'source')
     run([
         sys.executable, '-m', 'pip', 'wheel', '--no-deps',
         '--no-build-isolation', '--disable-pip-version-check', '-q', '-w',
-        str(tmp_path / 'dist'),
+        str(tmp / 'dist'),
         str(source)
     ])
-    wheel, = (tmp_path / 'dist').glob('mmpetl-*.whl')
+    wheel, = (tmp / 'dist').glob('mmpetl-*.whl')
+    return wheel
+
+
+def test_wheel_carries_configs_and_tools_and_resolves_mmpetl_bases(
+        wheel, tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     configs = {
         osp.relpath(osp.join(d, f), ROOT)
@@ -100,10 +110,21 @@ def test_wheel_carries_configs_and_tools_and_resolves_mmpetl_bases(
                  'python.sh', 'benchmarks/inference.py'):
         assert f'mmpetl/.mim/tools/{tool}' in names
     assert 'mmpetl/.mim/model-index.yml' in names
-    # Only the package at the top: no configs/, tools/ or tests/ there.
+    # Only the package at the top (and the start-up hook that resolves
+    # mmpetl:: bases): no configs/, tools/ or tests/ there.
     assert {n.split('/')[0] for n in names} == {
-        'mmpetl', wheel.name.split('-py')[0] + '.dist-info'
+        'mmpetl', wheel.name.split('-py')[0] + '.dist-info',
+        '_mmpetl_bases.py', 'mmpetl_bases.pth'
     }
+    metadata = zipfile.ZipFile(wheel).read(
+        wheel.name.split('-py')[0] + '.dist-info/METADATA').decode()
+    import mmpetl
+    for line in (f'Version: {mmpetl.__version__}', 'License: Apache-2.0',
+                 'License-File: LICENSE', 'Requires-Python: >=3.10',
+                 'Requires-Dist: scikit-learn', 'Provides-Extra: dense',
+                 'Provides-Extra: video', 'Provides-Extra: docs',
+                 'Provides-Extra: tests'):
+        assert line in metadata.splitlines(), line
 
     site = tmp_path / 'site'
     run([
@@ -113,6 +134,95 @@ def test_wheel_carries_configs_and_tools_and_resolves_mmpetl_bases(
         str(wheel)
     ])
     check_user_model(use_mmpetl_from(site, tmp_path), site)
+
+
+def tree_digest(folder):
+    """``{relative path: sha256}`` of every file under ``folder``."""
+    return {
+        osp.relpath(osp.join(d, f), folder):
+        hashlib.sha256(open(osp.join(d, f), 'rb').read()).hexdigest()
+        for d, _, files in os.walk(folder) for f in files
+    }
+
+
+def fresh_environment(wheel, tmp_path):
+    """A new ``python -m venv`` with the wheel installed, the project's
+    heavy dependencies (torch, the toolboxes) visible through a plain path
+    entry (which, unlike a site directory, runs none of its .pth files: the
+    project's editable mmpetl stays out). Returns (python, site-packages)."""
+    venv = tmp_path / 'venv'
+    run([sys.executable, '-m', 'venv', '--without-pip', str(venv)])
+    python = str(venv / 'bin' / 'python')
+    site = run([python, '-c', 'import sysconfig; '
+                'print(sysconfig.get_paths()["purelib"])']).stdout.strip()
+    deps = sysconfig.get_paths()['purelib']
+    with open(osp.join(site, 'project_dependencies.pth'), 'w') as f:
+        f.write(deps + '\n')
+    run([
+        sys.executable, '-m', 'pip', '--python', python, 'install',
+        '--no-deps', '--disable-pip-version-check', '-q',
+        str(wheel)
+    ])
+    return python, site
+
+
+def test_wheel_in_a_fresh_environment_runs_tools_outside_the_repository(
+        wheel, tmp_path):
+    """From a directory outside the repository, with only the wheel's
+    mmpetl: ``python -m mmpetl`` runs the tools, ``--help`` writes nothing,
+    vtab.py finds its configs in the package, outputs land under the
+    current directory, mmpretrain's own tool reads ``mmpetl::`` bases (and
+    cannot without the wheel's start-up hook), and the installed files
+    are the same after as before."""
+    python, site = fresh_environment(wheel, tmp_path)
+    project = tmp_path / 'project'
+    project.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+
+    def tool(*args, ok=True):
+        result = subprocess.run([python, *args], cwd=project, env=env,
+                                capture_output=True, text=True)
+        assert (result.returncode == 0) == ok, \
+            result.stdout[-3000:] + result.stderr[-3000:]
+        return result
+
+    installed = tree_digest(site)
+    where = tool('-c', 'import mmpetl, sys; print(mmpetl.__file__); '
+                 'print(any("editable" in type(f).__name__.lower() or '
+                 '"editable" in str(f) for f in sys.meta_path))').stdout
+    assert where.split() == [osp.join(site, 'mmpetl', '__init__.py'), 'False']
+
+    assert 'usage: compare.py' in tool('-m', 'mmpetl', 'suites/compare',
+                                       '--help').stdout
+    assert 'usage: reparam.py' in tool('-m', 'mmpetl', 'reparam',
+                                       '--help').stdout
+    assert os.listdir(project) == []  # --help has no side effects
+
+    # A real run: the default --config-dir (configs/vtab) from the package.
+    out = tool('-m', 'mmpetl', 'suites/vtab', '--dry-run', '--methods',
+               'repadapter', '--tasks', 'dtd', '--work-dir', 'runs').stdout
+    assert 'repadapter / dtd: top-1' in out
+    assert (project / 'runs' / 'results.md').is_file()
+    assert (project / 'runs' / 'repadapter' / 'dtd' / 'result.json').is_file()
+    assert os.listdir(project) == ['runs']
+
+    # mmpretrain's own tool reads the config before anything imports mmpetl.
+    (project / 'my_config.py').write_text(USER_CONFIG)
+    mmpretrain_tools = tool(
+        '-c', 'import mmpretrain, os; print(os.path.join(os.path.dirname('
+        'mmpretrain.__file__), ".mim", "tools"))').stdout.strip()
+    print_config = osp.join(mmpretrain_tools, 'misc', 'print_config.py')
+    printed = tool(print_config, 'my_config.py').stdout
+    assert "type='mmpetl.RepAdapterBackbone'" in printed
+    hook = osp.join(site, 'mmpetl_bases.pth')
+    os.rename(hook, hook + '.off')
+    try:
+        failed = tool(print_config, 'my_config.py', ok=False)
+    finally:
+        os.rename(hook + '.off', hook)
+    assert 'does not support to load mmpetl config' in failed.stderr
+
+    assert tree_digest(site) == installed
 
 
 def test_editable_install_links_configs(tmp_path):

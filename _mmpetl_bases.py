@@ -10,7 +10,7 @@ The wheel installs ``mmpetl_bases.pth``, which imports this module at
 interpreter start-up. It only waits (standard library only, no import of
 mmengine or torch): when ``mmengine.config.config`` is imported, it wraps
 ``Config._get_cfg_path`` so that the first ``mmpetl::`` path imports mmpetl,
-whose :func:`mmpetl.compat.register_config_package` resolves it (the one
+whose :func:`mmpetl.utils.compat.register_config_package` resolves it (the one
 implementation of ``mmpetl::``), and every other path goes to mmengine as
 before.
 """

@@ -1,19 +1,21 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 """mmpetl: parameter-efficient transfer learning for OpenMMLab 2.x.
 
-Importing mmpetl applies its compatibility fixes (:mod:`mmpetl.compat`) and
-registers its modules in the ``mmpetl`` scope; the names below are its
-Python API::
+Importing mmpetl applies its compatibility fixes
+(:mod:`mmpetl.utils.compat`) and registers its modules in the ``mmpetl``
+scope; the names below are its Python API::
 
     from mmpetl import RepAdapterBackbone, merge_adapters
     classifier.backbone = RepAdapterBackbone(backbone=classifier.backbone)
 """
-from .compat import apply_all as _apply_compat_fixes
+from .utils.compat import apply_all as _apply_compat_fixes
 from .version import __version__, version_info
 
 _apply_compat_fixes()
 
 # The wrappers register themselves in the ``mmpetl`` scope as they load.
+from .apis.reparam import reparameterize_checkpoint  # noqa: E402
+from .apis.serving import AdapterSwitcher  # noqa: E402
 from .models import (AdapterBackbone, AdaptFormerBackbone,  # noqa: E402
                      ARCBackbone, BitFitBackbone, ConvpassBackbone,
                      E3VABackbone, FacTBackbone, FrozenBackbone,
@@ -21,9 +23,7 @@ from .models import (AdapterBackbone, AdaptFormerBackbone,  # noqa: E402
                      MonaBackbone, PfeifferAdapterBackbone,
                      RepAdapterBackbone, SSFBackbone, VPTBackbone,
                      count_parameters, print_trainable_parameters)
-from .reparam import (merge_adapters, merge_blockers,  # noqa: E402
-                      reparameterize_checkpoint)
-from .serving import AdapterSwitcher  # noqa: E402
+from .models.merge import merge_adapters, merge_blockers  # noqa: E402
 
 __all__ = [
     '__version__', 'version_info', 'FrozenBackbone', 'AdapterBackbone',

@@ -14,7 +14,7 @@ from mmengine.logging import MMLogger
 from torch import nn
 
 import mmpetl
-from mmpetl.log_utils import init_records_at_debug, log_to_file
+from mmpetl.utils.log_utils import init_records_at_debug, log_to_file
 from mmpetl.models import AdaptedLinear, PretrainedLoadError
 from mmpetl.registry import MODELS
 

@@ -8,12 +8,12 @@ from mmengine.config import Config, ConfigDict
 from mmengine.registry import DefaultScope
 from torch import nn
 
+from mmpetl.apis.reparam import (adapter_wrappers_in_config,
+                                 max_relative_difference, stock_config)
 from mmpetl.models import AdaptedLinear, FrozenBackbone
+from mmpetl.models.merge import merge_adapters
 from mmpetl.registry import MODELS
-from mmpetl.reparam import (adapter_wrappers_in_config,
-                            max_relative_difference, merge_adapters,
-                            stock_config)
-from tests.helpers import randomize_adapters
+from tests.support.helpers import randomize_adapters
 
 METHODS = [
     dict(type='mmpetl.RepAdapterBackbone', scale=5.0),
@@ -41,7 +41,7 @@ def test_merged_model_matches_adapter_model(method, backbone, shape,
                                             request):
     backbone_cfg = request.getfixturevalue(backbone)
     model = _build(method, backbone_cfg).eval()
-    merged = merge_adapters(copy.deepcopy(model))
+    merged = merge_adapters(model)
     assert not any(isinstance(m, (AdaptedLinear, FrozenBackbone))
                    for m in merged.modules())
     inputs = torch.randn(2, *shape)
@@ -55,7 +55,7 @@ def test_merged_model_matches_adapter_model(method, backbone, shape,
 @pytest.mark.parametrize('method', METHODS[:2])
 def test_merged_model_is_the_stock_model(method, vit_cfg):
     model = _build(method, vit_cfg).eval()
-    merged = merge_adapters(copy.deepcopy(model))
+    merged = merge_adapters(model)
     stock = MODELS.build(copy.deepcopy(vit_cfg))
     assert type(merged) is type(stock)
     # Same keys and shapes: loads strictly into the stock backbone.
@@ -99,7 +99,7 @@ def test_merge_inside_a_classifier(vit_cfg):
 
 def test_merge_keeps_float64_exact(vit_cfg):
     model = _build(METHODS[1], vit_cfg).double().eval()
-    merged = merge_adapters(copy.deepcopy(model))
+    merged = merge_adapters(model)
     inputs = torch.randn(2, 3, 32, 32, dtype=torch.float64)
     assert max_relative_difference(model, merged, inputs) < 1e-12
 

@@ -10,15 +10,16 @@ import pytest
 import torch
 from torch import nn
 
-from mmpetl.checkpoint_io import CheckpointError
+from mmpetl.apis.reparam import (max_relative_difference,
+                                 reparameterize_checkpoint)
+from mmpetl.fileio.checkpoint_io import CheckpointError
 from mmpetl.models import (AdaptedModule, AttachSiteError, PETLModule,
                            PretrainedLoadError)
+from mmpetl.models.merge import merge_adapters, merge_blockers
 from mmpetl.registry import MODELS
-from mmpetl.reparam import (max_relative_difference, merge_adapters,
-                            merge_blockers, reparameterize_checkpoint)
-from tests.helpers import (TINY_DET_SWIN, TINY_SEG_SWIN, TINY_SWIN, TINY_VIT,
-                           pretrained_cfg)
-from tests.video_helpers import TINY_SWIN3D
+from tests.support.helpers import (TINY_DET_SWIN, TINY_SEG_SWIN, TINY_SWIN,
+                                   TINY_VIT, pretrained_cfg)
+from tests.support.video import TINY_SWIN3D
 
 REPADAPTER = dict(type='mmpetl.RepAdapterBackbone', scale=2.0)
 
@@ -124,7 +125,7 @@ def test_bias_free_sites_get_shift_free_adapters(cfg, shape, tmp_path):
             p.add_(0.1 * torch.randn_like(p))
     model.train()
     _backward(model, shape)  # first-step checks pass
-    merged = merge_adapters(copy.deepcopy(model))
+    merged = merge_adapters(model)
     assert max_relative_difference(model, merged, torch.randn(
         2, *shape)) < 1e-5
     assert any('without shift' in row['fold'] for row in model.site_table())

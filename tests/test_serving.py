@@ -7,6 +7,7 @@ import torch
 from mmengine.config import Config
 
 from mmpetl.checkpoint_io import CheckpointError
+from mmpetl.models import adapted_sites
 from mmpetl.reparam import build_model, reparameterize_checkpoint
 from mmpetl.serving import AdapterSwitcher
 from tests.helpers import TINY_VIT, pretrained_cfg, randomize_adapters
@@ -109,14 +110,21 @@ def test_memory_holds_the_backbone_once(tasks):
              if n.endswith(('attn.qkv', 'ffn.layers.0.0'))]
     assert memory['live'] == sum(
         p.numel() * p.element_size() for m in sites for p in m.parameters())
-    # Per task: adapters, ARC's shared projection, head.
-    expected_tasks = 0
+    # Per task: adapters, ARC's shared projection, head; prepared per site
+    # (a linear (out, in), rank r): W U (out, r), V^T (r, in), folded bias.
+    # Every task here has r = 8 (RepAdapter's default, ARC's hidden_dim).
+    expected_tasks = expected_folds = 0
     for spec in tasks.values():
         model = build_model(Config.fromfile(spec['config']))
         expected_tasks += sum(p.numel() * p.element_size()
                               for p in model.parameters() if p.requires_grad)
+        for site in adapted_sites(model).values():
+            (out, width), rank = site.weight.shape, 8
+            expected_folds += (out * rank + rank * width + out) * 4
     assert memory['tasks'] == expected_tasks
-    assert memory['total'] == backbone + memory['live'] + expected_tasks
+    assert memory['folds'] == expected_folds
+    assert memory['total'] == (backbone + memory['live'] + expected_tasks +
+                               expected_folds)
 
 
 def test_switcher_refuses_bad_tasks(tasks, tmp_path):

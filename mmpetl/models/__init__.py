@@ -1,6 +1,6 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 from .adapted_linear import (AdaptedLinear, FoldTarget, InputAffineSite,
-                             fold_adapter)
+                             LowRankFold, fold_adapter)
 from .adapted_module import AdaptedModule, ModuleSite
 from .adapter_backbone import AdapterBackbone, FrozenBackbone
 from .adapters import *  # noqa: F401,F403
@@ -10,13 +10,15 @@ from .attach_sites import (ATTACH_SITES, SITE_FORMS, AttachSite,
 from .mergeable_adapter import AffineStandIn, MergeableAdapter
 from .nonfoldable import NonFoldableSite, ParallelSite, SequentialSite
 from .output_affine import OutputAffineSite, ScaleShift
-from .petl import AdaptedSite, PETLModule, adapted_sites
+from .petl import (AdaptedSite, MergedFold, PETLModule, PreparedFold,
+                   adapted_sites)
 from .pretrained_check import PretrainedLoadError, check_pretrained_loaded
 from .site_check import AttachSiteError, check_sites
 from .weight_delta import DeltaLinear, WeightDelta
 
 __all__ = [
-    'PETLModule', 'AdaptedSite', 'adapted_sites', 'MergeableAdapter',
+    'PETLModule', 'AdaptedSite', 'adapted_sites', 'PreparedFold',
+    'MergedFold', 'LowRankFold', 'MergeableAdapter',
     'InputAffineSite', 'AdaptedLinear', 'ModuleSite', 'AdaptedModule',
     'fold_adapter', 'FoldTarget', 'OutputAffineSite', 'ScaleShift',
     'WeightDelta', 'DeltaLinear', 'NonFoldableSite', 'ParallelSite',

@@ -10,7 +10,7 @@ model. Adding a task prepares, per live module, what a switch to it
 writes (:meth:`~mmpetl.models.AdaptedSite.prepare_fold`): for a low-rank
 input-affine site (RepAdapter, ARC) ``W U`` and ``V^T`` in the weight's
 dtype and the folded biases, computed once from the originals; for other
-sites the merge of :func:`mmpetl.reparam.merge_adapters`, run at each
+sites the merge of :func:`mmpetl.models.merge.merge_adapters`, run at each
 switch; the originals of the modules the task leaves stock; its selected
 stock parameters (BitFit, LN-tuning). Switching to a task runs its prepared
 folds (for a low-rank site one pass over the original ``W`` writing
@@ -30,12 +30,14 @@ import torch
 from mmengine.config import Config
 from torch import Tensor, nn
 
-from .checkpoint_io import (CheckpointError, first_line, load_checkpoint_file,
-                            load_config_file, load_matching_state_dict,
-                            model_state_dict)
-from .models import AdaptedSite, FrozenBackbone, PreparedFold
-from .reparam import (build_model, is_merged_checkpoint, merge_adapters,
-                      merge_blockers)
+from ..fileio.checkpoint_io import (CheckpointError, first_line,
+                                    load_checkpoint_file, load_config_file,
+                                    load_matching_state_dict,
+                                    model_state_dict)
+from ..models import AdaptedSite, FrozenBackbone, PreparedFold
+from ..models.merge import merge_adapters, merge_blockers
+from ..utils.errors import UnknownNameError
+from .reparam import build_model, is_merged_checkpoint
 
 
 def tensor_nbytes(tensors: Iterable[Tensor]) -> int:
@@ -293,7 +295,7 @@ class AdapterSwitcher:
             nn.Module: The live stock model, in eval mode.
         """
         if name not in self._tasks:
-            raise KeyError(f'no task {name!r}; loaded: {self.tasks}')
+            raise UnknownNameError(f'no task {name!r}; loaded: {self.tasks}')
         task = self._tasks[name]
         for fold in task.folds.values():
             fold()

@@ -9,12 +9,15 @@ from mmengine.config import Config
 from mmpetl.apis.reparam import build_model, reparameterize_checkpoint
 from mmpetl.apis.serving import AdapterSwitcher
 from mmpetl.fileio.checkpoint_io import CheckpointError
+from mmpetl.models import InputAffineSite, adapted_sites
 from tests.support.helpers import TINY_VIT, pretrained_cfg, randomize_adapters
 
 TASKS = dict(
     rep=dict(type='mmpetl.RepAdapterBackbone', scale=1.0, classes=3),
     arc=dict(type='mmpetl.ARCBackbone', hidden_dim=8, classes=5),
-    rep_attn=dict(type='mmpetl.RepAdapterBackbone', sites='attn', classes=2))
+    rep_attn=dict(type='mmpetl.RepAdapterBackbone', sites='attn', classes=2),
+    # Weight delta: folds through merged() at each switch (MergedFold).
+    lora=dict(type='mmpetl.LoRABackbone', classes=4))
 
 
 def task_config(backbone, spec):
@@ -62,7 +65,7 @@ def test_switching_is_bit_identical_and_equals_merged(tasks):
     originals = {k: v.clone() for k, v in switcher._originals.items()}
     inputs = torch.randn(2, 3, 32, 32)
     first = {}
-    for name in ('rep', 'arc', 'rep_attn', 'rep', 'arc', 'rep_attn'):
+    for name in ('rep', 'arc', 'rep_attn', 'lora') * 2:
         model = switcher.switch(name)
         assert switcher.active == name
         state = snapshot(model)
@@ -92,6 +95,14 @@ def test_switching_is_bit_identical_and_equals_merged(tasks):
     # rep_attn adapts no FFN: its fc1 holds the original weight.
     key = 'backbone.layers.0.ffn.layers.0.0.weight'
     assert torch.equal(first['rep_attn'][key], originals[key])
+    # Added first, rep_attn gets the fc1 sites that rep adds later (their
+    # originals); rep folds them as in the switcher above.
+    later = AdapterSwitcher()
+    for name in ('rep_attn', 'rep'):
+        later.add_task(name, tasks[name]['config'], tasks[name]['checkpoint'])
+    for name in ('rep', 'rep_attn', 'rep'):
+        state = snapshot(later.switch(name))
+        assert all(torch.equal(state[k], first[name][k]) for k in state)
 
 
 def test_memory_holds_the_backbone_once(tasks):
@@ -109,14 +120,23 @@ def test_memory_holds_the_backbone_once(tasks):
              if n.endswith(('attn.qkv', 'ffn.layers.0.0'))]
     assert memory['live'] == sum(
         p.numel() * p.element_size() for m in sites for p in m.parameters())
-    # Per task: adapters, ARC's shared projection, head.
-    expected_tasks = 0
+    # Per task: adapters, ARC's shared projection, head; prepared per site
+    # (a linear (out, in), rank r): W U (out, r), V^T (r, in), folded bias.
+    # Every task here has r = 8 (RepAdapter's default, ARC's hidden_dim).
+    expected_tasks = expected_folds = 0
     for spec in tasks.values():
         model = build_model(Config.fromfile(spec['config']))
         expected_tasks += sum(p.numel() * p.element_size()
                               for p in model.parameters() if p.requires_grad)
+        for site in adapted_sites(model).values():
+            if not isinstance(site, InputAffineSite):
+                continue  # LoRA: merged at each switch, nothing prepared
+            (out, width), rank = site.weight.shape, 8
+            expected_folds += (out * rank + rank * width + out) * 4
     assert memory['tasks'] == expected_tasks
-    assert memory['total'] == backbone + memory['live'] + expected_tasks
+    assert memory['folds'] == expected_folds
+    assert memory['total'] == (backbone + memory['live'] + expected_tasks +
+                               expected_folds)
 
 
 def test_switcher_refuses_bad_tasks(tasks, tmp_path):

@@ -6,17 +6,21 @@ from the same pre-trained backbone share all its weights but the few they
 change: :class:`AdapterSwitcher` keeps that backbone once (the *untouched
 originals*), keeps of each task only its adapters and everything outside
 the backbone (head, neck, data preprocessor), and serves one *live* stock
-model. Switching to a task folds that task's sites, computed from the
-originals, into the live weights through each site's ``merged()`` (the
-merge of :func:`mmpetl.models.merge.merge_adapters`; low-rank forms stay
-low-rank: ``W + (W U) V^T`` for a RepAdapter, ``W + s B A`` for LoRA),
-copies its selected stock parameters (BitFit, LN-tuning), and puts the
-task's head in place.
+model. Adding a task prepares, per live module, what a switch to it
+writes (:meth:`~mmpetl.models.AdaptedSite.prepare_fold`): for a low-rank
+input-affine site (RepAdapter, ARC) ``W U`` and ``V^T`` in the weight's
+dtype and the folded biases, computed once from the originals; for other
+sites the merge of :func:`mmpetl.models.merge.merge_adapters`, run at each
+switch; the originals of the modules the task leaves stock; its selected
+stock parameters (BitFit, LN-tuning). Switching to a task runs its prepared
+folds (for a low-rank site one pass over the original ``W`` writing
+``W + (W U) V^T`` into the live weight) and puts the task's head in place.
 
-Because every switch starts from the originals, switching back to a task
-gives bit-identical weights, equal to that task's merged checkpoint. Memory:
-the backbone once, plus a second copy of the linears that adapters fold into
-(the live ones), plus each task's adapters and head.
+Because every switch writes from the originals and the prepared terms,
+switching back to a task gives bit-identical weights, equal to that task's
+merged checkpoint. Memory: the backbone once, plus a second copy of the
+linears that adapters fold into (the live ones), plus each task's adapters
+and head, plus its prepared ``W U`` (``out x r`` per low-rank site).
 """
 from collections import OrderedDict
 from typing import Dict, Iterable, List, Optional, Union
@@ -29,7 +33,7 @@ from ..fileio.checkpoint_io import (CheckpointError, first_line,
                                     load_checkpoint_file, load_config_file,
                                     load_matching_state_dict,
                                     model_state_dict)
-from ..models import AdaptedSite, FrozenBackbone
+from ..models import AdaptedSite, FrozenBackbone, PreparedFold
 from ..models.merge import merge_adapters, merge_blockers
 from ..utils.errors import UnknownNameError
 from .reparam import build_model, is_merged_checkpoint
@@ -120,8 +124,9 @@ def _task_sites(model: nn.Module) -> Dict[str, nn.Module]:
 
 class _Task:
     """One task: its adapter model (frozen tensors shared with the
-    originals), what it changes in the backbone by stock path, and its
-    modules outside the backbone by name."""
+    originals), what it changes in the backbone by stock path, its modules
+    outside the backbone by name, and per live module (by stock path) what
+    a switch to it writes there."""
 
     def __init__(self, model: nn.Module, shared_name: str):
         self.model = model
@@ -129,6 +134,7 @@ class _Task:
         self.modules = OrderedDict((name, child)
                                    for name, child in model.named_children()
                                    if name != shared_name)
+        self.folds: Dict[str, PreparedFold] = OrderedDict()
 
 
 class AdapterSwitcher:
@@ -208,6 +214,12 @@ class AdapterSwitcher:
         task = _Task(model, shared_name)
         for path in task.sites:
             self._own_live_site(path)
+        # Every task (this one, and the earlier ones for the live modules
+        # this one adds) gets a prepared fold per live module.
+        for each in (*self._tasks.values(), task):
+            for path, live in self._live_sites.items():
+                if path not in each.folds:
+                    each.folds[path] = self._prepare(each, path, live)
         self._tasks[name] = task
 
     def _start(self, model: nn.Module, frozen: Dict[str, Tensor],
@@ -256,6 +268,22 @@ class AdapterSwitcher:
             tensor.data = tensor.data.clone()
         self._live_sites[path] = module
 
+    def _prepare(self, task: _Task, path: str,
+                 live: nn.Module) -> PreparedFold:
+        """What a switch to ``task`` writes into the live module at
+        ``path``: the site's prepared fold, the stock tensors of the module
+        owning selected parameters, or the originals."""
+        adapted = task.sites.get(path)
+        if isinstance(adapted, AdaptedSite):
+            return adapted.prepare_fold(live)
+        if adapted is None:
+            source = {key: self._originals[f'{path}.{key}']
+                      for key in live.state_dict()}
+        else:  # owner of selected parameters: already stock
+            source = adapted.state_dict(keep_vars=True)
+        return PreparedFold([(tensor, source[key]) for key, tensor in
+                             live.state_dict(keep_vars=True).items()])
+
     @torch.no_grad()
     def switch(self, name: str) -> nn.Module:
         """Fold task ``name``'s adapters into the live weights, from the
@@ -268,42 +296,37 @@ class AdapterSwitcher:
         if name not in self._tasks:
             raise UnknownNameError(f'no task {name!r}; loaded: {self.tasks}')
         task = self._tasks[name]
-        for path, live in self._live_sites.items():
-            adapted = task.sites.get(path)
-            if adapted is None:
-                state = self._original_state(path, live)
-            elif isinstance(adapted, AdaptedSite):
-                adapted.fold_into(live)
-                continue
-            else:  # owner of selected parameters: already stock
-                state = adapted.state_dict()
-            live.load_state_dict(state, strict=True)
+        for fold in task.folds.values():
+            fold()
         for child, module in task.modules.items():
             setattr(self.model, child, module)
         self.active = name
         return self.model.eval()
 
-    def _original_state(self, path: str,
-                        live: nn.Module) -> Dict[str, Tensor]:
-        return OrderedDict((key, self._originals[f'{path}.{key}'])
-                           for key in live.state_dict())
-
     def memory(self) -> Dict[str, int]:
         """Bytes held, by part: ``backbone`` (the originals), ``tasks``
-        (adapters and heads of all tasks), ``live`` (the live model's own
-        storage: the linears that switches write) and ``total`` (distinct
-        storages of all)."""
-        originals = list(self._originals.values())
+        (adapters and heads of all tasks), ``folds`` (what the tasks'
+        prepared folds hold besides: ``W U``, ``V^T`` and folded biases of
+        low-rank sites), ``live`` (the live model's own storage: the modules
+        that switches write) and ``total`` (distinct storages of all)."""
+        parts = [list(self._originals.values())]
         tasks = [task.model for task in self._tasks.values()]
-        backbone = tensor_nbytes(originals)
-        with_tasks = tensor_nbytes([*originals, *_tensors_of(*tasks)])
-        total = tensor_nbytes(
-            [*originals, *_tensors_of(*tasks, *filter(None, [self.model]))])
+        parts.append(list(_tensors_of(*tasks)))
+        parts.append([
+            tensor for task in self._tasks.values()
+            for fold in task.folds.values() for tensor in fold.tensors()
+        ])
+        parts.append(list(_tensors_of(*filter(None, [self.model]))))
+        sizes, held = [], []
+        for part in parts:
+            held += part
+            sizes.append(tensor_nbytes(held))
         return dict(
-            backbone=backbone,
-            tasks=with_tasks - backbone,
-            live=total - with_tasks,
-            total=total)
+            backbone=sizes[0],
+            tasks=sizes[1] - sizes[0],
+            folds=sizes[2] - sizes[1],
+            live=sizes[3] - sizes[2],
+            total=sizes[3])
 
 
 __all__ = ['AdapterSwitcher', 'tensor_nbytes']

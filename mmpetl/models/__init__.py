@@ -1,6 +1,6 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 from .adapted_linear import (AdaptedLinear, FoldTarget, InputAffineSite,
-                             fold_adapter)
+                             LowRankFold, fold_adapter)
 from .adapted_module import AdaptedModule, ModuleSite
 from .adapter_backbone import AdapterBackbone, BackboneArg, FrozenBackbone
 from .adapters import *  # noqa: F401,F403
@@ -12,13 +12,15 @@ from .nonfoldable import NonFoldableSite, ParallelSite, SequentialSite
 from .output_affine import OutputAffineSite, ScaleShift
 from .parameter_count import (count_parameters, print_trainable_parameters,
                               trainable_summary)
-from .petl import AdaptedSite, PETLModule, adapted_sites
+from .petl import (AdaptedSite, MergedFold, PETLModule, PreparedFold,
+                   adapted_sites)
 from .pretrained_check import PretrainedLoadError, check_pretrained_loaded
 from .site_check import AttachSiteError, check_sites
 from .weight_delta import DeltaLinear, WeightDelta
 
 __all__ = [
-    'PETLModule', 'AdaptedSite', 'adapted_sites', 'MergeableAdapter',
+    'PETLModule', 'AdaptedSite', 'adapted_sites', 'PreparedFold',
+    'MergedFold', 'LowRankFold', 'MergeableAdapter',
     'InputAffineSite', 'AdaptedLinear', 'ModuleSite', 'AdaptedModule',
     'fold_adapter', 'FoldTarget', 'OutputAffineSite', 'ScaleShift',
     'WeightDelta', 'DeltaLinear', 'NonFoldableSite', 'ParallelSite',

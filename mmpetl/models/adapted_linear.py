@@ -1,46 +1,61 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .mergeable_adapter import AffineStandIn, MergeableAdapter
-from .petl import AdaptedSite
+from .petl import AdaptedSite, PreparedFold
 
 
 @torch.no_grad()
-def fold_adapter(weight: Tensor,
-                 adapter: MergeableAdapter,
-                 out: Optional[Tensor] = None) -> Tensor:
-    """Fold ``adapter`` into a linear's ``weight`` (out, in): write ``W M``
-    into ``out`` (default: ``weight`` itself, in place).
+def low_rank_terms(weight: Tensor,
+                   factors: Tuple[Tensor, Tensor, Tensor]
+                   ) -> Tuple[Tensor, Tensor, Tensor]:
+    """The terms of the rank-r fold of ``M = I + U V^T``, ``m`` into a
+    weight ``W`` (out, in): ``(W U, V^T, W m)``.
 
-    With ``a(x) = M x + m``: returns ``W m``
-    (float64), what the adapter adds to the linear's bias. An adapter with
-    :meth:`~MergeableAdapter.low_rank` factors ``M = I + U V^T`` folds as the
-    rank-r update ``W += (W U) V^T`` in the weight's dtype (one rounding of
-    each entry, no ``(in, in)`` matrix: what makes serving's switches
-    cheap); a dense ``M`` is applied in float64 and cast back.
+    Args:
+        weight (Tensor): ``W``, (out, in).
+        factors (tuple[Tensor]): ``(U, V, m)`` of
+            :meth:`MergeableAdapter.low_rank`: (in, r), (in, r), (in, ).
+
+    Returns:
+        tuple[Tensor]: ``W U`` (out, r) and ``V^T`` (r, in), contiguous, in
+        the weight's dtype (``W U`` and ``W m`` computed in one pass over
+        ``W``), and ``W m`` (out, ) in float64.
     """
-    out = weight if out is None else out
+    up, down, shift = (f.to(weight.dtype) for f in factors)
+    product = weight @ torch.cat([up, shift[:, None]], dim=1)
+    return (product[:, :-1].contiguous(), down.t().contiguous(),
+            product[:, -1].double())
+
+
+@torch.no_grad()
+def fold_adapter(weight: Tensor, adapter: MergeableAdapter) -> Tensor:
+    """Fold ``adapter`` into a linear's ``weight`` (out, in) in place:
+    ``W <- W M``.
+
+    With ``a(x) = M x + m``: returns ``W m`` (float64), what the adapter
+    adds to the linear's bias. An adapter with
+    :meth:`~MergeableAdapter.low_rank` factors ``M = I + U V^T`` folds as the
+    rank-r update ``W += (W U) V^T`` in the weight's dtype
+    (:func:`low_rank_terms`; one rounding of each entry, no ``(in, in)``
+    matrix); a dense ``M`` is applied in float64 and cast back.
+    """
     factors = adapter.low_rank()
     if factors is None:
         matrix, shift = adapter.affine()
         full = weight.double()
         shift = full @ shift
-        out.copy_(full @ matrix)
+        weight.copy_(full @ matrix)
         return shift
-    up, down, shift = (f.to(weight.dtype) for f in factors)
-    # W U and W m in one pass over W.
-    product = weight @ torch.cat([up, shift[:, None]], dim=1)
-    if out is weight:
-        weight.addmm_(product[:, :-1], down.t())
-    else:
-        torch.addmm(weight, product[:, :-1], down.t(), out=out)
-    return product[:, -1].double()
+    product, down_t, shift = low_rank_terms(weight, factors)
+    weight.addmm_(product, down_t)
+    return shift
 
 
 def find_parameter(module: nn.Module, path: str) -> Optional[nn.Parameter]:
@@ -84,40 +99,32 @@ class FoldTarget:
             return None
         return f'{owner}.bias' if owner else 'bias'
 
-    def sinks(self, module: nn.Module) -> Optional[List[Optional[Tensor]]]:
-        """The parameters ``W m`` goes to, one per chunk (None: dropped);
-        None when the module has no bias to take it."""
+    def sink_paths(self,
+                   module: nn.Module) -> Optional[Tuple[Optional[str], ...]]:
+        """Paths of the parameters ``W m`` goes to, one per chunk (None:
+        dropped); None when the module has no bias to take it."""
         named = [n for n in self.bias_sink if n is not None]
-        if named:
-            params = [find_parameter(module, n) for n in named]
-            if all(p is not None for p in params):
-                found = iter(params)
-                return [None if n is None else next(found)
-                        for n in self.bias_sink]
+        if named and all(find_parameter(module, n) is not None
+                         for n in named):
+            return self.bias_sink
         sibling = self.sibling_bias()
-        param = find_parameter(module, sibling) if sibling else None
-        return None if param is None else [param]
+        if sibling is not None and find_parameter(module, sibling) \
+                is not None:
+            return (sibling, )
+        return None
 
-    @torch.no_grad()
-    def fold(self,
-             module: nn.Module,
-             adapter: MergeableAdapter,
-             source: Optional[nn.Module] = None) -> None:
-        """Fold ``adapter`` into ``module``'s parameters: the folded
-        weight and bias sink of ``source`` (default: ``module`` itself, in
-        place), a module of the same layout, are written into ``module``'s.
+    def folded_biases(self, module: nn.Module,
+                      shift: Tensor) -> Dict[str, Tensor]:
+        """Path -> folded value of each bias sink of ``module``: the
+        parameter plus its chunk of ``shift`` (``W m``, float64, cast to
+        the parameter's dtype).
 
         Raises:
             ValueError: If ``W m`` is non-zero and the module has no bias
                 to take it, or a bias sink has the wrong shape.
         """
-        source = module if source is None else source
-        weight = find_parameter(module, self.weight)
-        sinks = self.sinks(module)
-        source_sinks = self.sinks(source)
-        shift = fold_adapter(find_parameter(source, self.weight), adapter,
-                             out=weight)
-        if sinks is None:
+        paths = self.sink_paths(module)
+        if paths is None:
             if bool(shift.abs().max() > 0):
                 named = [n for n in self.bias_sink if n]
                 raise ValueError(
@@ -126,29 +133,73 @@ class FoldTarget:
                     (f' and the module has no {" / ".join(named)} (built '
                      'without qkv bias?)' if named else
                      ' (a linear without bias)'))
-        else:
-            for sink, src, chunk in zip(sinks, source_sinks,
-                                        shift.chunk(len(sinks))):
-                if sink is None:
-                    continue
-                if sink.shape != chunk.shape:
-                    raise ValueError(
-                        f'bias sink of {type(module).__name__}.{self.weight}'
-                        f' has shape {tuple(sink.shape)}, not that of its '
-                        f'chunk {tuple(chunk.shape)}')
-                torch.add(src, chunk.to(sink.dtype), out=sink)
+            return {}
+        folded = {}
+        for path, chunk in zip(paths, shift.chunk(len(paths))):
+            if path is None:
+                continue
+            sink = find_parameter(module, path)
+            if sink.shape != chunk.shape:
+                raise ValueError(
+                    f'bias sink of {type(module).__name__}.{self.weight}'
+                    f' has shape {tuple(sink.shape)}, not that of its '
+                    f'chunk {tuple(chunk.shape)}')
+            folded[path] = sink + chunk.to(sink.dtype)
+        return folded
+
+    @torch.no_grad()
+    def fold(self, module: nn.Module, adapter: MergeableAdapter) -> None:
+        """Fold ``adapter`` into ``module``'s parameters, in place.
+
+        Raises:
+            ValueError: See :meth:`folded_biases`.
+        """
+        shift = fold_adapter(find_parameter(module, self.weight), adapter)
+        for path, value in self.folded_biases(module, shift).items():
+            find_parameter(module, path).copy_(value)
 
     def describe(self, module: nn.Module) -> str:
         """E.g. ``'qkv.weight; bias -> q_bias | dropped | v_bias'``."""
-        sinks = self.sinks(module)
-        if sinks is None:
+        paths = self.sink_paths(module)
+        if paths is None:
             bias = 'no bias (shift must be zero)'
-        elif len(sinks) == 1 and not self.bias_sink:
+        elif len(paths) == 1 and not self.bias_sink:
             bias = f'bias -> {self.sibling_bias()}'
         else:
             bias = 'bias -> ' + ' | '.join(n or 'dropped'
                                            for n in self.bias_sink)
         return f'{self.weight}; {bias}'
+
+
+class LowRankFold(PreparedFold):
+    """A prepared rank-r fold into a live weight: each call copies
+    ``copies`` (the site's other stock tensors, its folded bias sinks) and
+    writes ``W + P V^T`` into ``out`` in one ``addmm`` from the original
+    ``W``, so every call gives the same bits.
+
+    Args:
+        copies (list[tuple[Tensor, Tensor]]): ``(destination, source)``.
+        weight (Tensor): The original ``W`` (out, in).
+        product (Tensor): ``P = W U`` (out, r).
+        down_t (Tensor): ``V^T`` (r, in).
+        out (Tensor): The live weight.
+    """
+
+    def __init__(self, copies, weight: Tensor, product: Tensor,
+                 down_t: Tensor, out: Tensor):
+        super().__init__(copies)
+        self.weight = weight
+        self.product = product
+        self.down_t = down_t
+        self.out = out
+
+    @torch.no_grad()
+    def __call__(self) -> None:
+        super().__call__()
+        torch.addmm(self.weight, self.product, self.down_t, out=self.out)
+
+    def tensors(self) -> List[Tensor]:
+        return [*super().tensors(), self.weight, self.product, self.down_t]
 
 
 class InputAffineSite(AdaptedSite):
@@ -188,18 +239,34 @@ class InputAffineSite(AdaptedSite):
         return self.rewrap(stock, stand_in.to(device)).eval()
 
     @torch.no_grad()
-    def fold_into(self, target: nn.Module) -> None:
-        """The site's stock tensors but the fold weight copied into
-        ``target``, and the folded weight and bias written there from this
-        site's: the arithmetic of :meth:`merged`, without a module or a
-        copy of the weight."""
+    def prepare_fold(self, target: nn.Module) -> PreparedFold:
+        """With :meth:`~MergeableAdapter.low_rank` factors, a
+        :class:`LowRankFold`: ``W U``, ``V^T`` and the folded bias sinks
+        computed once, from this site's tensors; each call writes ``W +
+        (W U) V^T`` and copies the rest (:meth:`merged`'s arithmetic, without
+        a module or a copy of the weight). A dense adapter merges at each
+        call.
+
+        Raises:
+            ValueError: If the site does not fold (see :meth:`merged`).
+        """
         self.refuse_merge()
-        state = target.state_dict()
-        for key, tensor in self.state_dict().items():
-            if not key.startswith('adapter.') and key != \
-                    self.fold_target.weight:
-                state[key].copy_(tensor)
-        self.fold_target.fold(target, self.adapter, source=self)
+        factors = self.adapter.low_rank()
+        if factors is None:
+            return super().prepare_fold(target)
+        fold = self.fold_target
+        weight = find_parameter(self, fold.weight)
+        product, down_t, shift = low_rank_terms(weight, factors)
+        sources = {
+            key: tensor
+            for key, tensor in self.state_dict(keep_vars=True).items()
+            if not key.startswith('adapter.') and key != fold.weight
+        }
+        sources.update(fold.folded_biases(self, shift))
+        live = target.state_dict(keep_vars=True)
+        return LowRankFold([(live[key], source)
+                            for key, source in sources.items()],
+                           weight, product, down_t, live[fold.weight])
 
     @torch.no_grad()
     def merged(self) -> nn.Module:

@@ -357,7 +357,7 @@ def _make_site(path: str, kind: str, group: str, module: nn.Module,
     linear = (isinstance(module, nn.Linear) and target.weight == 'weight'
               and not target.bias_sink and not spec.inputs)
     # No bias to take W m (qkv_bias=False): a shift-free adapter folds.
-    shift = spec.shift and target.sinks(module) is not None
+    shift = spec.shift and target.sink_paths(module) is not None
     return AttachSite(path, kind, group, weight.shape[1], target, spec.inputs,
                       shift, linear)
 

@@ -65,11 +65,18 @@ class AdaptedSite(nn.Module):
         mode (dropout off), or raise :class:`ValueError` naming why it
         cannot (see :meth:`not_mergeable_reason`)."""
 
-    @torch.no_grad()
-    def fold_into(self, target: nn.Module) -> None:
-        """Write :meth:`merged`'s tensors into ``target``, a module of the
-        stock layout (serving's live copy), bit for bit."""
-        target.load_state_dict(self.merged().state_dict())
+    def prepare_fold(self, target: nn.Module) -> 'PreparedFold':
+        """A :class:`PreparedFold` that writes :meth:`merged`'s tensors into
+        ``target``, a module of the stock layout (serving's live copy), each
+        time it is called. Subclasses compute once here what does not change
+        between calls (the site is frozen while it serves). Default: merge
+        at each call.
+
+        Raises:
+            ValueError: If the site does not fold.
+        """
+        self.refuse_merge()
+        return MergedFold(self, target)
 
     def not_mergeable_reason(self) -> Optional[str]:
         """None when :meth:`merged` is exact; otherwise why not, in one
@@ -103,6 +110,41 @@ class AdaptedSite(nn.Module):
         reason = self.not_mergeable_reason()
         if reason is not None:
             raise ValueError(reason)
+
+
+class PreparedFold:
+    """Writes one site's fold (or any fixed tensors) into a module of the
+    stock layout when called: the tensors of ``copies``, ``(destination,
+    source)`` pairs, copied in order. Subclasses add computed parts.
+
+    Args:
+        copies (list[tuple[Tensor, Tensor]]): ``(destination, source)``.
+    """
+
+    def __init__(self, copies=()):
+        self.copies = list(copies)
+
+    @torch.no_grad()
+    def __call__(self) -> None:
+        for destination, source in self.copies:
+            destination.copy_(source)
+
+    def tensors(self) -> 'list[torch.Tensor]':
+        """The tensors it reads from (for memory accounting)."""
+        return [source for _, source in self.copies]
+
+
+class MergedFold(PreparedFold):
+    """Writes ``site.merged()``'s tensors into ``target`` when called."""
+
+    def __init__(self, site: AdaptedSite, target: nn.Module):
+        super().__init__()
+        self.site = site
+        self.target = target
+
+    @torch.no_grad()
+    def __call__(self) -> None:
+        self.target.load_state_dict(self.site.merged().state_dict())
 
 
 def adapted_sites(module: nn.Module) -> 'dict[str, AdaptedSite]':

@@ -11,7 +11,11 @@ task an adapter config and checkpoint (RepAdapter and ARC in turn, adapters
 moved off the identity, a head of its own) and its merged checkpoint.
 Loading a merged checkpoint is timed from the file (in the page cache: the
 best case) into an already built stock model (``torch.load`` and
-``load_state_dict``).
+``load_state_dict``). A switch is timed from the call to
+``AdapterSwitcher.switch`` to its return (the folds prepared when the tasks
+were added: ``W U``, ``V^T``, folded biases; each switch writes
+``W + (W U) V^T`` from the originals and copies the rest). Ratios are of
+medians over all rounds and tasks; the medians per method are printed too.
 """
 import argparse
 import statistics
@@ -95,11 +99,15 @@ def main():
         merged_bytes = [tensor_nbytes([*m.parameters(), *m.buffers()])
                         for m in stock_models]
         switch_times, load_times = [], []
+        by_method = {m['type']: [] for m in METHODS[:len(tasks)]}
         for _ in range(args.rounds):
-            for name, task, stock in zip(names, tasks, stock_models):
+            for i, (name, task, stock) in enumerate(
+                    zip(names, tasks, stock_models)):
                 start = time.perf_counter()
                 switcher.switch(name)
                 switch_times.append(time.perf_counter() - start)
+                by_method[METHODS[i % len(METHODS)]['type']].append(
+                    switch_times[-1])
                 start = time.perf_counter()
                 stock.load_state_dict(model_state_dict(
                     load_checkpoint_file(task['merged'])), strict=True)
@@ -114,13 +122,18 @@ def main():
           'medians')
     print(f'switch task (fold adapters from the originals, swap head): '
           f'{switch * 1e3:8.1f} ms')
+    for method, times in by_method.items():
+        median = statistics.median(times)
+        print(f'  {method.split(".")[-1] + " tasks:":54s} '
+              f'{median * 1e3:8.1f} ms ({median / load:.2f} of load)')
     print(f'load a merged checkpoint into a built model:             '
           f'{load * 1e3:8.1f} ms')
     print(f'switch / load = {switch / load:.2f}')
     print(f'memory, {n} tasks on one backbone: {memory["total"] / mib:8.1f} '
           f'MiB (backbone {memory["backbone"] / mib:.1f}, live folded '
           f'linears {memory["live"] / mib:.1f}, adapters and heads '
-          f'{memory["tasks"] / mib:.1f})')
+          f'{memory["tasks"] / mib:.1f}, prepared folds '
+          f'{memory["folds"] / mib:.1f})')
     print(f'memory, {n} merged models:         '
           f'{sum(merged_bytes) / mib:8.1f} MiB')
     print(f'ratio = {memory["total"] / sum(merged_bytes):.2f}')

@@ -8,7 +8,8 @@ from .adapters import __all__ as _methods
 from .attach_sites import (ATTACH_SITES, SITE_FORMS, AttachSite,
                            ModuleInputSite, find_attach_sites)
 from .mergeable_adapter import AffineStandIn, MergeableAdapter
-from .nonfoldable import NonFoldableSite, ParallelSite, SequentialSite
+from .nonfoldable import (NonFoldableSite, ParallelSite, SequentialSite,
+                          StreamParallelSite)
 from .output_affine import OutputAffineSite, ScaleShift
 from .petl import AdaptedSite, PETLModule, adapted_sites
 from .pretrained_check import PretrainedLoadError, check_pretrained_loaded
@@ -20,7 +21,7 @@ __all__ = [
     'InputAffineSite', 'AdaptedLinear', 'ModuleSite', 'AdaptedModule',
     'fold_adapter', 'FoldTarget', 'OutputAffineSite', 'ScaleShift',
     'WeightDelta', 'DeltaLinear', 'NonFoldableSite', 'ParallelSite',
-    'SequentialSite', 'AffineStandIn', 'AttachSiteError',
+    'StreamParallelSite', 'SequentialSite', 'AffineStandIn', 'AttachSiteError',
     'check_sites', 'PretrainedLoadError', 'check_pretrained_loaded',
     'FrozenBackbone', 'AdapterBackbone', 'ATTACH_SITES', 'SITE_FORMS',
     'AttachSite', 'ModuleInputSite', 'find_attach_sites', *_methods

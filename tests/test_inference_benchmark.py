@@ -7,7 +7,7 @@ import json
 import re
 
 from mmpetl.benchmarks.methods import METHODS
-from tests.test_tools import run_tool
+from tests.support.tools import run_tool
 
 FOLDABLE = {'repadapter', 'arc', 'lora', 'dora', 'ssf', 'bitfit',
             'ln-tuning', 'fact-tt', 'fact-tk'}

@@ -29,11 +29,12 @@ from mmengine.logging import MMLogger
 from torch import nn
 
 import mmpetl  # noqa: F401
+from mmpetl.apis.reparam import example_inputs
 from mmpetl.benchmarks.latency import BENCHMARK_MODELS, time_rounds
 from mmpetl.benchmarks.methods import METHODS
 from mmpetl.models import FrozenBackbone, ModuleSite
+from mmpetl.models.merge import merge_adapters, merge_blockers
 from mmpetl.registry import MODELS
-from mmpetl.reparam import example_inputs, merge_adapters, merge_blockers
 
 
 def parse_args(argv=None):
@@ -167,7 +168,7 @@ def main(argv=None):
             try:
                 arch = json.loads(arch)
             except ValueError as error:
-                print(f'--arch {args.arch!r} is no JSON object ({error}); '
+                print(f'error: --arch {args.arch!r} is no JSON object ({error}); '
                       'give an arch name or a JSON object of its fields',
                       file=sys.stderr)
                 sys.exit(2)

@@ -218,8 +218,10 @@ def test_adaptformer_reads_the_stream_or_the_norm(row, row_cfgs):  # noqa: F811,
     if norm is None:  # post-norm: the FFN reads the stream itself
         assert torch.equal(stream, ffn_input)
         return
+    # The first block (the site's): its norm, not the backbone's final one.
     block = next(m for m in models['stream'].modules()
-                 if isinstance(getattr(m, norm, None), nn.LayerNorm))
+                 if isinstance(getattr(m, norm, None), nn.LayerNorm) and (
+                     hasattr(m, 'ffn') or hasattr(m, 'mlp')))
     assert torch.allclose(getattr(block, norm)(stream), ffn_input, atol=1e-6)
     assert not torch.allclose(stream, ffn_input)
     models['norm'].load_state_dict(models['stream'].state_dict())

@@ -168,9 +168,9 @@ def main(argv=None):
             try:
                 arch = json.loads(arch)
             except ValueError as error:
-                print(f'error: --arch {args.arch!r} is no JSON object ({error}); '
-                      'give an arch name or a JSON object of its fields',
-                      file=sys.stderr)
+                print(f'error: --arch {args.arch!r} is no JSON object '
+                      f'({error}); give an arch name or a JSON object of '
+                      'its fields', file=sys.stderr)
                 sys.exit(2)
         backbone_cfg = dict(type=args.backbone, arch=arch)
         batch_sizes = args.batch_size or [1, 8]

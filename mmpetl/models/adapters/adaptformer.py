@@ -5,6 +5,7 @@ from typing import Dict, List
 from torch import nn
 
 from mmpetl.registry import MODELS
+from mmpetl.utils.errors import UnknownNameError
 from ..adapter_backbone import AttachSite
 from ..attach_sites import site_patterns
 from ..nonfoldable import NonFoldableSite, StreamParallelSite
@@ -111,7 +112,7 @@ class AdaptFormerBackbone(BottleneckAdapterBackbone):
         block (the same parent path), whose input is the stream."""
         patterns = self.targets or site_patterns(self.backbone)
         if 'stream' not in patterns:
-            raise KeyError(
+            raise UnknownNameError(
                 f"AdaptFormerBackbone: adapter_input='stream' needs the site "
                 f"kind 'stream' (the module whose input is the residual "
                 f'stream the FFN reads), which '

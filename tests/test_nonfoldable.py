@@ -25,7 +25,7 @@ from mmpetl.apis.serving import AdapterSwitcher
 from mmpetl.engine.hooks import ReparamCheckpointHook
 from mmpetl.fileio.checkpoint_io import CheckpointError
 from mmpetl.models import (AttachSiteError, ParallelSite, PETLModule,
-                           SequentialSite)
+                           SequentialSite, StreamParallelSite)
 from mmpetl.models.adapters import BottleneckAdapter, ConvpassBranch, Mona
 from mmpetl.models.merge import merge_adapters
 from mmpetl.registry import MODELS
@@ -176,6 +176,59 @@ def test_adaptformer_starts_as_the_stock_model(row_cfgs):  # noqa: F811
     # kaiming-uniform (a = sqrt(5)): U(-1/sqrt(d), 1/sqrt(d)).
     bound = 1 / math.sqrt(16)
     assert all(m.down.weight.abs().max() <= bound for m in adapters)
+
+
+#: Per row, how the FFN's input ``h`` comes from the block's stream ``x``
+#: (the block's own norm in front of the FFN; post-norm Swin V2: ``h = x``).
+STREAM_TO_FFN = dict(vit='ln2', deit3='ln1', videomae='norm2', swinv2=None)
+
+
+@pytest.mark.parametrize('row', sorted(STREAM_TO_FFN))
+def test_adaptformer_reads_the_stream_or_the_norm(row, row_cfgs):  # noqa: F811,E501
+    """adapter_input='stream' (default, the reference code) feeds the
+    branch the block's stream x, 'norm' (the paper) the FFN's input LN(x);
+    both train only the adapters, every one gets a gradient, and the two
+    differ wherever the FFN's input is normed."""
+    inputs = torch.randn(2, *ROWS[row][1][0])
+    models, seen = {}, {}
+    for mode in ('stream', 'norm'):
+        torch.manual_seed(0)
+        model = perturb(build('adaptformer', row_cfgs[row],
+                              adapter_input=mode))
+        params = trainable(model)
+        assert params and all('.adapter.' in n for n in params)
+        site = next(m for m in model.modules()
+                    if isinstance(m, (ParallelSite, StreamParallelSite)))
+        assert isinstance(site, StreamParallelSite) == (mode == 'stream')
+        seen[mode] = {}
+        site.adapter.register_forward_pre_hook(
+            lambda m, args, s=seen[mode]: s.setdefault('branch', args[0]))
+        site.module.register_forward_pre_hook(
+            lambda m, args, s=seen[mode]: s.setdefault('ffn', args[0]))
+        model.train()
+        out = model(inputs)  # the first-step checks run here, and pass
+        tensors = out if isinstance(out, (list, tuple)) else [out]
+        sum((t * torch.randn_like(t)).sum() for t in tensors).backward()
+        assert [n for n, p in params.items() if p.grad is None] == []
+        models[mode] = model.eval()
+    ffn_input = seen['norm']['ffn']
+    assert torch.equal(seen['norm']['branch'], ffn_input)
+    stream = seen['stream']['branch']
+    norm = STREAM_TO_FFN[row]
+    if norm is None:  # post-norm: the FFN reads the stream itself
+        assert torch.equal(stream, ffn_input)
+        return
+    # The first block (the site's): its norm, not the backbone's final one.
+    block = next(m for m in models['stream'].modules()
+                 if isinstance(getattr(m, norm, None), nn.LayerNorm) and (
+                     hasattr(m, 'ffn') or hasattr(m, 'mlp')))
+    assert torch.allclose(getattr(block, norm)(stream), ffn_input, atol=1e-6)
+    assert not torch.allclose(stream, ffn_input)
+    models['norm'].load_state_dict(models['stream'].state_dict())
+    with torch.no_grad():
+        assert not all(
+            torch.allclose(a, b)
+            for a, b in zip(models['stream'](inputs), models['norm'](inputs)))
 
 
 def test_houlsby_and_pfeiffer_defaults(row_cfgs):  # noqa: F811

@@ -8,7 +8,8 @@ from .adapters import __all__ as _methods
 from .attach_sites import (ATTACH_SITES, SITE_FORMS, AttachSite,
                            ModuleInputSite, find_attach_sites)
 from .mergeable_adapter import AffineStandIn, MergeableAdapter
-from .nonfoldable import NonFoldableSite, ParallelSite, SequentialSite
+from .nonfoldable import (NonFoldableSite, ParallelSite, SequentialSite,
+                          StreamParallelSite)
 from .output_affine import OutputAffineSite, ScaleShift
 from .parameter_count import (count_parameters, print_trainable_parameters,
                               trainable_summary)
@@ -24,7 +25,7 @@ __all__ = [
     'InputAffineSite', 'AdaptedLinear', 'ModuleSite', 'AdaptedModule',
     'fold_adapter', 'FoldTarget', 'OutputAffineSite', 'ScaleShift',
     'WeightDelta', 'DeltaLinear', 'NonFoldableSite', 'ParallelSite',
-    'SequentialSite', 'AffineStandIn', 'AttachSiteError',
+    'StreamParallelSite', 'SequentialSite', 'AffineStandIn', 'AttachSiteError',
     'check_sites', 'PretrainedLoadError', 'check_pretrained_loaded',
     'FrozenBackbone', 'AdapterBackbone', 'ATTACH_SITES', 'SITE_FORMS',
     'AttachSite', 'ModuleInputSite', 'find_attach_sites', 'BackboneArg',

@@ -98,6 +98,7 @@ _SWIN_SITES = dict(
     fc1=_SWIN_BLOCK + r'\.ffn\.layers\.0\.0',
     fc2=_SWIN_BLOCK + r'\.ffn\.layers\.1',
     mlp=_SWIN_BLOCK + r'\.ffn',
+    stream=_SWIN_BLOCK + r'\.norm2',
     block=_SWIN_BLOCK,
     norm=_NORMS,
     patch_embed=r'patch_embed\.projection')
@@ -113,6 +114,7 @@ _VIT_FFN = dict(
     fc1=_VIT_LAYER + r'\.ffn\.(?:layers\.0\.0|w12)',
     fc2=_VIT_LAYER + r'\.ffn\.(?:layers\.1|w3)',
     mlp=_VIT_LAYER + r'\.ffn',
+    stream=_VIT_LAYER + r'\.ln2',
     norm=_NORMS,
     patch_embed=r'patch_embed\.projection')
 
@@ -124,7 +126,10 @@ _VIT_FFN = dict(
 #: ``proj``, ``fc1``, ``fc2``, ``norm`` and ``patch_embed`` name the modules
 #: whose output or weight a method changes (SSF, LoRA, FacT; the sequential
 #: adapters after ``proj`` and ``fc2``). ``mlp`` is a block's whole FFN
-#: (parallel branches: AdaptFormer), ``attention`` a ViT block's whole
+#: (parallel branches: AdaptFormer), ``stream`` the module whose input is
+#: the residual stream that block's FFN reads (the norm in front of the FFN;
+#: the FFN itself in a post-norm block: AdaptFormer's reference input),
+#: ``attention`` a ViT block's whole
 #: attention on the image's token sequence (Convpass; not SAM's windows,
 #: not video), ``block`` a whole pre-norm Swin block (Mona) and ``layer`` a
 #: whole transformer layer
@@ -156,7 +161,8 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
         proj=_VIT_LAYER + r'\.attn\.proj',
         layer=_VIT_LAYER,
         attention=_VIT_LAYER + r'\.attn',
-        **dict(_VIT_FFN, norm=r'(?:layers\.\d+\.)?ln1|ln2')),
+        **dict(_VIT_FFN, norm=r'(?:layers\.\d+\.)?ln1|ln2',
+               stream=_VIT_LAYER + r'\.ln1')),
     # BEiT / BEiT v2: with bias='qv_bias' (default) the attention computes
     # F.linear(x, qkv.weight, cat(q_bias, 0, v_bias)); relative position
     # bias does not involve k. Other bias modes use qkv.bias.
@@ -179,6 +185,7 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
         fc1=_VIT_LAYER + r'\.mlp\.w12',
         fc2=_VIT_LAYER + r'\.mlp\.w3',
         mlp=_VIT_LAYER + r'\.mlp',
+        stream=_VIT_LAYER + r'\.norm2',
         attention=_VIT_LAYER + r'\.attn',
         norm=_NORMS,
         patch_embed=r'patch_embed\.projection'),
@@ -192,8 +199,9 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
             module=_SWIN_BLOCK + r'\.attn\.w_msa',
             linear='qkv',
             shift=False),
+        stream=_SWIN_BLOCK + r'\.ffn',
         **{k: v for k, v in _SWIN_SITES.items()
-           if k not in ('attn', 'qkv', 'block')}),
+           if k not in ('attn', 'qkv', 'block', 'stream')}),
     # SAM: windows are padded after the norm, before the attention: qkv
     # sees the padded tokens; decomposed rel-pos terms use q (bias folded
     # into qkv.bias exactly).
@@ -241,6 +249,7 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
         fc1=r'blocks\.\d+\.mlp\.layers\.0\.0',
         fc2=r'blocks\.\d+\.mlp\.layers\.1',
         mlp=r'blocks\.\d+\.mlp',
+        stream=r'blocks\.\d+\.norm2',
         layer=r'blocks\.\d+',
         norm=_NORMS,
         patch_embed=r'patch_embed\.projection'),
@@ -255,6 +264,7 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
         fc1=r'layers\.(?P<stage>\d+)\.blocks\.\d+\.mlp\.fc1',
         fc2=r'layers\.(?P<stage>\d+)\.blocks\.\d+\.mlp\.fc2',
         mlp=r'layers\.(?P<stage>\d+)\.blocks\.\d+\.mlp',
+        stream=r'layers\.(?P<stage>\d+)\.blocks\.\d+\.norm2',
         norm=_NORMS,
         patch_embed=r'patch_embed\.proj'),
 }

@@ -1,6 +1,7 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 """The sites of the methods that do not fold: a non-linear branch beside a
-stock module (AdaptFormer) or an adapter after it (Houlsby, Pfeiffer).
+stock module (AdaptFormer: on the module's input, or on the block's residual
+stream) or an adapter after it (Houlsby, Pfeiffer).
 
 Both wrap the whole stock module (:class:`~mmpetl.models.ModuleSite`: its
 state-dict keys unchanged, the adapter's under ``adapter.``) and say why
@@ -62,6 +63,49 @@ class ParallelSite(NonFoldableSite):
 
     def forward(self, x, *args, **kwargs):
         return self.module(x, *args, **kwargs) + self.adapter(x)
+
+
+class StreamParallelSite(NonFoldableSite):
+    """A stock FFN with a branch beside it that reads the block's residual
+    stream (AdaptFormer's reference input) rather than the FFN's input.
+
+    ``forward(h, *args, **kwargs) = module(h, *args, **kwargs) + a(x)``,
+    where ``x`` is the latest input of ``stream_module``: the norm in front
+    of the FFN in a pre-norm block (``h = LN(x)``), the FFN itself in a
+    post-norm block (``h = x``). A forward pre-hook on ``stream_module``
+    keeps ``x`` until the FFN runs (the norm runs first; a norm the block
+    runs twice, as DeiT3's ``ln1``, is read at its last call before the
+    FFN); the FFN runs first, so the FFN itself may be ``stream_module``.
+
+    Shapes:
+        ``x``: (..., C); output: the module's, (..., C).
+
+    Args:
+        module (nn.Module): The stock FFN. Not copied.
+        adapter (PETLModule): The branch.
+        reason (str): Why the site does not fold, in one line.
+        stream_module (nn.Module): The module whose input is the stream.
+    """
+
+    def __init__(self, module: nn.Module, adapter: PETLModule, reason: str,
+                 stream_module: nn.Module):
+        super().__init__(module, adapter, reason)
+        self._stream = None
+        stream_module.register_forward_pre_hook(self._keep_stream)
+
+    def _keep_stream(self, module: nn.Module, args: tuple) -> None:
+        self._stream = args[0]
+
+    def forward(self, x, *args, **kwargs):
+        out = self.module(x, *args, **kwargs)
+        stream, self._stream = self._stream, None
+        if stream is None:
+            raise RuntimeError(
+                'a branch reads the residual stream, but the module whose '
+                "input it is (site kind 'stream') did not run before the "
+                "FFN; name that module with targets=dict(stream=regex) or "
+                "use adapter_input='norm'")
+        return out + self.adapter(stream)
 
 
 class SequentialSite(NonFoldableSite):

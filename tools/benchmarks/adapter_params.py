@@ -1,13 +1,17 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
-"""Print the trainable parameters of every foldable method on every backbone
-of the attach-site table, at real size (random weights: only the structure
-is built, nothing is downloaded). ``-``: the backbone lacks a site kind the
-method needs (e.g. LoRA's ``qkv`` where the attention applies ``qkv.weight``
-itself; FacT where a linear is no grid of ``d x d`` blocks)."""
+"""Print the trainable parameters of every method
+(:data:`mmpetl.benchmarks.methods.METHODS`, at the papers' defaults) on every
+backbone of the attach-site table, at real size (random weights: only the
+structure is built, nothing is downloaded). ``-``: the wrapper refuses the
+backbone (a site kind the method needs is missing, e.g. LoRA's ``qkv`` where
+the attention applies ``qkv.weight`` itself, FacT where a linear is no grid
+of ``d x d`` blocks; Mona off the Swin families; VPT and Convpass on
+windowed attention)."""
 import argparse
 
 from mmengine.logging import MMLogger
 
+from mmpetl.benchmarks.methods import METHODS
 from mmpetl.engine.hooks import count_parameters
 from mmpetl.registry import MODELS
 
@@ -30,20 +34,6 @@ BACKBONES = {
                          pretrained2d=False),
 }
 
-#: column -> wrapper config (defaults: the papers').
-METHODS = {
-    'RepAdapter': dict(type='mmpetl.RepAdapterBackbone'),
-    'ARC': dict(type='mmpetl.ARCBackbone'),
-    'LoRA': dict(type='mmpetl.LoRABackbone'),
-    'DoRA': dict(type='mmpetl.LoRABackbone', dora=True),
-    'SSF': dict(type='mmpetl.SSFBackbone'),
-    'BitFit': dict(type='mmpetl.BitFitBackbone'),
-    'LN-tuning': dict(type='mmpetl.LNTuningBackbone'),
-    'FacT-TT r8': dict(type='mmpetl.FacTBackbone', mode='tt'),
-    'FacT-TK r32': dict(type='mmpetl.FacTBackbone', mode='tk', rank=32),
-}
-
-
 def trainable_count(method: dict, backbone: dict) -> str:
     try:
         model = MODELS.build(dict(method, backbone=backbone))
@@ -53,14 +43,21 @@ def trainable_count(method: dict, backbone: dict) -> str:
 
 
 def main():
-    argparse.ArgumentParser(description=__doc__).parse_args()
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument('--backbones', nargs='+', choices=list(BACKBONES),
+                        default=list(BACKBONES), help='rows (default: all)')
+    parser.add_argument('--methods', nargs='+', choices=list(METHODS),
+                        default=list(METHODS), help='columns (default: all)')
+    args = parser.parse_args()
     # Quiet the per-parameter init report of every build.
     MMLogger.get_instance('mmengine', log_level='WARNING')
-    print('| backbone | stock params | ' + ' | '.join(METHODS) + ' |')
-    print('| --- | ---: |' + ' ---: |' * len(METHODS))
-    for name, backbone in BACKBONES.items():
+    print('| backbone | stock params | ' + ' | '.join(args.methods) + ' |')
+    print('| --- | ---: |' + ' ---: |' * len(args.methods))
+    for name in args.backbones:
+        backbone = BACKBONES[name]
         stock = sum(p.numel() for p in MODELS.build(backbone).parameters())
-        counts = [trainable_count(m, backbone) for m in METHODS.values()]
+        counts = [trainable_count(METHODS[m], backbone)
+                  for m in args.methods]
         print(f'| {name} | {stock:,} | ' + ' | '.join(counts) + ' |',
               flush=True)
 

@@ -33,6 +33,7 @@ from mmpetl.compat import cpu_distributed
 from mmpetl.datasets.vtab1k import VTAB1K_GROUPS, VTAB1K_TASKS
 from mmpetl.hooks.exact_resume_hook import add_exact_resume_hook
 from mmpetl.hooks.parameter_count_hook import count_parameters
+from mmpetl.reparam import merge_blockers
 
 RESULT_FILE = 'result.json'
 # Where wrappers keep the stock backbone config: mmpetl's wrappers
@@ -155,9 +156,10 @@ def run_task(cfg: Config, work_dir: str, launcher: str = 'none',
              **record) -> dict:
     """Train ``cfg`` in ``work_dir`` (resuming from its last checkpoint if
     there is one), test the last epoch's model (on the test dataloader's
-    split), and write ``{work_dir}/result.json``: top-1, parameter counts
-    and the ``record`` fields (seed, data variant, ...). Returns the
-    result."""
+    split), and write ``{work_dir}/result.json``: top-1, parameter counts,
+    ``folds`` (whether the model merges into the stock one: no
+    :func:`~mmpetl.reparam.merge_blockers`) and the ``record`` fields
+    (seed, data variant, ...). Returns the result."""
     cfg = copy.deepcopy(cfg)
     cfg.work_dir = work_dir
     cfg.launcher = launcher
@@ -172,6 +174,7 @@ def run_task(cfg: Config, work_dir: str, launcher: str = 'none',
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
         counts = count_parameters(model)
+        folds = not merge_blockers(model)
         runner.train()
         metrics = runner.test()
     result = dict(
@@ -179,6 +182,7 @@ def run_task(cfg: Config, work_dir: str, launcher: str = 'none',
         trainable=counts['trainable'],
         trainable_backbone=counts.get('trainable.backbone', 0),
         total=counts['total'],
+        folds=folds,
         **record)
     if runner.rank == 0:
         with atomic_output(osp.join(work_dir, RESULT_FILE)) as tmp:
@@ -247,7 +251,9 @@ def summarize(results: Dict[str, Dict[str, List[dict]]],
     mean over seeds and ``{column}_std`` its sample standard deviation
     (aggregates: computed per seed, then over seeds). A mean covers the
     finished tasks only; ``tasks_done`` says how many, ``seeds`` how many
-    runs per task, ``data`` the data variants the results ran on."""
+    runs per task, ``data`` the data variants the results ran on, ``folds``
+    whether the method merges into the stock model (``yes`` / ``no``;
+    None for results written before runs recorded it)."""
     rows = []
     for method, per_task in results.items():
         row = dict(method=method)
@@ -274,15 +280,72 @@ def summarize(results: Dict[str, Dict[str, List[dict]]],
                                        for r in runs})) or None
         for count in ('trainable_backbone', 'trainable'):
             row[count] = round(_mean([r[count] for r in runs]))
+        folds = {r['folds'] for r in runs if 'folds' in r}
+        row['folds'] = ('yes' if folds == {True} else
+                        'no' if folds == {False} else None)
         rows.append(row)
     return rows
+
+
+#: Cost columns: key in a costs file (:func:`load_costs`) -> what it is.
+COST_COLUMNS = {
+    'train_memory_vs_full': 'training memory / full fine-tuning',
+    'step_time_vs_full': 'training step time / full fine-tuning',
+    'latency_vs_stock': 'inference latency / stock model',
+}
+#: Markdown headers that say which mean is which (CSV keeps the keys).
+HEADERS = {
+    'mean_of_groups': 'mean of group means',
+    'mean': 'flat mean',
+    **{c: c.replace('_', ' ') for c in COST_COLUMNS},
+}
+
+
+def load_costs(path: str) -> Dict[str, Dict[str, float]]:
+    """Read a costs file: JSON ``{"methods": {method: {column: ratio}}}``
+    with columns among :data:`COST_COLUMNS` (each optional), e.g.
+    ``{"methods": {"lora": {"train_memory_vs_full": 0.41,
+    "step_time_vs_full": 0.66, "latency_vs_stock": 1.0}}}``; other
+    top-level keys (device, command, ...) are allowed and ignored.
+
+    Raises:
+        ValueError: One line naming the file and what is wrong with it.
+    """
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f'--costs {path}: cannot read it as JSON ({e})')
+    methods = data.get('methods') if isinstance(data, dict) else None
+    if not isinstance(methods, dict):
+        raise ValueError(f'--costs {path}: expected an object with '
+                         '"methods": {method: {column: ratio}}')
+    for method, values in methods.items():
+        bad = [k for k, v in (values.items() if isinstance(values, dict)
+                              else [(None, None)])
+               if k not in COST_COLUMNS or isinstance(v, bool)
+               or not isinstance(v, (int, float))]
+        if bad:
+            raise ValueError(
+                f'--costs {path}: method {method!r} has {bad}; each value '
+                f'must be a number keyed by one of {list(COST_COLUMNS)}')
+    return methods
+
+
+def add_costs(rows: List[dict], costs: Dict[str, Dict[str, float]]) -> None:
+    """Put each method's cost ratios (:func:`load_costs`) into its row;
+    a method without figures gets None (``n/a`` in the table)."""
+    for row in rows:
+        for column in COST_COLUMNS:
+            row[column] = costs.get(row['method'], {}).get(column)
 
 
 def _columns(rows: List[dict], tasks: Sequence[str]) -> List[str]:
     extra = [c for c in (*VTAB1K_GROUPS, 'mean_of_groups')
              if any(c in r for r in rows)]
+    costs = [c for c in COST_COLUMNS if any(c in r for r in rows)]
     return ['method', *tasks, *extra, 'mean', 'tasks_done', 'seeds', 'data',
-            'trainable_backbone', 'trainable']
+            'trainable_backbone', 'trainable', 'folds', *costs]
 
 
 def _text(value, std=None) -> str:
@@ -296,10 +359,15 @@ def _text(value, std=None) -> str:
 
 
 def write_markdown_csv(rows: List[dict], columns: List[str],
-                        markdown_cells, out_stem: str) -> List[str]:
-    """``{out_stem}.md`` (cells from ``markdown_cells(row, column)``) and
-    ``{out_stem}.csv`` (the values), both written atomically."""
-    markdown = ['| ' + ' | '.join(columns) + ' |',
+                       markdown_cells, out_stem: str,
+                       headers: Optional[Dict[str, str]] = None
+                       ) -> List[str]:
+    """``{out_stem}.md`` (cells from ``markdown_cells(row, column)``,
+    headers renamed by ``headers``) and ``{out_stem}.csv`` (the values,
+    headed by the column keys), both written atomically."""
+    headers = headers or {}
+    markdown = ['| ' + ' | '.join(headers.get(c, c) for c in columns) +
+                ' |',
                 '|' + '---|' * len(columns)]
     markdown += ['| ' + ' | '.join(markdown_cells(r, c) for c in columns) +
                  ' |' for r in rows]
@@ -324,10 +392,18 @@ def write_tables(rows: List[dict], tasks: Sequence[str],
     seeds) and ``{out_stem}.csv`` (means, and ``{column}_std`` columns
     where there are several seeds) atomically. Parameter columns:
     trainable parameters of the backbone (adapters) and in all (with the
-    head), averaged over tasks."""
-    return write_markdown_csv(
-        rows, _columns(rows, tasks),
-        lambda row, c: _text(row.get(c), row.get(f'{c}_std')), out_stem)
+    head), averaged over tasks. ``mean_of_groups`` (markdown: "mean of
+    group means", the papers' VTAB-1k convention) averages the group
+    means; ``mean`` ("flat mean") averages the tasks. ``folds`` and the
+    cost ratios (:func:`add_costs`) read ``n/a`` where unknown."""
+
+    def cell(row, column):
+        if column in ('folds', *COST_COLUMNS) and row.get(column) is None:
+            return 'n/a'
+        return _text(row.get(column), row.get(f'{column}_std'))
+
+    return write_markdown_csv(rows, _columns(rows, tasks), cell, out_stem,
+                              HEADERS)
 
 
 def plot_accuracy_vs_parameters(rows: List[dict], path: str) -> None:

@@ -20,11 +20,11 @@ for each task, in :data:`METHODS` order (``configs/fgvc`` and
 ``configs/fewshot`` hold fewer methods; ``--config-dir`` picks the suite).
 ``--costs FILE``: training memory and step time relative to full
 fine-tuning and inference latency relative to the stock model, per method,
-from a JSON file (format: :func:`mmpetl.task_suite.load_costs`,
+from a JSON file (format: :func:`mmpetl.suites.task_suite.load_costs`,
 docs/en/reproducing.md), as extra columns (``n/a`` where the file has no
 figure).
 
-The standard protocol (``mmpetl.suite_protocol``): ``--search
+The standard protocol (``mmpetl.suites.protocol``): ``--search
 scale=0.1,0.5,1,5,10 lr=5e-4,1e-3`` trains each grid point on the search
 split (VTAB-1k train800) and evaluates it on the validation split
 (val200), picks per task the best validation top-1, retrains with it on
@@ -53,15 +53,17 @@ from typing import List
 import torch
 from mmengine.config import Config, DictAction
 
-from mmpetl.checkpoint_io import CheckpointError, load_config_file
 from mmpetl.datasets import (FEWSHOT_SETS, FEWSHOT_SHOTS, FGVC_SETS,
                              VTAB1K_TASKS)
-from mmpetl.suite_protocol import Protocol, parse_search, write_search_table
-from mmpetl.task_suite import (add_costs, count_trainable, load_costs,
-                               load_results,
-                               plot_accuracy_vs_parameters, replace_backbone,
-                               shrink_for_dry_run, summarize,
-                               write_standin_data, write_tables)
+from mmpetl.fileio.checkpoint_io import load_config_file
+from mmpetl.suites.protocol import Protocol, parse_search, write_search_table
+from mmpetl.suites.task_suite import (add_costs, count_trainable, load_costs,
+                                      load_results,
+                                      plot_accuracy_vs_parameters,
+                                      replace_backbone, shrink_for_dry_run,
+                                      summarize, write_standin_data,
+                                      write_tables)
+from mmpetl.utils import InputError
 
 #: --suite NAME: its config folder and tasks (the defaults of --config-dir
 #: and --tasks).
@@ -155,7 +157,7 @@ def all_methods(args) -> List[str]:
              if not m.startswith(('_', '.')) and all(
                  osp.isfile(config_path(args, m, t)) for t in args.tasks)]
     if not found:
-        raise ValueError(f'--methods all: no folder of {args.config_dir} '
+        raise InputError(f'--methods all: no folder of {args.config_dir} '
                          f'has {args.prefix}_<method>_<task>.py for every '
                          'task of --tasks')
     order = {m: i for i, m in enumerate(METHODS)}
@@ -195,7 +197,7 @@ def main():
         # Every config first: a typo fails now, not after hours of training.
         configs = {(m, t): task_config(args, m, t, standin_root)
                    for m in args.methods for t in args.tasks}
-    except (CheckpointError, KeyError, ValueError) as e:
+    except (InputError, KeyError, ValueError) as e:
         fail(e)
     if args.count_params:
         for method in args.methods:

@@ -9,7 +9,7 @@ data variant), written atomically when the task is finished: a task with
 ``result.json`` is skipped; a task without it but with a ``last_checkpoint``
 resumes from that checkpoint.
 
-The standard protocol (:mod:`mmpetl.suite_protocol`) adds, per task, one
+The standard protocol (:mod:`mmpetl.suites.protocol`) adds, per task, one
 run per point of a hyper-parameter grid trained on the search split and
 evaluated on the validation split (``{task}/search/{point}/``), the pick
 (``{task}/picked.json``), and one run per seed of the picked values on
@@ -28,12 +28,13 @@ from mmengine.config import Config
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
-from mmpetl.checkpoint_io import atomic_output
-from mmpetl.compat import cpu_distributed
 from mmpetl.datasets.vtab1k import VTAB1K_GROUPS, VTAB1K_TASKS
-from mmpetl.hooks.exact_resume_hook import add_exact_resume_hook
-from mmpetl.hooks.parameter_count_hook import count_parameters
-from mmpetl.reparam import merge_blockers
+from mmpetl.engine.hooks.exact_resume_hook import add_exact_resume_hook
+from mmpetl.engine.hooks.parameter_count_hook import count_parameters
+from mmpetl.fileio.checkpoint_io import atomic_output
+from mmpetl.models.merge import merge_blockers
+from mmpetl.utils import InputError
+from mmpetl.utils.compat import cpu_distributed
 
 RESULT_FILE = 'result.json'
 # Where wrappers keep the stock backbone config: mmpetl's wrappers
@@ -93,7 +94,7 @@ def shrink_for_dry_run(cfg: Config, data_root: str) -> None:
     stock = stock_backbone(cfg.model)
     if stock['type'] not in TINY_ARCHS:
         raise ValueError(f'--dry-run knows no tiny {stock["type"]}; add it '
-                         'to mmpetl.task_suite.TINY_ARCHS')
+                         'to mmpetl.suites.task_suite.TINY_ARCHS')
     arch, feat_dims = TINY_ARCHS[stock['type']]
     stock.update(copy.deepcopy(arch), init_cfg=None)
     cfg.model.head.in_channels = feat_dims
@@ -135,7 +136,7 @@ def count_trainable(cfg: Config) -> Dict[str, int]:
     weights without biases, scales and offsets)."""
     from mmengine.logging import MMLogger
 
-    from mmpetl.reparam import build_model
+    from mmpetl.apis.reparam import build_model
     cfg = copy.deepcopy(cfg)
     stock_backbone(cfg.model)['init_cfg'] = None
     logger = MMLogger.get_current_instance()
@@ -158,7 +159,7 @@ def run_task(cfg: Config, work_dir: str, launcher: str = 'none',
     there is one), test the last epoch's model (on the test dataloader's
     split), and write ``{work_dir}/result.json``: top-1, parameter counts,
     ``folds`` (whether the model merges into the stock one: no
-    :func:`~mmpetl.reparam.merge_blockers`) and the ``record`` fields
+    :func:`~mmpetl.models.merge.merge_blockers`) and the ``record`` fields
     (seed, data variant, ...). Returns the result."""
     cfg = copy.deepcopy(cfg)
     cfg.work_dir = work_dir
@@ -301,6 +302,10 @@ HEADERS = {
 }
 
 
+class CostsError(InputError, ValueError):
+    """A ``--costs`` file that cannot be used; the message says why."""
+
+
 def load_costs(path: str) -> Dict[str, Dict[str, float]]:
     """Read a costs file: JSON ``{"methods": {method: {column: ratio}}}``
     with columns among :data:`COST_COLUMNS` (each optional), e.g.
@@ -309,16 +314,16 @@ def load_costs(path: str) -> Dict[str, Dict[str, float]]:
     top-level keys (device, command, ...) are allowed and ignored.
 
     Raises:
-        ValueError: One line naming the file and what is wrong with it.
+        CostsError: One line naming the file and what is wrong with it.
     """
     try:
         with open(path) as f:
             data = json.load(f)
     except (OSError, ValueError) as e:
-        raise ValueError(f'--costs {path}: cannot read it as JSON ({e})')
+        raise CostsError(f'--costs {path}: cannot read it as JSON ({e})')
     methods = data.get('methods') if isinstance(data, dict) else None
     if not isinstance(methods, dict):
-        raise ValueError(f'--costs {path}: expected an object with '
+        raise CostsError(f'--costs {path}: expected an object with '
                          '"methods": {method: {column: ratio}}')
     for method, values in methods.items():
         bad = [k for k, v in (values.items() if isinstance(values, dict)
@@ -326,7 +331,7 @@ def load_costs(path: str) -> Dict[str, Dict[str, float]]:
                if k not in COST_COLUMNS or isinstance(v, bool)
                or not isinstance(v, (int, float))]
         if bad:
-            raise ValueError(
+            raise CostsError(
                 f'--costs {path}: method {method!r} has {bad}; each value '
                 f'must be a number keyed by one of {list(COST_COLUMNS)}')
     return methods

@@ -312,15 +312,19 @@ def test_all_methods_one_table_with_folding_and_costs(tmp_path):
     trainable parameters, whether its trained model folds (asked of the
     model) and the cost ratios a --costs file gives (n/a where it has
     none); a malformed costs file is one line, exit 2, before training."""
+    # As tools/benchmarks/training.py --out writes them, and latencies.
     costs = tmp_path / 'costs.json'
-    costs.write_text(json.dumps({'device': 'test', 'methods': {
-        'full-finetune': {'train_memory_vs_full': 1.0,
-                          'step_time_vs_full': 1.0},
-        'lora': {'train_memory_vs_full': 0.41, 'step_time_vs_full': 0.66,
-                 'latency_vs_stock': 1.0}}}))
+    costs.write_text(json.dumps({
+        'full-finetune': {'train_memory_rel_full': 1.0,
+                          'step_time_rel_full': 1.0,
+                          'train_memory_rel_floor': 9.5},
+        'lora': {'train_memory_rel_full': 0.41, 'step_time_rel_full': 0.66,
+                 'trainable_backbone': 294_912}}))
+    latency = tmp_path / 'latency.json'
+    latency.write_text(json.dumps({'lora': {'latency_rel_stock': 1.0}}))
     work = tmp_path / 'work'
     out = run_vtab('--methods', 'all', '--tasks', 'dtd', '--dry-run',
-                   '--costs', costs, '--work-dir', work)
+                   '--costs', costs, latency, '--work-dir', work)
     rows = {r['method']: r for r in csv.DictReader(open(work /
                                                         'results.csv'))}
     assert list(rows) == list(ALL_METHODS)
@@ -328,16 +332,17 @@ def test_all_methods_one_table_with_folding_and_costs(tmp_path):
         assert f'{method} / dtd: top-1' in out
         assert row['folds'] == ('no' if method in NOT_FOLDING else 'yes')
         assert row['mean_of_groups'] == row['mean'] == row['dtd']
-    assert rows['lora']['train_memory_vs_full'] == '0.41'
-    assert rows['full-finetune']['latency_vs_stock'] == ''
+    assert rows['lora']['train_memory_rel_full'] == '0.41'
+    assert rows['lora']['latency_rel_stock'] == '1.0'
+    assert rows['full-finetune']['latency_rel_stock'] == ''
     table = (work / 'results.md').read_text().splitlines()
     header = [c.strip() for c in table[0].strip('|').split('|')]
     assert {'mean of group means', 'flat mean', 'folds',
-            'train memory vs full', 'latency vs stock'} <= set(header)
+            'train memory / full', 'latency / stock'} <= set(header)
     arc = [c.strip() for c in table[2 + ALL_METHODS.index('arc')].strip(
         '|').split('|')]
-    assert arc[header.index('step time vs full')] == 'n/a'
-    costs.write_text(json.dumps({'methods': {'lora': {'memory': 0.4}}}))
+    assert arc[header.index('step time / full')] == 'n/a'
+    costs.write_text(json.dumps({'lora': {'memory': 0.4}}))
     result = subprocess.run(
         [sys.executable, 'tools/suites/vtab.py', '--methods', 'all',
          '--dry-run', '--costs', str(costs), '--work-dir',

@@ -288,17 +288,19 @@ def summarize(results: Dict[str, Dict[str, List[dict]]],
     return rows
 
 
-#: Cost columns: key in a costs file (:func:`load_costs`) -> what it is.
+#: Cost columns: key in a costs file (:func:`load_costs`) -> markdown
+#: header. The training ones are the keys ``tools/benchmarks/training.py
+#: --out`` writes.
 COST_COLUMNS = {
-    'train_memory_vs_full': 'training memory / full fine-tuning',
-    'step_time_vs_full': 'training step time / full fine-tuning',
-    'latency_vs_stock': 'inference latency / stock model',
+    'train_memory_rel_full': 'train memory / full',
+    'step_time_rel_full': 'step time / full',
+    'latency_rel_stock': 'latency / stock',
 }
 #: Markdown headers that say which mean is which (CSV keeps the keys).
 HEADERS = {
     'mean_of_groups': 'mean of group means',
     'mean': 'flat mean',
-    **{c: c.replace('_', ' ') for c in COST_COLUMNS},
+    **COST_COLUMNS,
 }
 
 
@@ -306,35 +308,42 @@ class CostsError(InputError, ValueError):
     """A ``--costs`` file that cannot be used; the message says why."""
 
 
-def load_costs(path: str) -> Dict[str, Dict[str, float]]:
-    """Read a costs file: JSON ``{"methods": {method: {column: ratio}}}``
-    with columns among :data:`COST_COLUMNS` (each optional), e.g.
-    ``{"methods": {"lora": {"train_memory_vs_full": 0.41,
-    "step_time_vs_full": 0.66, "latency_vs_stock": 1.0}}}``; other
-    top-level keys (device, command, ...) are allowed and ignored.
+def load_costs(paths: Sequence[str]) -> Dict[str, Dict[str, float]]:
+    """Read costs files and merge them: each a JSON object ``{method:
+    {key: ratio}}`` (``tools/benchmarks/training.py --out`` writes one),
+    e.g. ``{"lora": {"train_memory_rel_full": 0.41, "step_time_rel_full":
+    0.66}}`` and ``{"lora": {"latency_rel_stock": 1.0}}``. The keys of
+    :data:`COST_COLUMNS` are read (each optional; a later file's value
+    wins); other keys of an entry (``train_memory_rel_floor``,
+    ``trainable_backbone``, ...) are left alone.
 
     Raises:
-        CostsError: One line naming the file and what is wrong with it.
+        CostsError: One line naming the file and what is wrong: not a JSON
+            object of objects, an entry with none of the keys, or a value
+            that is not a number.
     """
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (OSError, ValueError) as e:
-        raise CostsError(f'--costs {path}: cannot read it as JSON ({e})')
-    methods = data.get('methods') if isinstance(data, dict) else None
-    if not isinstance(methods, dict):
-        raise CostsError(f'--costs {path}: expected an object with '
-                         '"methods": {method: {column: ratio}}')
-    for method, values in methods.items():
-        bad = [k for k, v in (values.items() if isinstance(values, dict)
-                              else [(None, None)])
-               if k not in COST_COLUMNS or isinstance(v, bool)
-               or not isinstance(v, (int, float))]
-        if bad:
-            raise CostsError(
-                f'--costs {path}: method {method!r} has {bad}; each value '
-                f'must be a number keyed by one of {list(COST_COLUMNS)}')
-    return methods
+    merged: Dict[str, Dict[str, float]] = {}
+    for path in paths:
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, ValueError) as e:
+            raise CostsError(f'--costs {path}: cannot read it as JSON ({e})')
+        if not isinstance(data, dict) or not all(
+                isinstance(v, dict) for v in data.values()):
+            raise CostsError(f'--costs {path}: expected a JSON object '
+                             '{method: {key: ratio}}')
+        for method, values in data.items():
+            known = {k: v for k, v in values.items() if k in COST_COLUMNS}
+            bad = [k for k, v in known.items()
+                   if isinstance(v, bool) or not isinstance(v, (int, float))]
+            if not known or bad:
+                raise CostsError(
+                    f'--costs {path}: method {method!r} needs numbers keyed '
+                    f'by some of {list(COST_COLUMNS)}; got '
+                    f'{bad or sorted(values)}')
+            merged.setdefault(method, {}).update(known)
+    return merged
 
 
 def add_costs(rows: List[dict], costs: Dict[str, Dict[str, float]]) -> None:

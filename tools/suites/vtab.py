@@ -5,7 +5,7 @@ and write one results table.
     python tools/suites/vtab.py --methods repadapter arc lora [--tasks cifar dtd]
     torchrun --nproc_per_node 8 tools/suites/vtab.py --launcher pytorch --methods arc
     python tools/suites/vtab.py --methods repadapter --dry-run
-    python tools/suites/vtab.py --methods all --costs costs.json
+    python tools/suites/vtab.py --methods all --costs train.json latency.json
 
 Each method/task runs ``{config_dir}/{method}/{prefix}_{method}_{task}.py``
 with MMEngine's Runner, in ``{work_dir}/{method}/{task}``; finished tasks
@@ -18,10 +18,11 @@ trainable parameters) are rewritten from every finished task.
 ``--methods all``: every method folder of ``--config-dir`` with a config
 for each task, in :data:`METHODS` order (``configs/fgvc`` and
 ``configs/fewshot`` hold fewer methods; ``--config-dir`` picks the suite).
-``--costs FILE``: training memory and step time relative to full
-fine-tuning and inference latency relative to the stock model, per method,
-from a JSON file (format: :func:`mmpetl.suites.task_suite.load_costs`,
-docs/en/reproducing.md), as extra columns (``n/a`` where the file has no
+``--costs FILE [FILE ...]``: training memory and step time relative to
+full fine-tuning and inference latency relative to the stock model, per
+method, from JSON files (``tools/benchmarks/training.py --out`` writes
+one; format: :func:`mmpetl.suites.task_suite.load_costs`,
+docs/en/reproducing.md), as extra columns (``n/a`` where no file has the
 figure).
 
 The standard protocol (``mmpetl.suites.protocol``): ``--search
@@ -123,9 +124,9 @@ def parse_args():
         help='run on data other than the benchmark\'s (counts not '
         'enforced); NAME is recorded next to each result')
     parser.add_argument(
-        '--costs', metavar='FILE',
-        help='JSON of cost ratios per method (train_memory_vs_full, '
-        'step_time_vs_full, latency_vs_stock) added to the table')
+        '--costs', nargs='+', metavar='FILE',
+        help='JSON files of cost ratios per method (train_memory_rel_full, '
+        'step_time_rel_full, latency_rel_stock) added to the table')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of every config')
     parser.add_argument('--launcher', default='none',

@@ -16,7 +16,9 @@ import sys
 import pytest
 from mmengine.config import Config
 
-from mmpetl.datasets import (VTAB1K_GROUPS, VTAB1K_TASKS, write_digits_task,
+from mmpetl.datasets import (FEWSHOT_SETS, FEWSHOT_SHOTS, FGVC_SETS,
+                             VTAB1K_GROUPS, VTAB1K_TASKS, fewshot_set,
+                             fgvc_set, write_digits_task,
                              write_lfw_faces_task)
 from mmpetl.suites.task_suite import replace_backbone, stock_backbone
 from tests.support.tools import run_vtab
@@ -24,6 +26,15 @@ from tests.support.tools import run_vtab
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 VTAB = osp.join(ROOT, 'configs', 'vtab')
 METHODS = ('repadapter', 'arc', 'lora', 'linear-probe', 'full-finetune')
+# Every method folder (--methods all): the table's order.
+ALL_METHODS = ('full-finetune', 'linear-probe', 'repadapter', 'repattn',
+               'arc', 'lora', 'dora', 'ssf', 'bitfit', 'ln-tuning', 'fact-tt',
+               'fact-tk', 'adaptformer', 'houlsby', 'pfeiffer', 'convpass',
+               'vpt-shallow', 'vpt-deep')
+# The methods whose model merges into the stock one (merge_blockers empty);
+# full fine-tuning and the linear probe are the stock model.
+NOT_FOLDING = {'adaptformer', 'houlsby', 'pfeiffer', 'convpass',
+               'vpt-shallow', 'vpt-deep'}
 
 # METHODS.md: class count and RepAdapter's per-task scale, in paper order.
 PAPER_TABLE = {
@@ -53,7 +64,7 @@ def test_task_table_is_the_papers():
         ['structured'] * 8
 
 
-@pytest.mark.parametrize('method', METHODS)
+@pytest.mark.parametrize('method', ALL_METHODS)
 def test_every_task_config_takes_the_table(method):
     files = sorted(glob.glob(osp.join(VTAB, method, 'vit-b16_*.py')))
     assert [osp.basename(f) for f in files] == sorted(
@@ -71,8 +82,42 @@ def test_every_task_config_takes_the_table(method):
             assert cfg.model.backbone.scale == scale
         stock = stock_backbone(cfg.model)
         assert stock.arch == 'b' and stock.patch_size == 16
-        # ARC's ViT has no drop-path; RepAdapter's timm ViT has 0.1.
-        assert stock.drop_path_rate == (0. if method == 'arc' else 0.1)
+        # ARC's ViT has no drop-path; RepAdapter's timm ViT has 0.1; SSF's
+        # is set per task.
+        if method != 'ssf':
+            assert stock.drop_path_rate == (0. if method == 'arc' else 0.1)
+    assert sorted(os.listdir(VTAB)) == sorted(('_base_', *ALL_METHODS))
+
+
+def test_fgvc_and_fewshot_configs_name_their_set():
+    """configs/fgvc: every VTAB-1k method but the attention-only RepAdapter,
+    each with its VTAB-1k model; configs/fewshot: the few-shot tables'
+    methods. Each file names its set (and K) and its class count."""
+    fgvc = osp.join(ROOT, 'configs', 'fgvc')
+    assert sorted(os.listdir(fgvc)) == sorted(
+        ('_base_', *(m for m in ALL_METHODS if m != 'repattn')))
+    for method in ALL_METHODS:
+        if method == 'repattn':
+            continue
+        wrapper = task_config(method, 'dtd').model.backbone.type
+        for name in FGVC_SETS:
+            cfg = Config.fromfile(
+                osp.join(fgvc, method, f'vit-b16_{method}_{name}.py'))
+            assert cfg.model.backbone.type == wrapper
+            assert cfg.model.head.num_classes == fgvc_set(name).num_classes
+            assert cfg.train_dataloader.dataset.name == name
+            assert cfg.test_dataloader.dataset.split == 'test'
+    fewshot = osp.join(ROOT, 'configs', 'fewshot')
+    methods = ('linear-probe', 'repadapter', 'lora', 'houlsby', 'vpt-deep')
+    assert sorted(os.listdir(fewshot)) == sorted(('_base_', *methods))
+    for method in methods:
+        files = sorted(os.listdir(osp.join(fewshot, method)))
+        assert files == sorted(f'vit-b16_{method}_{n}_{k}shot.py'
+                               for n in FEWSHOT_SETS for k in FEWSHOT_SHOTS)
+        cfg = Config.fromfile(osp.join(fewshot, method, files[0]))
+        name = cfg.train_dataloader.dataset.name
+        assert cfg.model.head.num_classes == fewshot_set(name).num_classes
+        assert cfg.train_dataloader.dataset.type == 'mmpetl.FewShot'
 
 
 def _differences(a, b, prefix=''):
@@ -127,30 +172,83 @@ def test_methods_differ_only_where_the_method_does():
                                            val=0.)
 
 
+def vit_b16_formulas(task):
+    """Each method's trainable backbone parameters at ViT-B/16 (d = 768,
+    L = 12 blocks, MLP 4d) by its formula (METHODS.md, BASELINES.md), with
+    the task config's own rank / bottleneck / prompt count."""
+    d, blocks = 768, 12
+    # Output channels of norm1, qkv, proj, norm2, fc1, fc2.
+    per_block_channels = d + 3 * d + d + d + 4 * d + d
+
+    def backbone(method):
+        return task_config(method, task).model.backbone
+
+    def fact_tt(r):  # shared U, V (d x r); a core r x r per d x d block
+        return 2 * d * r + 12 * blocks * r * r
+
+    def fact_tk(r):  # shared U, V, core C (r^3); per-block scalars P
+        return 2 * d * r + r**3 + 12 * blocks * r
+
+    def bottleneck(r, sites):  # down (d r + r), up (r d + d) per site
+        return sites * blocks * (2 * d * r + r + d)
+
+    lora = blocks * 8 * (d + 3 * d)
+    return {
+        'full-finetune': 85_798_656,
+        'linear-probe': 0,
+        # METHODS.md: 221,184 weights, 239,808 with biases; attention only
+        # half of it.
+        'repadapter': 239_808,
+        'repattn': 239_808 // 2,
+        'arc': 2 * d * 50 + blocks * 2 * (50 + d),  # 96,432
+        'lora': lora,  # 294,912
+        'dora': lora + blocks * 3 * d,  # + the magnitude of each qkv row
+        'ssf': 2 * (blocks * per_block_channels + d + d),  # 205,824
+        'bitfit': blocks * per_block_channels + d + d,  # 102,912
+        'ln-tuning': (2 * blocks + 1) * 2 * d,  # 38,400
+        'fact-tt': fact_tt(backbone('fact-tt').rank),
+        'fact-tk': fact_tk(backbone('fact-tk').rank),
+        'adaptformer': bottleneck(backbone('adaptformer').bottleneck, 1),
+        'houlsby': bottleneck(backbone('houlsby').bottleneck, 2),
+        'pfeiffer': bottleneck(backbone('pfeiffer').bottleneck, 1),
+        # 1x1 down, 3x3 r->r conv, 1x1 up, biases; attention and MLP
+        'convpass': 2 * blocks * (2 * d * 8 + 9 * 8 * 8 + 2 * 8 + d),
+        'vpt-shallow': backbone('vpt-shallow').num_tokens * d,
+        'vpt-deep': blocks * backbone('vpt-deep').num_tokens * d,
+    }
+
+
 def test_vit_b16_trainable_counts_printed_by_the_tool():
-    out = run_vtab('--methods', *METHODS, '--tasks', 'cifar',
-                   '--count-params')
+    """--count-params builds every method of --methods all at its real size
+    (FacT-TK's dtd rank 16, FacT-TT's 8: the per-task values reach the
+    model); each count is its formula's."""
+    out = run_vtab('--methods', 'all', '--tasks', 'dtd', '--count-params')
     counts = {
         m.group(1): [int(g.replace(',', '')) for g in m.groups()[1:]]
         for m in re.finditer(
-            r'^(\S+) \(cifar\): trainable backbone ([\d,]+) \(matrices '
+            r'^(\S+) \(dtd\): trainable backbone ([\d,]+) \(matrices '
             r'([\d,]+)\), head ([\d,]+), total trainable ([\d,]+) of '
             r'([\d,]+)$', out, re.M)
     }
-    head = 768 * 100 + 100
-    # METHODS.md: RepAdapter 221,184 weights, 239,808 with biases; ARC
-    # 96,432; LoRA r=8 on qkv 12 x (768 x 8 + 8 x 2304).
-    assert counts['repadapter'][:3] == [239_808, 221_184, head]
-    assert counts['arc'][:3] == [96_432, 2 * 768 * 50, head]
-    assert counts['lora'][:3] == [294_912, 294_912, head]
-    assert counts['linear-probe'][:4] == [0, 0, head, head]
-    assert counts['full-finetune'][0] == 85_798_656
-    assert counts['full-finetune'][3] == counts['full-finetune'][4]
+    assert list(counts) == list(ALL_METHODS)
+    head = 768 * 47 + 47
+    formulas = vit_b16_formulas('dtd')
+    assert task_config('fact-tk', 'dtd').model.backbone.rank == 16
     for method, (backbone, _, head_count, total_trainable, total) in \
             counts.items():
+        assert backbone == formulas[method], method
+        assert head_count == head
         assert total_trainable == backbone + head_count
-        if method not in ('full-finetune', 'linear-probe'):
-            assert total == 85_798_656 + head + backbone
+        # Adapters add parameters; parameter selection trains stock ones.
+        stock = method in ('full-finetune', 'linear-probe', 'bitfit',
+                           'ln-tuning')
+        assert total == 85_798_656 + head + (0 if stock else backbone)
+    # Weights only (no biases, scales, offsets): RepAdapter 221,184; ARC's
+    # shared projections; BitFit, LN-tuning and SSF have none.
+    assert counts['repadapter'][1] == 221_184
+    assert counts['arc'][1] == 2 * 768 * 50
+    assert counts['ssf'][1] == counts['bitfit'][1] == 0
+    assert counts['full-finetune'][3] == counts['full-finetune'][4]
 
 
 @pytest.fixture(scope='module')
@@ -208,6 +306,54 @@ def test_results_table_has_group_means(dry_run):
     assert markdown[0].startswith('| method | cifar |')
     assert len(markdown) == 2 + len(METHODS)
     assert (work / 'results.png').read_bytes()[:4] == b'\x89PNG'
+
+
+def test_all_methods_one_table_with_folding_and_costs(tmp_path):
+    """--methods all on one task (every method end to end on stand-in
+    data) writes one table: per method the accuracy, both means (labelled),
+    trainable parameters, whether its trained model folds (asked of the
+    model) and the cost ratios a --costs file gives (n/a where it has
+    none); a malformed costs file is one line, exit 2, before training."""
+    # As tools/benchmarks/training.py --out writes them, and latencies.
+    costs = tmp_path / 'costs.json'
+    costs.write_text(json.dumps({
+        'full-finetune': {'train_memory_rel_full': 1.0,
+                          'step_time_rel_full': 1.0,
+                          'train_memory_rel_floor': 9.5},
+        'lora': {'train_memory_rel_full': 0.41, 'step_time_rel_full': 0.66,
+                 'trainable_backbone': 294_912}}))
+    latency = tmp_path / 'latency.json'
+    latency.write_text(json.dumps({'lora': {'latency_rel_stock': 1.0}}))
+    work = tmp_path / 'work'
+    out = run_vtab('--methods', 'all', '--tasks', 'dtd', '--dry-run',
+                   '--costs', costs, latency, '--work-dir', work)
+    rows = {r['method']: r for r in csv.DictReader(open(work /
+                                                        'results.csv'))}
+    assert list(rows) == list(ALL_METHODS)
+    for method, row in rows.items():
+        assert f'{method} / dtd: top-1' in out
+        assert row['folds'] == ('no' if method in NOT_FOLDING else 'yes')
+        assert row['mean_of_groups'] == row['mean'] == row['dtd']
+    assert rows['lora']['train_memory_rel_full'] == '0.41'
+    assert rows['lora']['latency_rel_stock'] == '1.0'
+    assert rows['full-finetune']['latency_rel_stock'] == ''
+    table = (work / 'results.md').read_text().splitlines()
+    header = [c.strip() for c in table[0].strip('|').split('|')]
+    assert {'mean of group means', 'flat mean', 'folds',
+            'train memory / full', 'latency / stock'} <= set(header)
+    arc = [c.strip() for c in table[2 + ALL_METHODS.index('arc')].strip(
+        '|').split('|')]
+    assert arc[header.index('step time / full')] == 'n/a'
+    costs.write_text(json.dumps({'lora': {'memory': 0.4}}))
+    result = subprocess.run(
+        [sys.executable, 'tools/suites/vtab.py', '--methods', 'all',
+         '--dry-run', '--costs', str(costs), '--work-dir',
+         str(tmp_path / 'bad')], cwd=ROOT, capture_output=True, text=True,
+        env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "'memory'" in result.stderr and 'costs.json' in result.stderr
+    assert not (tmp_path / 'bad').exists()
 
 
 def test_finished_tasks_are_skipped_and_interrupted_ones_resume(dry_run):

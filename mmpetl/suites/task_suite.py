@@ -32,6 +32,8 @@ from mmpetl.datasets.vtab1k import VTAB1K_GROUPS, VTAB1K_TASKS
 from mmpetl.engine.hooks.exact_resume_hook import add_exact_resume_hook
 from mmpetl.engine.hooks.parameter_count_hook import count_parameters
 from mmpetl.fileio.checkpoint_io import atomic_output
+from mmpetl.models.merge import merge_blockers
+from mmpetl.utils import InputError
 from mmpetl.utils.compat import cpu_distributed
 
 RESULT_FILE = 'result.json'
@@ -155,9 +157,10 @@ def run_task(cfg: Config, work_dir: str, launcher: str = 'none',
              **record) -> dict:
     """Train ``cfg`` in ``work_dir`` (resuming from its last checkpoint if
     there is one), test the last epoch's model (on the test dataloader's
-    split), and write ``{work_dir}/result.json``: top-1, parameter counts
-    and the ``record`` fields (seed, data variant, ...). Returns the
-    result."""
+    split), and write ``{work_dir}/result.json``: top-1, parameter counts,
+    ``folds`` (whether the model merges into the stock one: no
+    :func:`~mmpetl.models.merge.merge_blockers`) and the ``record`` fields
+    (seed, data variant, ...). Returns the result."""
     cfg = copy.deepcopy(cfg)
     cfg.work_dir = work_dir
     cfg.launcher = launcher
@@ -172,6 +175,7 @@ def run_task(cfg: Config, work_dir: str, launcher: str = 'none',
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
         counts = count_parameters(model)
+        folds = not merge_blockers(model)
         runner.train()
         metrics = runner.test()
     result = dict(
@@ -179,6 +183,7 @@ def run_task(cfg: Config, work_dir: str, launcher: str = 'none',
         trainable=counts['trainable'],
         trainable_backbone=counts.get('trainable.backbone', 0),
         total=counts['total'],
+        folds=folds,
         **record)
     if runner.rank == 0:
         with atomic_output(osp.join(work_dir, RESULT_FILE)) as tmp:
@@ -247,7 +252,9 @@ def summarize(results: Dict[str, Dict[str, List[dict]]],
     mean over seeds and ``{column}_std`` its sample standard deviation
     (aggregates: computed per seed, then over seeds). A mean covers the
     finished tasks only; ``tasks_done`` says how many, ``seeds`` how many
-    runs per task, ``data`` the data variants the results ran on."""
+    runs per task, ``data`` the data variants the results ran on, ``folds``
+    whether the method merges into the stock model (``yes`` / ``no``;
+    None for results written before runs recorded it)."""
     rows = []
     for method, per_task in results.items():
         row = dict(method=method)
@@ -274,15 +281,85 @@ def summarize(results: Dict[str, Dict[str, List[dict]]],
                                        for r in runs})) or None
         for count in ('trainable_backbone', 'trainable'):
             row[count] = round(_mean([r[count] for r in runs]))
+        folds = {r['folds'] for r in runs if 'folds' in r}
+        row['folds'] = ('yes' if folds == {True} else
+                        'no' if folds == {False} else None)
         rows.append(row)
     return rows
+
+
+#: Cost columns: key in a costs file (:func:`load_costs`) -> markdown
+#: header. The training ones are the keys ``tools/benchmarks/training.py
+#: --out`` writes.
+COST_COLUMNS = {
+    'train_memory_rel_full': 'train memory / full',
+    'step_time_rel_full': 'step time / full',
+    'latency_rel_stock': 'latency / stock',
+}
+#: Markdown headers that say which mean is which (CSV keeps the keys).
+HEADERS = {
+    'mean_of_groups': 'mean of group means',
+    'mean': 'flat mean',
+    **COST_COLUMNS,
+}
+
+
+class CostsError(InputError, ValueError):
+    """A ``--costs`` file that cannot be used; the message says why."""
+
+
+def load_costs(paths: Sequence[str]) -> Dict[str, Dict[str, float]]:
+    """Read costs files and merge them: each a JSON object ``{method:
+    {key: ratio}}`` (``tools/benchmarks/training.py --out`` writes one),
+    e.g. ``{"lora": {"train_memory_rel_full": 0.41, "step_time_rel_full":
+    0.66}}`` and ``{"lora": {"latency_rel_stock": 1.0}}``. The keys of
+    :data:`COST_COLUMNS` are read (each optional; a later file's value
+    wins); other keys of an entry (``train_memory_rel_floor``,
+    ``trainable_backbone``, ...) are left alone.
+
+    Raises:
+        CostsError: One line naming the file and what is wrong: not a JSON
+            object of objects, an entry with none of the keys, or a value
+            that is not a number.
+    """
+    merged: Dict[str, Dict[str, float]] = {}
+    for path in paths:
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, ValueError) as e:
+            raise CostsError(f'--costs {path}: cannot read it as JSON ({e})')
+        if not isinstance(data, dict) or not all(
+                isinstance(v, dict) for v in data.values()):
+            raise CostsError(f'--costs {path}: expected a JSON object '
+                             '{method: {key: ratio}}')
+        for method, values in data.items():
+            known = {k: v for k, v in values.items() if k in COST_COLUMNS}
+            bad = [k for k, v in known.items()
+                   if isinstance(v, bool) or not isinstance(v, (int, float))]
+            if not known or bad:
+                raise CostsError(
+                    f'--costs {path}: method {method!r} needs numbers keyed '
+                    f'by some of {list(COST_COLUMNS)}; got '
+                    f'{bad or sorted(values)}')
+            merged.setdefault(method, {}).update(known)
+    return merged
+
+
+def add_costs(rows: List[dict], costs: Dict[str, Dict[str, float]]) -> None:
+    """Put each method's cost ratios (:func:`load_costs`) into its row;
+    a method without figures gets None (``n/a`` in the table)."""
+    for row in rows:
+        for column in COST_COLUMNS:
+            row[column] = costs.get(row['method'], {}).get(column)
 
 
 def _columns(rows: List[dict], tasks: Sequence[str]) -> List[str]:
     extra = [c for c in (*VTAB1K_GROUPS, 'mean_of_groups')
              if any(c in r for r in rows)]
+    costs = [c for c in COST_COLUMNS if any(c in r for r in rows)]
     return ['method', *tasks, *extra, 'mean', 'tasks_done', 'seeds', 'data',
-            'trainable_backbone', 'trainable']
+            'trainable_backbone', 'trainable', 'folds', *costs]
 
 
 def _text(value, std=None) -> str:
@@ -296,10 +373,15 @@ def _text(value, std=None) -> str:
 
 
 def write_markdown_csv(rows: List[dict], columns: List[str],
-                        markdown_cells, out_stem: str) -> List[str]:
-    """``{out_stem}.md`` (cells from ``markdown_cells(row, column)``) and
-    ``{out_stem}.csv`` (the values), both written atomically."""
-    markdown = ['| ' + ' | '.join(columns) + ' |',
+                       markdown_cells, out_stem: str,
+                       headers: Optional[Dict[str, str]] = None
+                       ) -> List[str]:
+    """``{out_stem}.md`` (cells from ``markdown_cells(row, column)``,
+    headers renamed by ``headers``) and ``{out_stem}.csv`` (the values,
+    headed by the column keys), both written atomically."""
+    headers = headers or {}
+    markdown = ['| ' + ' | '.join(headers.get(c, c) for c in columns) +
+                ' |',
                 '|' + '---|' * len(columns)]
     markdown += ['| ' + ' | '.join(markdown_cells(r, c) for c in columns) +
                  ' |' for r in rows]
@@ -324,10 +406,18 @@ def write_tables(rows: List[dict], tasks: Sequence[str],
     seeds) and ``{out_stem}.csv`` (means, and ``{column}_std`` columns
     where there are several seeds) atomically. Parameter columns:
     trainable parameters of the backbone (adapters) and in all (with the
-    head), averaged over tasks."""
-    return write_markdown_csv(
-        rows, _columns(rows, tasks),
-        lambda row, c: _text(row.get(c), row.get(f'{c}_std')), out_stem)
+    head), averaged over tasks. ``mean_of_groups`` (markdown: "mean of
+    group means", the papers' VTAB-1k convention) averages the group
+    means; ``mean`` ("flat mean") averages the tasks. ``folds`` and the
+    cost ratios (:func:`add_costs`) read ``n/a`` where unknown."""
+
+    def cell(row, column):
+        if column in ('folds', *COST_COLUMNS) and row.get(column) is None:
+            return 'n/a'
+        return _text(row.get(column), row.get(f'{column}_std'))
+
+    return write_markdown_csv(rows, _columns(rows, tasks), cell, out_stem,
+                              HEADERS)
 
 
 def plot_accuracy_vs_parameters(rows: List[dict], path: str) -> None:

@@ -5,13 +5,25 @@ and write one results table.
     python tools/suites/vtab.py --methods repadapter arc lora [--tasks cifar dtd]
     torchrun --nproc_per_node 8 tools/suites/vtab.py --launcher pytorch --methods arc
     python tools/suites/vtab.py --methods repadapter --dry-run
+    python tools/suites/vtab.py --methods all --costs train.json latency.json
 
 Each method/task runs ``{config_dir}/{method}/{prefix}_{method}_{task}.py``
 with MMEngine's Runner, in ``{work_dir}/{method}/{task}``; finished tasks
 (``result.json``) are skipped and interrupted ones resume from their last
 checkpoint. Then ``{work_dir}/results.{md,csv}`` (per task, group means,
-mean of group means, flat mean) and ``results.png`` (accuracy against
+mean of group means, flat mean, trainable parameters, whether the method
+folds into the stock model) and ``results.png`` (accuracy against
 trainable parameters) are rewritten from every finished task.
+
+``--methods all``: every method folder of ``--config-dir`` with a config
+for each task, in :data:`METHODS` order (``configs/fgvc`` and
+``configs/fewshot`` hold fewer methods; ``--config-dir`` picks the suite).
+``--costs FILE [FILE ...]``: training memory and step time relative to
+full fine-tuning and inference latency relative to the stock model, per
+method, from JSON files (``tools/benchmarks/training.py --out`` writes
+one; format: :func:`mmpetl.suites.task_suite.load_costs`,
+docs/en/reproducing.md), as extra columns (``n/a`` where no file has the
+figure).
 
 The standard protocol (``mmpetl.suites.protocol``): ``--search
 scale=0.1,0.5,1,5,10 lr=5e-4,1e-3`` trains each grid point on the search
@@ -37,14 +49,17 @@ import argparse
 import os
 import os.path as osp
 import sys
+from typing import List
 
 import torch
 from mmengine.config import Config, DictAction
 
-from mmpetl.datasets import VTAB1K_TASKS
+from mmpetl.datasets import (FEWSHOT_SETS, FEWSHOT_SHOTS, FGVC_SETS,
+                             VTAB1K_TASKS)
 from mmpetl.fileio.checkpoint_io import load_config_file
 from mmpetl.suites.protocol import Protocol, parse_search, write_search_table
-from mmpetl.suites.task_suite import (count_trainable, load_results,
+from mmpetl.suites.task_suite import (add_costs, count_trainable, load_costs,
+                                      load_results,
                                       plot_accuracy_vs_parameters,
                                       replace_backbone, shrink_for_dry_run,
                                       summarize, write_standin_data,
@@ -53,24 +68,41 @@ from mmpetl.utils import InputError
 
 #: The checkout, or mmpetl/.mim of an installed wheel: configs/ and tools/.
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-METHODS = ('repadapter', 'arc', 'lora', 'linear-probe', 'full-finetune')
+#: --suite NAME: its config folder and tasks (the defaults of --config-dir
+#: and --tasks).
+SUITES = {
+    'vtab': ('configs/vtab', list(VTAB1K_TASKS)),
+    'fgvc': ('configs/fgvc', list(FGVC_SETS)),
+    'fewshot': ('configs/fewshot', [f'{name}_{shots}shot'
+                                    for name in FEWSHOT_SETS
+                                    for shots in FEWSHOT_SHOTS]),
+}
+#: The table's row order for ``--methods all`` (folders not named here
+#: follow, alphabetically).
+METHODS = ('full-finetune', 'linear-probe', 'repadapter', 'repattn', 'arc',
+           'lora', 'dora', 'ssf', 'bitfit', 'ln-tuning', 'fact-tt', 'fact-tk',
+           'adaptformer', 'houlsby', 'pfeiffer', 'convpass', 'vpt-shallow',
+           'vpt-deep')
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Run methods over tasks')
-    parser.add_argument('--methods', nargs='+', default=list(METHODS[:2]),
-                        help=f'method folders of --config-dir, e.g. '
-                        f'{" ".join(METHODS)}')
-    parser.add_argument('--tasks', nargs='+', default=list(VTAB1K_TASKS),
-                        help='tasks (default: the 19 VTAB-1k tasks)')
+    parser.add_argument('--methods', nargs='+',
+                        default=['repadapter', 'arc'],
+                        help='method folders of --config-dir, or "all" (every '
+                        'folder with a config per task)')
     parser.add_argument(
-        '--config-dir', default='configs/vtab',
-        help='folder of the method folders: relative to the current '
-        'directory, else to the installed mmpetl (its configs/vtab, '
-        'configs/compare, ...)')
+        '--suite', choices=list(SUITES), default='vtab',
+        help='VTAB-1k (19 tasks), FGVC (5 sets) or few-shot (5 sets x '
+        '1/2/4/8/16 shots): the default --config-dir, --tasks, --work-dir')
+    parser.add_argument('--tasks', nargs='+',
+                        help='tasks (default: the suite\'s)')
+    parser.add_argument('--config-dir',
+                        help='default: the suite\'s, e.g. configs/vtab; relative to the '
+                        'current directory, else to the installed mmpetl')
     parser.add_argument('--prefix', default='vit-b16',
                         help='config names are {prefix}_{method}_{task}.py')
-    parser.add_argument('--work-dir', default='work_dirs/vtab')
+    parser.add_argument('--work-dir', help='default: work_dirs/{suite}')
     parser.add_argument('--data-root', help='replace the configs\' '
                         'data_root (e.g. the VTAB-1k folder)')
     parser.add_argument(
@@ -94,12 +126,20 @@ def parse_args():
         '--data-variant', metavar='NAME',
         help='run on data other than the benchmark\'s (counts not '
         'enforced); NAME is recorded next to each result')
+    parser.add_argument(
+        '--costs', nargs='+', metavar='FILE',
+        help='JSON files of cost ratios per method (train_memory_rel_full, '
+        'step_time_rel_full, latency_rel_stock) added to the table')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of every config')
     parser.add_argument('--launcher', default='none',
                         choices=['none', 'pytorch', 'slurm', 'mpi'])
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
+    config_dir, tasks = SUITES[args.suite]
+    args.config_dir = args.config_dir or config_dir
+    args.tasks = args.tasks or tasks
+    args.work_dir = args.work_dir or f'work_dirs/{args.suite}'
     if args.seeds is not None and args.seeds < 1:
         parser.error('--seeds must be at least 1')
     if args.dry_run and args.data_variant is None:
@@ -123,9 +163,27 @@ def find_config_dir(parser: argparse.ArgumentParser, path: str) -> str:
                  f'mmpetl ({ROOT})')
 
 
-def task_config(args, method: str, task: str, standin_root: str) -> Config:
-    path = osp.join(args.config_dir, method,
+def config_path(args, method: str, task: str) -> str:
+    return osp.join(args.config_dir, method,
                     f'{args.prefix}_{method}_{task}.py')
+
+
+def all_methods(args) -> List[str]:
+    """The method folders of ``--config-dir`` with a config for every task,
+    in :data:`METHODS` order, then alphabetical."""
+    found = [m for m in sorted(os.listdir(args.config_dir))
+             if not m.startswith(('_', '.')) and all(
+                 osp.isfile(config_path(args, m, t)) for t in args.tasks)]
+    if not found:
+        raise InputError(f'--methods all: no folder of {args.config_dir} '
+                         f'has {args.prefix}_<method>_<task>.py for every '
+                         'task of --tasks')
+    order = {m: i for i, m in enumerate(METHODS)}
+    return sorted(found, key=lambda m: (order.get(m, len(order)), m))
+
+
+def task_config(args, method: str, task: str, standin_root: str) -> Config:
+    path = config_path(args, method, task)
     cfg = load_config_file(path)
     if args.backbone:
         backbone = load_config_file(args.backbone)
@@ -150,6 +208,9 @@ def main():
     args = parse_args()
     standin_root = osp.join(args.work_dir, 'standin_data')
     try:
+        if args.methods == ['all']:
+            args.methods = all_methods(args)
+        costs = load_costs(args.costs) if args.costs else None
         search = parse_search(args.search)
         # Every config first: a typo fails now, not after hours of training.
         configs = {(m, t): task_config(args, m, t, standin_root)
@@ -184,6 +245,8 @@ def main():
         rows = summarize(
             load_results(args.work_dir, args.methods, args.tasks),
             args.tasks)
+        if costs is not None:
+            add_costs(rows, costs)
         stem = osp.join(args.work_dir, 'results')
         paths = write_tables(rows, args.tasks, stem)
         plot_accuracy_vs_parameters(rows, f'{stem}.png')

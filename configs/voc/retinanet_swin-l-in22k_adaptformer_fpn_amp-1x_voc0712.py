@@ -1,0 +1,11 @@
+# AdaptFormer: a bottleneck branch parallel to every MLP of the frozen Swin
+# (bottleneck 64, s = 0.1, the paper's); FPN and head train with the recipe
+# of full fine-tuning. It does not fold: deploy the adapter checkpoint with
+# this config.
+_base_ = ['./_base_/retinanet_swin-l-in22k_fpn_amp-1x_voc0712.py']
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='mmpetl.AdaptFormerBackbone',
+        backbone={{_base_.model.backbone}}))
+custom_hooks = [dict(type='mmpetl.ParameterCountHook')]

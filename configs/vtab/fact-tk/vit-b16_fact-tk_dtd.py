@@ -1,0 +1,10 @@
+_base_ = ['../_base_/fact-tk.py']
+from mmpetl.datasets import vtab1k_task
+
+task = 'dtd'
+model = dict(
+    backbone=dict(rank=16, scale=0.01),
+    head=dict(num_classes=vtab1k_task(task).num_classes))
+train_dataloader = dict(dataset=dict(task=task))
+val_dataloader = dict(dataset=dict(task=task))
+test_dataloader = dict(dataset=dict(task=task))

@@ -1,0 +1,14 @@
+_base_ = ['../_base_/ssf.py']
+from mmpetl.datasets import vtab1k_task
+
+task = 'cifar'
+model = dict(
+    backbone=dict(backbone=dict(drop_path_rate=0.0)),
+    head=dict(num_classes=vtab1k_task(task).num_classes))
+train_dataloader = dict(
+    batch_size=128, dataset=dict(task=task))
+val_dataloader = dict(dataset=dict(task=task))
+test_dataloader = dict(dataset=dict(task=task))
+optim_wrapper = dict(optimizer=dict(lr=0.005, weight_decay=5e-05))
+train_cfg = dict(max_epochs=200, val_interval=200)
+param_scheduler = [dict(_base_.param_scheduler[0], T=200)]

@@ -2,7 +2,7 @@
 """The CPU-sized method comparison (`make compare`, about 3 CPU-minutes
 per method and task on 2 cores): the `make demo` ViT pre-trained on digits 0-4
 adapted to digits 5-9 and to LFW faces vs non-faces by every method with a
-folder in configs/compare/ (full fine-tuning and the linear probe first, then
+folder in configs/compare/ (the linear probe and full fine-tuning first, then
 the rest by name), through tools/suites/vtab.py; ``--methods lora arc`` runs
 a subset. Real data shipped inside scikit-learn and scikit-image; nothing is
 downloaded.
@@ -33,21 +33,13 @@ def run(*args):
     subprocess.run([sys.executable, *args], cwd=ROOT, check=True)
 
 
-def compare_methods() -> list:
-    """The method folders of ``CONFIG_DIR``: the baselines, then the rest
-    sorted by name."""
-    names = sorted(
-        name for name in os.listdir(osp.join(ROOT, CONFIG_DIR))
-        if name != '_base_' and osp.isdir(osp.join(ROOT, CONFIG_DIR, name)))
-    return sorted(names, key=lambda name: name not in BASELINES)
-
-
 def main():
     os.chdir(ROOT)
     from mmengine.config import Config
 
     from mmpetl.datasets import (write_digits_task, write_holdout_split,
                                  write_lfw_faces_task)
+    from mmpetl.task_suite import method_folders
     write_digits_task('data/quickstart/digits0-4', (0, 1, 2, 3, 4))
     write_digits_task('data/quickstart/digits5-9', (5, 6, 7, 8, 9))
     write_lfw_faces_task('data/compare/lfw-faces')
@@ -59,8 +51,8 @@ def main():
             osp.dirname(pretrained))
     # argparse keeps the last of repeated options: the caller's win.
     run('tools/suites/vtab.py', '--config-dir', CONFIG_DIR, '--prefix',
-        'vit-tiny', '--methods', *compare_methods(), '--tasks', *TASKS,
-        '--work-dir', 'work_dirs/compare', *sys.argv[1:])
+        'vit-tiny', '--methods', *method_folders(CONFIG_DIR, BASELINES),
+        '--tasks', *TASKS, '--work-dir', 'work_dirs/compare', *sys.argv[1:])
 
 
 if __name__ == '__main__':

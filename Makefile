@@ -9,8 +9,9 @@ venv:
 demo: venv
 	$(PYTHON) tools/demo.py
 
+# Two workers, a test file each at a time (module fixtures stay in one process).
 test: venv
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -n 2 --dist loadfile
 
 bench: venv
 	$(PYTHON) tools/benchmarks/inference.py

@@ -54,11 +54,12 @@ from mmpetl.benchmarks.training_cost import (classification_batch, dense_batch,
                                              profile_step, relative_costs,
                                              require_input_grad,
                                              saved_bytes_of_forward)
-from mmpetl.checkpoint_io import CheckpointError, atomic_output
-from mmpetl.log_utils import log_to_file, temporary_log_file
-from mmpetl.reparam import build_model
-from mmpetl.task_suite import (method_folders, replace_backbone,
-                               stock_backbone)
+from mmpetl.apis.reparam import build_model
+from mmpetl.fileio.checkpoint_io import atomic_output
+from mmpetl.suites.task_suite import (method_folders, replace_backbone,
+                                      stock_backbone)
+from mmpetl.utils.errors import InputError
+from mmpetl.utils.log_utils import log_to_file, temporary_log_file
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = dict(
@@ -390,7 +391,7 @@ def write_figures(figures, path):
     try:
         with atomic_output(path) as tmp, open(tmp, 'w') as f:
             json.dump(figures, f, indent=1)
-    except CheckpointError as e:  # an input of the run
+    except InputError as e:  # an input of the run
         fail(str(e))
     print(f'wrote {path}')
 

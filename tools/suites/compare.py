@@ -39,7 +39,7 @@ def main():
 
     from mmpetl.datasets import (write_digits_task, write_holdout_split,
                                  write_lfw_faces_task)
-    from mmpetl.task_suite import method_folders
+    from mmpetl.suites.task_suite import method_folders
     write_digits_task('data/quickstart/digits0-4', (0, 1, 2, 3, 4))
     write_digits_task('data/quickstart/digits5-9', (5, 6, 7, 8, 9))
     write_lfw_faces_task('data/compare/lfw-faces')

@@ -1,11 +1,14 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 """The classification training-cost pieces on a tiny ViT: the forward-only
-saved-bytes count equals the full step's, and the input-gradient floor runs
-the backward through the frozen backbone without weight gradients."""
+saved-bytes count equals the full step's, the input-gradient floor runs
+the backward through the frozen backbone without weight gradients, and
+tools/benchmarks/training.py measures every method in one run."""
 import copy
 import gc
+import json
 import os.path as osp
 
+import pytest
 import torch
 from mmengine.config import Config
 
@@ -16,8 +19,9 @@ from mmpetl.benchmarks.training_cost import (classification_batch,
                                              profile_step, require_input_grad,
                                              saved_bytes_of_forward,
                                              saved_bytes_of_step)
+from mmpetl.suites.task_suite import method_folders
 from tests.support.helpers import TINY_VIT
-from tests.support.tools import ROOT
+from tests.support.tools import ROOT, one_error_line, run_tool
 
 
 def tiny_classifier(method):
@@ -112,3 +116,48 @@ def test_classification_batch():
     assert all(x.dtype == torch.uint8 for x in batch['inputs'])
     labels = [int(s.gt_label) for s in batch['data_samples']]
     assert all(0 <= label < 5 for label in labels)
+
+
+def test_training_tool_measures_every_method(tmp_path):
+    # One run over every method folder of configs/compare (the tiny ViT at
+    # 32x32): the table and the JSON cover them all, with the ratios to
+    # full fine-tuning and to the frozen floor (the linear probe).
+    out = tmp_path / 'costs.json'
+    common = ('tools/benchmarks/training.py', '--task', 'cls', '--config-dir',
+              'configs/compare', '--prefix', 'vit-tiny', '--config-task',
+              'digits5-9', '--size', '32', '--batch-size', '2',
+              '--memory-batch-size', '2', '--rounds', '1', '--threads', '1')
+    result = run_tool(*common, '--out', str(out))
+    figures = json.loads(out.read_text())
+    methods = method_folders(osp.join(ROOT, 'configs', 'compare'))
+    assert len(methods) >= 17
+    assert sorted(figures) == sorted(methods + ['input-grad floor'])
+    full, floor = figures['full-finetune'], figures['linear-probe']
+    for name, f in figures.items():
+        assert f'\n{name} ' in result.stdout
+        assert f['train_memory_rel_full'] == pytest.approx(
+            f['train_memory_bytes'] / full['train_memory_bytes'])
+        assert f['train_memory_rel_floor'] == pytest.approx(
+            f['train_memory_bytes'] / floor['train_memory_bytes'])
+        assert f['step_time_rel_full'] == pytest.approx(
+            f['step_time_s'] / full['step_time_s'])
+        assert f['step_time_rel_floor'] == pytest.approx(
+            f['step_time_s'] / floor['step_time_s'])
+        if name not in ('linear-probe', 'input-grad floor',
+                        'full-finetune'):
+            # Something trains in the backbone: its gradients, AdamW state
+            # and saved activations come on top of the probe's.
+            assert 0 < f['trainable_backbone'] < full['trainable_backbone']
+            assert f['train_memory_bytes'] > floor['train_memory_bytes']
+    assert floor['trainable_backbone'] == 0
+    assert figures['input-grad floor']['train_memory_rel_floor'] > 1
+
+    # A method without a folder: one line naming it, exit 2, no output.
+    out.unlink()
+    error = one_error_line(run_tool(*common, '--methods', 'nolora', '--out',
+                                    str(out), expect_ok=False))
+    assert error == (
+        'error: no method folder in configs/compare for nolora (available: '
+        + ', '.join(method_folders(osp.join(ROOT, 'configs', 'compare'),
+                                   ('linear-probe', 'full-finetune'))) + ')')
+    assert not out.exists()

@@ -43,6 +43,30 @@ class StepCost:
         return self.saved + self.params + self.grads + self.optimizer
 
 
+def relative_costs(costs: Dict[str, StepCost], full: str,
+                   floor: str) -> Dict[str, dict]:
+    """Each model's memory and step time as ratios to the ``full``
+    (fine-tuning) model's and the ``floor`` (frozen backbone) model's.
+
+    Returns:
+        dict: Name -> ``train_memory_rel_full`` (memory / full's memory),
+        ``step_time_rel_full`` (seconds / full's), ``train_memory_rel_floor``,
+        ``step_time_rel_floor`` (the same over the floor's),
+        ``train_memory_bytes`` (:attr:`StepCost.memory`) and
+        ``step_time_s`` (:attr:`StepCost.seconds`).
+    """
+    return {
+        name: dict(
+            train_memory_rel_full=c.memory / costs[full].memory,
+            step_time_rel_full=c.seconds / costs[full].seconds,
+            train_memory_rel_floor=c.memory / costs[floor].memory,
+            step_time_rel_floor=c.seconds / costs[floor].seconds,
+            train_memory_bytes=c.memory,
+            step_time_s=c.seconds)
+        for name, c in costs.items()
+    }
+
+
 def _nbytes(tensors) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 

@@ -20,6 +20,7 @@ import copy
 import csv
 import glob
 import json
+import os
 import os.path as osp
 import statistics
 from typing import Dict, List, Optional, Sequence
@@ -59,6 +60,16 @@ TINY_ARCHS = {
 # Dataset types --dry-run points at stand-in data, and the config key
 # naming their task / set.
 STANDIN_TYPES = {'mmpetl.VTAB1k': 'task', 'mmpetl.FewShot': 'name'}
+
+
+def method_folders(config_dir: str, first: Sequence[str] = ()) -> List[str]:
+    """The methods of a suite: the folders of ``config_dir`` but ``_base_``
+    (one per method, e.g. ``configs/compare/lora``), those named in
+    ``first`` first (in that order), then the rest sorted by name."""
+    names = sorted(name for name in os.listdir(config_dir) if name != '_base_'
+                   and osp.isdir(osp.join(config_dir, name)))
+    return [name for name in first if name in names] + [
+        name for name in names if name not in first]
 
 
 def stock_backbone(model_cfg: dict) -> dict:

@@ -1,43 +1,64 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
-"""Training-step memory and time of E3VA (each memory mode), RepAdapter and
-full fine-tuning against the floor (backbone frozen, no adapters), measured
-in one run on the same model config and batch, printed as ratios.
+"""Training-step memory and time of every method, measured in one run on
+the same backbone and batch, printed as ratios to full fine-tuning and to
+the floor (backbone frozen, no adapters); ``--out`` writes them as JSON.
 
-    python tools/benchmarks/training.py                       # all tasks
+    python tools/benchmarks/training.py --task cls --out costs.json  # ViT-B/16
+    python tools/benchmarks/training.py                       # dense tasks
     python tools/benchmarks/training.py --task seg --size 512 --rounds 3
     python tools/benchmarks/training.py --task voc --amp      # bf16 autocast
     python tools/benchmarks/training.py --task det --size 512 --device cuda
-    python tools/benchmarks/training.py --task cls    # ViT-B/16 classification
+    python tools/benchmarks/training.py --task cls --methods repadapter lora
 
-``--task cls``: linear probe, RepAdapter, ARC, LoRA and full fine-tuning on
-ViT-B/16 (the VTAB-1k configs), plus the floor of a sequential adapter
-(frozen backbone, input-gradient backward only), as ratios to full
-fine-tuning: memory at ``--memory-batch-size`` (the paper's 64), step time
-at ``--batch-size`` (default 8, CPU-feasible).
+``--task cls``: every method folder of ``--config-dir`` (default
+configs/vtab: ``{config_dir}/{method}/{prefix}_{method}_{config_task}.py``,
+ViT-B/16 on CIFAR-100), optionally on another stock backbone
+(``--backbone``, a base such as configs/vtab/_base_/backbones/vit-b16.py),
+plus the floor of a sequential adapter (``input-grad floor``: frozen
+backbone, input-gradient backward only). Memory at
+``--memory-batch-size`` (the RepAdapter paper's 64), step time at
+``--batch-size`` (default 8, CPU-feasible). The floor of the ratios is the
+linear probe.
 
-Tasks: ``seg`` UperNet Swin-B (ADE20K), ``det`` Cascade Mask R-CNN Swin-B
-(COCO), ``voc`` RetinaNet Swin-L (Pascal VOC). Memory is measured as in
-:mod:`mmpetl.benchmarks.training_cost` (saved activations + parameters +
-gradients + AdamW state; CUDA peak too on a GPU). Models are built without
-pre-trained weights (the cost does not depend on them).
+Dense tasks: ``seg`` UperNet Swin-B (ADE20K), ``det`` Cascade Mask R-CNN
+Swin-B (COCO), ``voc`` RetinaNet Swin-L (Pascal VOC): every config shipped
+for the anchor (one per method, e.g. ``frozen``, ``e3va``, ``repadapter``,
+``mona``, ``full-ft``; where no ``frozen`` ships, the E3VA config with
+``mmpetl.FrozenBackbone``), E3VA also in its other memory modes.
+
+Memory is measured as in :mod:`mmpetl.benchmarks.training_cost` (saved
+activations + parameters + gradients + AdamW state; CUDA peak too on a
+GPU). Models are built without pre-trained weights (the cost does not
+depend on them). The JSON (one task): ``{method: {"train_memory_rel_full",
+"step_time_rel_full", "train_memory_rel_floor", "step_time_rel_floor",
+"train_memory_bytes", "step_time_s", "trainable_backbone"}}``, the method
+named by its config folder (cls) or config name part (dense).
 """
 import argparse
 import copy
 import dataclasses
+import glob
+import json
 import os
 import os.path as osp
+import sys
 
 import torch
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 
 import mmpetl  # noqa: F401  (compat fixes)
-from mmpetl.apis.reparam import build_model
 from mmpetl.benchmarks.training_cost import (classification_batch, dense_batch,
                                              make_optim_wrapper,
                                              measure_training_steps,
-                                             profile_step, require_input_grad,
+                                             profile_step, relative_costs,
+                                             require_input_grad,
                                              saved_bytes_of_forward)
+from mmpetl.apis.reparam import build_model
+from mmpetl.fileio.checkpoint_io import atomic_output
+from mmpetl.suites.task_suite import (method_folders, replace_backbone,
+                                      stock_backbone)
+from mmpetl.utils.errors import InputError
 from mmpetl.utils.log_utils import log_to_file, temporary_log_file
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -47,46 +68,54 @@ CONFIGS = dict(
     'amp-ms-crop-3x_coco.py',
     voc='configs/voc/retinanet_swin-l-in22k_{}_fpn_amp-1x_voc0712.py')
 NUM_CLASSES = dict(seg=150, det=80, voc=20)
-FLOOR = 'floor (frozen, no adapters)'
-#: Printed name -> (config name part, wrapper where no config ships, E3VA
-#: memory mode). 'E3VA autocast' runs with --amp only (without autocast it
-#: is 'E3VA keep').
-METHODS = {
-    FLOOR: ('frozen', 'FrozenBackbone', None),
-    'E3VA keep': ('e3va', 'E3VABackbone', 'keep'),
-    'E3VA autocast': ('e3va', 'E3VABackbone', 'autocast'),
-    'E3VA recompute 0-1': ('e3va', 'E3VABackbone',
-                           ('recompute', 'recompute', 'keep', 'keep')),
-    'E3VA recompute all': ('e3va', 'E3VABackbone', 'recompute'),
-    'RepAdapter': ('repadapter', 'RepAdapterBackbone', None),
-    'full fine-tuning': ('full-ft', None, None),
+#: The dense baselines' config name parts: the floor and full fine-tuning.
+DENSE_FLOOR, DENSE_FULL = 'frozen', 'full-ft'
+#: E3VA's other memory modes (the shipped config keeps its own, 'keep'):
+#: printed name -> mode. 'e3va autocast' runs with --amp only (without
+#: autocast it is 'keep').
+E3VA_MODES = {
+    'e3va autocast': 'autocast',
+    'e3va recompute 0-1': ('recompute', 'recompute', 'keep', 'keep'),
+    'e3va recompute all': 'recompute',
 }
 #: The paper's average savings of E3VA over full fine-tuning.
 PAPER_SAVING = dict(memory=62.2, time=26.2)
-CLS_CONFIG = 'configs/vtab/{0}/vit-b16_{0}_cifar.py'
-#: Printed name -> VTAB-1k config method; the floor is the linear probe with
-#: the input gradient run through the frozen backbone.
-CLS_METHODS = {
-    'floor (input grad only)': 'linear-probe',
-    'linear probe': 'linear-probe',
-    'RepAdapter': 'repadapter',
-    'ARC': 'arc',
-    'LoRA': 'lora',
-    'full fine-tuning': 'full-finetune',
-}
+#: The classification baselines' method folders: the floor of the ratios
+#: (frozen backbone) and full fine-tuning.
+CLS_FLOOR, CLS_FULL = 'linear-probe', 'full-finetune'
+#: The floor of a sequential adapter: the linear probe with the input
+#: gradient run through the frozen backbone.
+INPUT_GRAD_FLOOR = 'input-grad floor'
 #: The RepAdapter paper's savings over full fine-tuning (ratios 0.75, 0.80).
 REPADAPTER_PAPER_SAVING = dict(memory=20, time=25)
 #: Issue target: a sequential adapter's step time over full fine-tuning's.
 CLS_TIME_TARGET = 0.70
+#: Methods --profile compares with the input-gradient floor.
+PROFILED = ('repadapter', 'arc')
 #: V-PETL Bench's GPU memory of E3VA / the frozen backbone, per task.
 ANCHOR_RATIO = dict(det=7639 / 7137, voc=4819 / 3967)
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[1])
     parser.add_argument('--task', choices=['seg', 'det', 'voc', 'all', 'cls'],
                         default='all',
                         help='dense tasks (all: seg, det, voc) or cls')
+    parser.add_argument(
+        '--methods', nargs='+',
+        help='only these (config folders for cls, config name parts for '
+        'the dense tasks; the two baselines are always measured); '
+        'default: every method')
+    parser.add_argument('--config-dir', default='configs/vtab',
+                        help='cls: one folder per method')
+    parser.add_argument('--prefix', default='vit-b16',
+                        help='cls: config names are '
+                        '{prefix}_{method}_{config_task}.py')
+    parser.add_argument('--config-task', default='cifar',
+                        help='cls: the task whose configs are built')
+    parser.add_argument('--backbone',
+                        help='cls: a backbone base (e.g. configs/vtab/_base_/'
+                        'backbones/vit-b16.py) replacing the configs\' own')
     parser.add_argument('--size', type=int, default=None,
                         help='square input side (default 512; cls 224)')
     parser.add_argument('--batch-size', type=int, default=None,
@@ -98,95 +127,139 @@ def parse_args():
     parser.add_argument('--rounds', type=int, default=3)
     parser.add_argument('--profile', type=int, default=0, metavar='N',
                         help='cls: profile one step of RepAdapter, ARC and '
-                        'the floor at the timed batch and print the N '
-                        'largest per-operator differences to the floor')
+                        'the input-gradient floor at the timed batch and '
+                        'print the N largest per-operator differences to '
+                        'the floor')
     parser.add_argument('--amp', action='store_true',
                         help='mixed precision: forward under bf16 autocast '
                         '(works on CPU)')
+    parser.add_argument('--out', metavar='FILE',
+                        help='write the figures as JSON (one --task)')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--threads', type=int, default=None)
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.out and args.task == 'all':
+        parser.error('--out takes the figures of one task: pass --task')
+    if args.out and not osp.isdir(osp.dirname(osp.abspath(args.out))):
+        parser.error(f'the folder of --out {args.out} does not exist')
+    return args
 
 
-def method_configs(task, size, amp):
-    """The shipped config of each method; where none ships (the ADE20K
-    floor), the E3VA config with the other wrapper; E3VA in each memory
+def fail(message: str):
+    print(f'error: {message}', file=sys.stderr)
+    sys.exit(2)
+
+
+def selected(available, wanted, baselines, what):
+    """``available`` in order, only the ``wanted`` ones (all if None) and
+    the ``baselines``; a wanted or baseline name not available fails."""
+    missing = [m for m in (*baselines, *(wanted or ())) if m not in available]
+    if missing:
+        fail(f'no {what} for {", ".join(missing)} (available: '
+             f'{", ".join(available)})')
+    return [m for m in available
+            if wanted is None or m in wanted or m in baselines]
+
+
+def dense_methods(task):
+    """The config name parts of the configs shipped for ``task``."""
+    head, tail = osp.join(ROOT, CONFIGS[task]).split('{}')
+    return sorted(path[len(head):-len(tail)]
+                  for path in glob.glob(f'{head}*{tail}'))
+
+
+def method_configs(task, size, amp, wanted):
+    """The shipped config of each method; where no floor ships (ADE20K),
+    the E3VA config with ``mmpetl.FrozenBackbone``; E3VA in each memory
     mode."""
-    e3va = Config.fromfile(osp.join(ROOT, CONFIGS[task].format('e3va')))
+    shipped = dense_methods(task)
+    available = [DENSE_FLOOR] + [
+        m for m in shipped if m not in (DENSE_FLOOR, DENSE_FULL)
+    ] + [DENSE_FULL] * (DENSE_FULL in shipped)
+    names = selected(available, wanted, (DENSE_FLOOR, DENSE_FULL),
+                     f'{task} config')
     configs = {}
-    for name, (key, wrapper, memory) in METHODS.items():
-        if memory == 'autocast' and not amp:
-            continue
-        shipped = osp.join(ROOT, CONFIGS[task].format(key))
-        if osp.exists(shipped):
-            cfg = Config.fromfile(shipped)
+    for name in names:
+        if name in shipped:
+            configs[name] = Config.fromfile(
+                osp.join(ROOT, CONFIGS[task].format(name)))
         else:
-            cfg = copy.deepcopy(e3va)
-            cfg.model.backbone = dict(type=f'mmpetl.{wrapper}',
-                                      backbone=e3va.model.backbone.backbone)
-        if memory is not None:
-            cfg.model.backbone.memory = memory
-        node = cfg.model.backbone
-        while 'backbone' in node:
-            node = node.backbone
-        node.init_cfg = None
+            cfg = Config.fromfile(osp.join(ROOT, CONFIGS[task].format('e3va')))
+            cfg.model.backbone = dict(type='mmpetl.FrozenBackbone',
+                                      backbone=cfg.model.backbone.backbone)
+            configs[name] = cfg
+        if name == 'e3va':
+            for variant, memory in E3VA_MODES.items():
+                if memory == 'autocast' and not amp:
+                    continue
+                configs[variant] = copy.deepcopy(configs['e3va'])
+                configs[variant].model.backbone.memory = memory
+    for cfg in configs.values():
+        stock_backbone(cfg.model).init_cfg = None
         if task == 'seg':
             # mmseg pads every batch to the crop size: make it the input's.
             cfg.model.data_preprocessor.size = (size, size)
-        configs[name] = cfg
     return configs
 
 
 def trainable_backbone(model):
-    """Trainable parameters of the backbone wrapper: for E3VA the highway
-    and its output norms."""
+    """Trainable parameters of the backbone wrapper (for E3VA the highway
+    and its output norms)."""
     return sum(p.numel() for p in model.backbone.parameters()
                if p.requires_grad)
 
 
-def report(task, costs, trainable, args):
+def print_costs(title, costs, trainable, full, floor, cuda):
+    """One row per method: its bytes and step time, and both as ratios to
+    ``full``'s and ``floor``'s."""
     mib = 2**20
-    print(f'\n{task}: input {args.batch_size}x3x{args.size}x{args.size}, '
-          f'device {args.device}, {torch.get_num_threads()} threads, '
-          f'{"bf16 autocast" if args.amp else "fp32"}, median of '
-          f'{args.rounds} interleaved rounds')
-    header = (f'{"method":<28}{"backbone trainable":>19}{"saved":>8}'
-              f'{"params":>8}{"grads":>7}{"AdamW":>7}{"memory":>8}'
-              f'{"step":>9}')
-    cuda = args.device.startswith('cuda')
-    print(header + (f'{"cuda peak":>11}' if cuda else '') + '   (MiB, s)')
+    print(title)
+    print(f'{"method":<27}{"backbone trainable":>19}{"saved":>8}'
+          f'{"params":>8}{"grads":>7}{"AdamW":>7}{"memory":>8}{"step":>9}'
+          f'{"memory/FT":>11}{"step/FT":>9}{"memory/floor":>14}'
+          f'{"step/floor":>12}' + (f'{"cuda peak":>11}' if cuda else '') +
+          '   (MiB, s)')
+    rel = relative_costs(costs, full, floor)
     for name, c in costs.items():
-        line = (f'{name:<28}{trainable[name]:>19,}{c.saved / mib:>8.0f}'
-                f'{c.params / mib:>8.0f}{c.grads / mib:>7.0f}'
-                f'{c.optimizer / mib:>7.0f}{c.memory / mib:>8.0f}'
-                f'{c.seconds:>9.3f}')
-        if cuda:
-            line += f'{c.cuda_peak / mib:>11.0f}'
-        print(line)
-    floor, full = costs[FLOOR], costs['full fine-tuning']
-    e3va = [name for name in costs if name.startswith('E3VA')]
-    for name in e3va + ['RepAdapter']:
-        c = costs[name]
-        line = (f'{name + " / floor:":<29} memory '
-                f'{c.memory / floor.memory:.3f}, step time '
-                f'{c.seconds / floor.seconds:.3f}; saving over full '
-                f'fine-tuning: memory '
-                f'{100 * (1 - c.memory / full.memory):.1f}%, step time '
-                f'{100 * (1 - c.seconds / full.seconds):.1f}%')
-        if cuda:
-            line += f'; CUDA peak {c.cuda_peak / floor.cuda_peak:.3f} x floor'
-        print(line)
-    best = min(e3va, key=lambda n: costs[n].memory)
-    memory = costs[best].memory / floor.memory
-    time = costs['E3VA keep'].seconds / floor.seconds
-    anchor = (f' (anchor, GPU: {ANCHOR_RATIO[task]:.2f})'
-              if task in ANCHOR_RATIO else '')
-    print(f'targets: lowest E3VA memory / floor {memory:.3f} ({best}) '
-          f'<= 1.05{anchor}: {"met" if memory <= 1.05 else "missed"}; '
-          f'E3VA keep step time / floor {time:.3f} <= 1.10: '
-          f'{"met" if time <= 1.10 else "missed"}; paper saving over full '
-          f'fine-tuning (E3VA): {PAPER_SAVING["memory"]}% memory / '
-          f'{PAPER_SAVING["time"]}% time')
+        r = rel[name]
+        print(f'{name:<27}{trainable[name]:>19,}{c.saved / mib:>8.0f}'
+              f'{c.params / mib:>8.0f}{c.grads / mib:>7.0f}'
+              f'{c.optimizer / mib:>7.0f}{c.memory / mib:>8.0f}'
+              f'{c.seconds:>9.3f}{r["train_memory_rel_full"]:>11.3f}'
+              f'{r["step_time_rel_full"]:>9.3f}'
+              f'{r["train_memory_rel_floor"]:>14.3f}'
+              f'{r["step_time_rel_floor"]:>12.3f}' +
+              (f'{c.cuda_peak / mib:>11.0f}' if cuda else ''))
+    return {name: dict(r, trainable_backbone=trainable[name])
+            for name, r in rel.items()}
+
+
+def report(task, costs, trainable, args):
+    """The dense table and E3VA's targets."""
+    figures = print_costs(
+        f'\n{task}: input {args.batch_size}x3x{args.size}x{args.size}, '
+        f'device {args.device}, {torch.get_num_threads()} threads, '
+        f'{"bf16 autocast" if args.amp else "fp32"}, median of '
+        f'{args.rounds} interleaved rounds; floor: {DENSE_FLOOR} (backbone '
+        f'frozen, no adapters), FT: {DENSE_FULL}', costs, trainable,
+        DENSE_FULL, DENSE_FLOOR, args.device.startswith('cuda'))
+    e3va = [name for name in costs if name.startswith('e3va')]
+    if e3va:
+        floor = costs[DENSE_FLOOR]
+        best = min(e3va, key=lambda n: costs[n].memory)
+        memory = costs[best].memory / floor.memory
+        anchor = (f' (anchor, GPU: {ANCHOR_RATIO[task]:.2f})'
+                  if task in ANCHOR_RATIO else '')
+        line = (f'targets: lowest E3VA memory / floor {memory:.3f} ({best}) '
+                f'<= 1.05{anchor}: {"met" if memory <= 1.05 else "missed"}')
+        if 'e3va' in costs:
+            time = costs['e3va'].seconds / floor.seconds
+            line += (f'; e3va (keep) step time / floor {time:.3f} <= 1.10: '
+                     f'{"met" if time <= 1.10 else "missed"}')
+        print(f'{line}; paper saving over full fine-tuning (E3VA): '
+              f'{PAPER_SAVING["memory"]}% memory / {PAPER_SAVING["time"]}% '
+              'time')
+    return figures
 
 
 def build_models(configs, device, log_file):
@@ -200,67 +273,79 @@ def build_models(configs, device, log_file):
     return models
 
 
-def cls_models(device, log_file):
-    """The VTAB-1k ViT-B/16 model of each method, without pre-trained
-    weights."""
+def cls_configs(args):
+    """The classification config of each method folder (no pre-trained
+    weights; on ``--backbone`` where given), the input-gradient floor
+    first."""
+    config_dir = osp.join(ROOT, args.config_dir)
+    if not osp.isdir(config_dir):
+        fail(f'--config-dir {args.config_dir} is not a folder')
+    methods = selected(
+        method_folders(config_dir, (CLS_FLOOR, CLS_FULL)), args.methods,
+        (CLS_FLOOR, CLS_FULL), f'method folder in {args.config_dir}')
+    backbone = None
+    if args.backbone:
+        backbone = Config.fromfile(osp.join(ROOT, args.backbone))
     configs = {}
-    for name, method in CLS_METHODS.items():
-        cfg = Config.fromfile(osp.join(ROOT, CLS_CONFIG.format(method)))
-        node = cfg.model.backbone
-        while 'backbone' in node or 'module' in node:  # LoRAModel: module
-            node = node.get('backbone', node.get('module'))
-        node.init_cfg = None
-        configs[name] = cfg
-    models = build_models(configs, device, log_file)
-    require_input_grad(models['floor (input grad only)'].backbone)
-    return models
+    for method in methods:
+        path = osp.join(config_dir, method,
+                        f'{args.prefix}_{method}_{args.config_task}.py')
+        if not osp.isfile(path):
+            fail(f'{path} does not exist: check --prefix and --config-task')
+        cfg = Config.fromfile(path)
+        if backbone:
+            replace_backbone(cfg, backbone.backbone, backbone.get('neck'),
+                             backbone.feat_dims)
+        stock_backbone(cfg.model).init_cfg = None
+        configs[method] = cfg
+    return {INPUT_GRAD_FLOOR: copy.deepcopy(configs[CLS_FLOOR]), **configs}
 
 
-def cls_report(costs, memory_batch, args):
-    mib = 2**20
-    print(f'\ncls: ViT-B/16 {args.size}x{args.size}, memory at batch '
-          f'{memory_batch}, step at batch {args.batch_size}, device '
-          f'{args.device}, {torch.get_num_threads()} threads, median of '
-          f'{args.rounds} interleaved rounds, load average '
-          f'{" ".join(f"{x:.1f}" for x in os.getloadavg())}')
-    cuda = args.device.startswith('cuda')
-    print(f'{"method":<26}{"saved":>9}{"params":>8}{"grads":>7}{"AdamW":>7}'
-          f'{"memory":>9}{"step":>9}{"memory/FT":>11}{"step/FT":>9}' +
-          (f'{"cuda peak":>11}' if cuda else '') + '   (MiB, s)')
-    full = costs['full fine-tuning']
-    for name, c in costs.items():
-        print(f'{name:<26}{c.saved / mib:>9.0f}{c.params / mib:>8.0f}'
-              f'{c.grads / mib:>7.0f}{c.optimizer / mib:>7.0f}'
-              f'{c.memory / mib:>9.0f}{c.seconds:>9.3f}'
-              f'{c.memory / full.memory:>11.3f}'
-              f'{c.seconds / full.seconds:>9.3f}' +
-              (f'{c.cuda_peak / mib:>11.0f}' if cuda else ''))
+def cls_report(costs, trainable, memory_batch, args):
+    """The classification table, the RepAdapter paper's claim and the
+    step-time target."""
+    figures = print_costs(
+        f'\ncls: {args.prefix} configs of {args.config_dir} '
+        f'({args.config_task})'
+        f'{f" on {args.backbone}" if args.backbone else ""}, '
+        f'{args.size}x{args.size}, memory at batch {memory_batch}, step at '
+        f'batch {args.batch_size}, device {args.device}, '
+        f'{torch.get_num_threads()} threads, median of {args.rounds} '
+        f'interleaved rounds, load average '
+        f'{" ".join(f"{x:.1f}" for x in os.getloadavg())}; floor: '
+        f'{CLS_FLOOR}, FT: {CLS_FULL}', costs, trainable, CLS_FULL,
+        CLS_FLOOR, args.device.startswith('cuda'))
     paper = REPADAPTER_PAPER_SAVING
     print(f'RepAdapter paper: -{paper["time"]}% time, -{paper["memory"]}% '
           f'memory (step/FT {1 - paper["time"] / 100:.2f}, memory/FT '
           f'{1 - paper["memory"] / 100:.2f})')
-    floor = costs['floor (input grad only)'].seconds / full.seconds
-    for name in ('RepAdapter', 'ARC'):
-        ratio = costs[name].seconds / full.seconds
-        print(f'{name} step/FT {ratio:.3f} (target <= {CLS_TIME_TARGET}, '
-              f'{"met" if ratio <= CLS_TIME_TARGET else "missed"}; floor '
-              f'{floor:.3f})')
+    full = costs[CLS_FULL]
+    floor = costs[INPUT_GRAD_FLOOR].seconds / full.seconds
+    for name in PROFILED:
+        if name in costs:
+            ratio = costs[name].seconds / full.seconds
+            print(f'{name} step/FT {ratio:.3f} (target <= {CLS_TIME_TARGET},'
+                  f' {"met" if ratio <= CLS_TIME_TARGET else "missed"}; '
+                  f'input-grad floor {floor:.3f})')
+    return figures
 
 
 def cls_profile(models, data, top):
-    """Where RepAdapter's and ARC's steps spend time beyond the floor's:
-    their own operators (absent from the floor) and the largest
-    per-operator differences, one profiled step each (after a warm-up)."""
+    """Where RepAdapter's and ARC's steps spend time beyond the
+    input-gradient floor's: their own operators (absent from the floor)
+    and the largest per-operator differences, one profiled step each
+    (after a warm-up)."""
     tables = {}
-    for name in ('floor (input grad only)', 'RepAdapter', 'ARC'):
+    for name in (INPUT_GRAD_FLOOR, *PROFILED):
+        if name not in models:
+            continue
         wrapper = make_optim_wrapper(models[name])
         models[name].train_step(data, wrapper)
         tables[name] = profile_step(models[name], data, wrapper)
-    floor = tables['floor (input grad only)']
+    floor = tables.pop(INPUT_GRAD_FLOOR)
     print(f'\nprofile (torch.profiler self CPU seconds, one step each): '
-          f'floor {sum(floor.values()):.3f}')
-    for name in ('RepAdapter', 'ARC'):
-        table = tables[name]
+          f'{INPUT_GRAD_FLOOR} {sum(floor.values()):.3f}')
+    for name, table in tables.items():
         total = sum(table.values())
         own = sum(t for key, t in table.items() if key not in floor)
         print(f'{name} {total:.3f}: its own operators (not in the floor) '
@@ -276,21 +361,39 @@ def cls_profile(models, data, top):
 
 def classification(args, device, log_file):
     """Costs of the classification methods, memory at the paper's batch."""
-    models = cls_models(device, log_file)
+    configs = cls_configs(args)
+    num_classes = configs[CLS_FULL].model.head.num_classes
+    models = build_models(configs, device, log_file)
+    require_input_grad(models[INPUT_GRAD_FLOOR].backbone)
     args.batch_size = args.batch_size or 8
     size = args.size = args.size or 224
     costs = measure_training_steps(
-        models, classification_batch(size, args.batch_size, 100),
+        models, classification_batch(size, args.batch_size, num_classes),
         rounds=args.rounds,
         autocast_dtype=torch.bfloat16 if args.amp else None)
-    memory_data = classification_batch(size, args.memory_batch_size, 100)
+    memory_data = classification_batch(size, args.memory_batch_size,
+                                       num_classes)
     for name, model in models.items():
         costs[name] = dataclasses.replace(
             costs[name], saved=saved_bytes_of_forward(model, memory_data))
-    cls_report(costs, args.memory_batch_size, args)
+    figures = cls_report(
+        costs, {name: trainable_backbone(m) for name, m in models.items()},
+        args.memory_batch_size, args)
     if args.profile:
-        cls_profile(models, classification_batch(size, args.batch_size, 100),
+        cls_profile(models,
+                    classification_batch(size, args.batch_size, num_classes),
                     args.profile)
+    return figures
+
+
+def write_figures(figures, path):
+    """``figures`` as JSON at ``path`` (atomically)."""
+    try:
+        with atomic_output(path) as tmp, open(tmp, 'w') as f:
+            json.dump(figures, f, indent=1)
+    except InputError as e:  # an input of the run
+        fail(str(e))
+    print(f'wrote {path}')
 
 
 def main():
@@ -301,22 +404,29 @@ def main():
     log_file = temporary_log_file('mmpetl_bench_training_')
     print(f'init records of the builds: {log_file}')
     if args.task == 'cls':
-        return classification(args, device, log_file)
-    args.size = args.size or 512
-    args.batch_size = args.batch_size or 2
-    tasks = tuple(CONFIGS) if args.task == 'all' else (args.task, )
-    for task in tasks:
-        models = build_models(method_configs(task, args.size, args.amp),
-                              device, log_file)
-        data = dense_batch('seg' if task == 'seg' else 'det', args.size,
-                           args.batch_size, num_classes=NUM_CLASSES[task])
-        costs = measure_training_steps(
-            models, data, rounds=args.rounds,
-            autocast_dtype=torch.bfloat16 if args.amp else None)
-        report(task, costs,
-               {name: trainable_backbone(m) for name, m in models.items()},
-               args)
-        del models
+        figures = classification(args, device, log_file)
+    else:
+        args.size = args.size or 512
+        args.batch_size = args.batch_size or 2
+        tasks = tuple(CONFIGS) if args.task == 'all' else (args.task, )
+        # Every task's configs first: a wrong --methods fails now.
+        configs = {task: method_configs(task, args.size, args.amp,
+                                        args.methods) for task in tasks}
+        for task in tasks:
+            models = build_models(configs[task], device, log_file)
+            data = dense_batch('seg' if task == 'seg' else 'det', args.size,
+                               args.batch_size,
+                               num_classes=NUM_CLASSES[task])
+            costs = measure_training_steps(
+                models, data, rounds=args.rounds,
+                autocast_dtype=torch.bfloat16 if args.amp else None)
+            figures = report(
+                task, costs,
+                {name: trainable_backbone(m) for name, m in models.items()},
+                args)
+            del models
+    if args.out:
+        write_figures(figures, args.out)
 
 
 if __name__ == '__main__':

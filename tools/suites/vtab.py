@@ -59,7 +59,7 @@ from mmpetl.datasets import (FEWSHOT_SETS, FEWSHOT_SHOTS, FGVC_SETS,
 from mmpetl.fileio.checkpoint_io import load_config_file
 from mmpetl.suites.protocol import Protocol, parse_search, write_search_table
 from mmpetl.suites.task_suite import (add_costs, count_trainable, load_costs,
-                                      load_results,
+                                      load_results, method_folders,
                                       plot_accuracy_vs_parameters,
                                       replace_backbone, shrink_for_dry_run,
                                       summarize, write_standin_data,
@@ -171,15 +171,13 @@ def config_path(args, method: str, task: str) -> str:
 def all_methods(args) -> List[str]:
     """The method folders of ``--config-dir`` with a config for every task,
     in :data:`METHODS` order, then alphabetical."""
-    found = [m for m in sorted(os.listdir(args.config_dir))
-             if not m.startswith(('_', '.')) and all(
-                 osp.isfile(config_path(args, m, t)) for t in args.tasks)]
+    found = [m for m in method_folders(args.config_dir, METHODS)
+             if all(osp.isfile(config_path(args, m, t)) for t in args.tasks)]
     if not found:
         raise InputError(f'--methods all: no folder of {args.config_dir} '
                          f'has {args.prefix}_<method>_<task>.py for every '
                          'task of --tasks')
-    order = {m: i for i, m in enumerate(METHODS)}
-    return sorted(found, key=lambda m: (order.get(m, len(order)), m))
+    return found
 
 
 def task_config(args, method: str, task: str, standin_root: str) -> Config:

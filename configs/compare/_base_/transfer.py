@@ -2,13 +2,6 @@
 # width 64, pre-trained on digits 0-4 by tools/train.py) adapted to small
 # real tasks, every method with the same recipe (AdamW lr 5e-3, wd 1e-4,
 # batch 32, 15 epochs, 3 warm-up epochs then cosine; random crop).
-_base_ = ['../../quickstart/_base_/digits5-9_transfer.py']
+_base_ = ['../../quickstart/_base_/digits5-9_transfer.py', './search_split.py']
 
 model = dict(backbone=_base_.pretrained_vit)
-
-# The protocol's search split (tools/suites/vtab.py --search): train on
-# search_train.txt, evaluate on search_val.txt, both cut from train.txt
-# (20% of each class held out) by mmpetl.datasets.write_holdout_split.
-search_data = dict(
-    train=dict(ann_file='search_train.txt'),
-    val=dict(ann_file='search_val.txt'))

@@ -1,0 +1,7 @@
+# BitFit: every bias of the backbone trains; the quickstart's settings
+# (configs/quickstart/) on the comparison's recipe (the same data, optimiser
+# and schedule as every method) and search split.
+_base_ = [
+    '../../quickstart/vit-tiny_digits5-9_bitfit.py',
+    './search_split.py',
+]

@@ -1,7 +1,7 @@
 # `make demo` and `make test` create .venv/ (tools/setup_env.sh) when needed.
 PYTHON := .venv/bin/python
 
-.PHONY: venv demo test bench
+.PHONY: venv demo test docs bench
 
 venv:
 	@bash tools/setup_env.sh
@@ -11,6 +11,12 @@ demo: venv
 
 test: venv
 	$(PYTHON) -m pytest -q
+
+# The documentation (docs/en, Sphinx + MyST) with warnings as errors and every
+# cross-reference checked (-n), then every relative link of README.md and docs/.
+docs: venv
+	$(PYTHON) -m sphinx -W --keep-going -n -q -b html docs/en docs/_build/html
+	$(PYTHON) docs/check_links.py
 
 bench: venv
 	$(PYTHON) tools/benchmarks/inference.py

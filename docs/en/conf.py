@@ -3,6 +3,7 @@
 Build: ``make docs`` (warnings are errors, references are checked with
 ``-n``; ``tools/check_doc_links.py`` checks every relative Markdown link).
 """
+import importlib
 import os
 import sys
 
@@ -41,6 +42,9 @@ napoleon_numpy_docstring = False
 autodoc_member_order = 'bysource'
 autodoc_typehints = 'description'
 autodoc_default_options = {'members': True, 'show-inheritance': True}
+# A method without its own docstring is documented where it is defined (the
+# toolboxes' base classes), not again here.
+autodoc_inherit_docstrings = False
 
 # Nitpicky mode (-n) checks every cross-reference. Types of the libraries
 # mmpetl builds on are documented elsewhere (no intersphinx: the build is
@@ -58,6 +62,15 @@ nitpick_ignore_regex = [
 ]
 
 
+def mro_members(node, suffix):
+    """``module.Class.suffix`` for the reference's class and its bases."""
+    obj = importlib.import_module(node['py:module'])
+    for part in node['py:class'].split('.'):
+        obj = getattr(obj, part)
+    return [f'{base.__module__}.{base.__qualname__}.{suffix}'
+            for base in obj.__mro__]
+
+
 def resolve_mmpetl_reference(app, env, node, contnode):
     """Resolve a reference into mmpetl by the documented object it names.
 
@@ -73,15 +86,14 @@ def resolve_mmpetl_reference(app, env, node, contnode):
     from sphinx.util.nodes import make_refnode
     objects = env.get_domain('py').objects
     parts = node['reftarget'].lstrip('.~').split('.')
-    context = '.'.join(filter(None, (node.get('py:module'),
-                                     node.get('py:class'))))
     for start in range(len(parts)):
         suffix = '.'.join(parts[start:])
         found = [name for name in objects if name.startswith('mmpetl.')
                  and (name == suffix or name.endswith('.' + suffix))]
-        if len(found) > 1 and context:  # a sibling of the current class
-            found = [name for name in found
-                     if name == f'{context}.{suffix}'] or found
+        if len(found) > 1 and node.get('py:class'):
+            # A member of the current class or of one of its bases.
+            found = [name for name in mro_members(node, suffix)
+                     if name in objects][:1] or found
         if len(found) == 1:
             entry = objects[found[0]]
             return make_refnode(app.builder, node['refdoc'], entry.docname,

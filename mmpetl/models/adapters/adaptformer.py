@@ -10,7 +10,7 @@ class AdaptFormerBackbone(BottleneckAdapterBackbone):
     `AdaptFormer: Adapting Vision Transformers for Scalable Visual
     Recognition <https://arxiv.org/abs/2205.13535>`_ (Chen et al., NeurIPS
     2022), reference code ShoufaChen/AdaptFormer (``models/adapter.py``,
-    ``models/custom_modules.py``)::
+    ``models/custom_modules.py``):
 
     .. math::
         x' = x + \mathrm{MLP}(\mathrm{LN}(x))

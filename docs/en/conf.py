@@ -41,7 +41,13 @@ napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 autodoc_member_order = 'bysource'
 autodoc_typehints = 'description'
-autodoc_default_options = {'members': True, 'show-inheritance': True}
+# Each object is documented once, in the module that defines it: a
+# package's ``__all__`` re-exports are not documented again.
+autodoc_default_options = {
+    'members': True,
+    'show-inheritance': True,
+    'ignore-module-all': True,
+}
 # A method without its own docstring is documented where it is defined (the
 # toolboxes' base classes), not again here.
 autodoc_inherit_docstrings = False

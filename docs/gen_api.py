@@ -28,7 +28,8 @@ GROUPS = [
      'Merging checkpoints and configs, adapter switching, and the tools\' '
      'options.'),
     ('mmpetl.engine', 'Engine: hooks and schedulers', ''),
-    ('mmpetl.fileio', 'File I/O: safe loading, checked outputs, fingerprints', ''),
+    ('mmpetl.fileio',
+     'File I/O: safe loading, checked outputs, fingerprints', ''),
     ('mmpetl.utils', 'Utilities: errors, compatibility fixes, logs', ''),
     ('mmpetl.datasets', 'Datasets',
      'VTAB-1k, FGVC, few-shot, and the embedded real-data writers of the '
@@ -49,7 +50,7 @@ def modules():
 
 
 def group_of(name):
-    """The entry of :data:`GROUPS` whose package holds ``name`` most closely."""
+    """The entry of ``GROUPS`` whose package holds ``name`` most closely."""
     return max((g for g in GROUPS
                 if name == g[0] or name.startswith(g[0] + '.')),
                key=lambda g: len(g[0]))

@@ -63,7 +63,12 @@ def main():
            'documented in the module that defines it; the packages re-export '
            'the',
            'public names (`from mmpetl import RepAdapterBackbone`,',
-           '`from mmpetl.models import AdapterBackbone`).', '']
+           '`from mmpetl.models import AdapterBackbone`).', '',
+           'Outside the package: `configs/` (one folder per task, each '
+           'method\'s', '`_base_` and per-task files), `tools/` (train, test, '
+           'reparam, demo;', '`suites/`, `benchmarks/`, `deployment/`, '
+           '`model_converters/`; see [tools](tools.md))', 'and `tests/` (with '
+           'the shared fixtures in `tests/support/`).', '']
     by_group = {}
     for name in modules():
         by_group.setdefault(group_of(name), []).append(name)

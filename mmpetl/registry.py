@@ -20,7 +20,10 @@ MODELS = Registry(
     scope='mmpetl',
     locations=['mmpetl.models'])
 HOOKS = Registry(
-    'hook', parent=MMENGINE_HOOKS, scope='mmpetl', locations=['mmpetl.hooks'])
+    'hook',
+    parent=MMENGINE_HOOKS,
+    scope='mmpetl',
+    locations=['mmpetl.engine.hooks'])
 DATASETS = Registry(
     'dataset',
     parent=MMENGINE_DATASETS,

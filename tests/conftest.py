@@ -1,8 +1,17 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
-import pytest
+import os.path as osp
 
-from tests.helpers import (TINY_DET_SWIN, TINY_SEG_SWIN, TINY_SWIN, TINY_VIT,
-                           pretrained_cfg)
+import pytest
+import torch
+from mmengine.config import Config
+
+from mmpetl.apis.reparam import build_model
+from mmpetl.datasets import write_digits_task
+
+from tests.support.helpers import (TINY_DET_SWIN, TINY_SEG_SWIN, TINY_SWIN,
+                                   TINY_VIT, pretrained_cfg)
+from tests.support.rows import ROWS
+from tests.support.tools import QUICKSTART, QUICKSTART_CONFIG
 
 
 @pytest.fixture
@@ -40,3 +49,40 @@ def _restore_default_scope():
     yield
     for name in set(DefaultScope._instance_dict) - before:
         del DefaultScope._instance_dict[name]
+
+
+@pytest.fixture(scope='module')
+def row_cfgs(tmp_path_factory):
+    """Every backbone row of :data:`tests.support.rows.ROWS`, with a
+    perturbed 'pre-trained' checkpoint."""
+    root = tmp_path_factory.mktemp('rows')
+    return {
+        name: pretrained_cfg(cfg, root / f'{name}.pth', perturb=0.02)
+        for name, (cfg, _) in ROWS.items()
+    }
+
+
+@pytest.fixture(scope='module')
+def quickstart(tmp_path_factory):
+    """Tiny digits data, a 'pre-trained' tiny ViT and a config per method."""
+    root = tmp_path_factory.mktemp('tools')
+    data = root / 'data'
+    write_digits_task(str(data), (5, 6, 7), train_fraction=0.25)
+    base = Config.fromfile(osp.join(QUICKSTART, '_base_',
+                                    'vit-tiny_digits.py'))
+    torch.manual_seed(0)
+    vit = build_model(Config(dict(default_scope='mmpretrain',
+                                  model=base.vit)))
+    pretrained = root / 'pretrained.pth'
+    # Laid out as a classifier checkpoint, as the pre-training step writes.
+    torch.save(
+        dict(state_dict={f'backbone.{k}': v
+                         for k, v in vit.state_dict().items()}), pretrained)
+    configs = {}
+    for method in ('repadapter', 'arc', 'linear-probe'):
+        path = root / f'{method}.py'
+        path.write_text(QUICKSTART_CONFIG.format(
+            base=osp.join(QUICKSTART, f'vit-tiny_digits5-9_{method}.py'),
+            data=data, pretrained=pretrained))
+        configs[method] = str(path)
+    return dict(root=root, configs=configs, pretrained=str(pretrained))

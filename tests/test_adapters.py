@@ -145,7 +145,7 @@ def test_arc_shares_projections_per_swin_stage(swin_cfg):
 
 
 def test_trainable_set_is_adapters_only_and_gets_gradients(vit_cfg):
-    from tests.helpers import randomize_adapters
+    from tests.support.helpers import randomize_adapters
     model = randomize_adapters(
         MODELS.build(dict(type='mmpetl.ARCBackbone', backbone=vit_cfg,
                           hidden_dim=4)))

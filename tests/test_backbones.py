@@ -10,59 +10,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmpetl.hooks import count_parameters, site_lines
+from mmpetl.apis.reparam import max_relative_difference
+from mmpetl.engine.hooks import count_parameters, site_lines
 from mmpetl.models import (AdaptedLinear, AdaptedModule, AffineStandIn,
                            AttachSiteError, FoldTarget, check_sites)
+from mmpetl.models.merge import merge_adapters
 from mmpetl.models.site_check import fold_error
 from mmpetl.registry import MODELS
-from mmpetl.reparam import max_relative_difference, merge_adapters
-from tests.helpers import pretrained_cfg, randomize_adapters
-from tests.test_video_merge import METHODS
+from tests.support.helpers import pretrained_cfg, randomize_adapters
+from tests.support.rows import BACKBONES
+from tests.support.video import VIDEO_METHODS
 
-_TINY_ARCH = dict(embed_dims=32, num_layers=2, num_heads=2,
-                  feedforward_channels=64)
-
-#: name -> (stock config, input shapes without batch: the second one needs
-#: window padding where the backbone pads, or another size)
-BACKBONES = {
-    'deit3': (dict(type='mmpretrain.DeiT3', arch=_TINY_ARCH, img_size=32,
-                   patch_size=8), [(3, 32, 32)]),
-    'clip': (dict(type='mmpretrain.VisionTransformer', arch=_TINY_ARCH,
-                  img_size=32, patch_size=8, pre_norm=True),
-             [(3, 32, 32)]),
-    'dinov2': (dict(type='mmpretrain.VisionTransformer', arch=_TINY_ARCH,
-                    img_size=32, patch_size=8, layer_scale_init_value=0.5,
-                    layer_cfgs=dict(ffn_type='swiglu_fused')),
-               [(3, 32, 32)]),
-    'beit': (dict(type='mmpretrain.BEiTViT', arch=_TINY_ARCH, img_size=32,
-                  patch_size=8), [(3, 32, 32)]),
-    'beit_qkv_bias': (dict(type='mmpretrain.BEiTViT', arch=_TINY_ARCH,
-                           img_size=32, patch_size=8, bias=True),
-                      [(3, 32, 32)]),
-    'eva02': (dict(type='mmpretrain.ViTEVA02',
-                   arch=dict(_TINY_ARCH, feedforward_channels=48),
-                   img_size=32, patch_size=8), [(3, 32, 32)]),
-    # 8x8 and 4x4 tokens (no padding); 10x10 and 5x5 (windows of 4 pad).
-    'swinv2': (dict(type='mmpretrain.SwinTransformerV2',
-                    arch=dict(embed_dims=16, depths=[2, 2], num_heads=[2, 2],
-                              extra_norm_every_n_blocks=0),
-                    img_size=32, patch_size=4, window_size=[4, 4],
-                    pad_small_map=True, out_indices=(0, 1)),
-               [(3, 32, 32), (3, 40, 40)]),
-    # 5x5 tokens in windows of 3: padded after the norm.
-    'sam': (dict(type='mmpretrain.ViTSAM',
-                 arch=dict(_TINY_ARCH, global_attn_indexes=[1]),
-                 img_size=40, patch_size=8, window_size=3, out_channels=16),
-            [(3, 40, 40)]),
-    'convnext': (dict(type='mmpretrain.ConvNeXt',
-                      arch=dict(depths=[2, 2], channels=[16, 32]),
-                      layer_scale_init_value=1.0, out_indices=(0, 1)),
-                 [(3, 32, 32), (3, 40, 24)]),
-    'seg_vit': (dict(type='mmseg.VisionTransformer', img_size=32,
-                     patch_size=8, embed_dims=32, num_layers=2, num_heads=2,
-                     mlp_ratio=2, out_indices=(1, )),
-                [(3, 32, 32), (3, 40, 24)]),
-}
 
 @pytest.fixture(scope='module')
 def backbone_cfgs(tmp_path_factory):
@@ -76,7 +34,7 @@ def backbone_cfgs(tmp_path_factory):
 
 def _build(method, backbone_cfg, **kwargs):
     return MODELS.build(
-        dict(METHODS[method], backbone=copy.deepcopy(backbone_cfg),
+        dict(VIDEO_METHODS[method], backbone=copy.deepcopy(backbone_cfg),
              **kwargs))
 
 
@@ -93,7 +51,7 @@ def _sum_outputs(out):
                if isinstance(t, torch.Tensor))
 
 
-@pytest.mark.parametrize('method', sorted(METHODS))
+@pytest.mark.parametrize('method', sorted(VIDEO_METHODS))
 @pytest.mark.parametrize('name', sorted(BACKBONES))
 def test_adapters_run_and_only_they_train(name, method, backbone_cfgs):
     model = _build(method, backbone_cfgs[name])
@@ -119,7 +77,7 @@ def test_adapters_run_and_only_they_train(name, method, backbone_cfgs):
         assert param.requires_grad and param.grad is not None
 
 
-@pytest.mark.parametrize('method', sorted(METHODS))
+@pytest.mark.parametrize('method', sorted(VIDEO_METHODS))
 @pytest.mark.parametrize('name', sorted(BACKBONES))
 def test_merge_is_exact_and_stock(name, method, backbone_cfgs):
     cfg = backbone_cfgs[name]
@@ -173,7 +131,7 @@ def test_convnext_default_sites_are_its_ffn_only(backbone_cfgs):
 
 
 def test_swinv2_attention_adapters_have_no_shift(backbone_cfgs):
-    for method in METHODS:
+    for method in VIDEO_METHODS:
         model = _build(method, backbone_cfgs['swinv2'])
         for site in model.attach_sites:
             adapter = model.backbone.get_submodule(site.path).adapter
@@ -374,10 +332,10 @@ def test_swinv2_trains_and_merges_through_the_tools(tmp_path):
 
     from mmengine.config import Config
 
-    from mmpetl.checkpoint_io import load_matching_state_dict
+    from mmpetl.fileio.checkpoint_io import load_matching_state_dict
     from mmpetl.datasets import write_digits_task
-    from mmpetl.reparam import build_model
-    from tests.test_tools import CONFIG, QUICKSTART, run_tool
+    from mmpetl.apis.reparam import build_model
+    from tests.support.tools import QUICKSTART, QUICKSTART_CONFIG, run_tool
 
     data = tmp_path / 'data'
     write_digits_task(str(data), (5, 6, 7), train_fraction=0.25)
@@ -386,7 +344,7 @@ def test_swinv2_trains_and_merges_through_the_tools(tmp_path):
         tmp_path / 'swinv2.pth', perturb=0.02)
     config = tmp_path / 'swinv2_repadapter.py'
     config.write_text(
-        CONFIG.format(
+        QUICKSTART_CONFIG.format(
             base=osp.join(QUICKSTART, 'vit-tiny_digits5-9_repadapter.py'),
             data=data, pretrained=backbone['init_cfg']['checkpoint']) +
         _OVERRIDES.format(backbone=repr(backbone)))
@@ -417,7 +375,7 @@ def test_swinv2_trains_and_merges_through_the_tools(tmp_path):
 def test_convnext_b_real_size_counts():
     """ConvNeXt-B: 36 FFN sites, widths 128/256/512/1024 (3, 3, 27, 3
     blocks); one ARC projection per stage. The README's figures."""
-    from tests.test_video_merge import _arc_params, _rep_adapter_params
+    from tests.support.rows import arc_params, rep_adapter_params
     stages = [(128, 3), (256, 3), (512, 27), (1024, 3)]
     # No init: only the structure is counted.
     backbone = dict(type='mmpretrain.ConvNeXt', arch='base', init_cfg=None)
@@ -428,5 +386,5 @@ def test_convnext_b_real_size_counts():
         for method in ('RepAdapterBackbone', 'ARCBackbone')
     }
     assert counts['RepAdapterBackbone'] == sum(
-        n * _rep_adapter_params(d) for d, n in stages) == 234_912
-    assert counts['ARCBackbone'] == _arc_params(stages, hidden=50) == 115_848
+        n * rep_adapter_params(d) for d, n in stages) == 234_912
+    assert counts['ARCBackbone'] == arc_params(stages, hidden=50) == 115_848

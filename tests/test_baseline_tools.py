@@ -5,16 +5,15 @@ then tools/reparam.py --verify, whose output equals the hook's."""
 import pytest
 import torch
 
-from tests.test_tools import (run_tool, train_quickstart_method,  # noqa
-                              workspace)
+from tests.support.tools import run_tool, train_quickstart_method
 
 METHODS = ('lora', 'dora', 'ssf', 'bitfit', 'ln-tuning', 'fact-tt',
            'fact-tk')
 
 
 @pytest.mark.parametrize('method', METHODS)
-def test_train_then_reparam_verify(method, workspace, tmp_path):  # noqa
-    config, work_dir, log = train_quickstart_method(method, workspace,
+def test_train_then_reparam_verify(method, quickstart, tmp_path):
+    config, work_dir, log = train_quickstart_method(method, quickstart,
                                                     tmp_path)
     out = tmp_path / 'merged.pth'
     result = run_tool('tools/reparam.py', str(config),

@@ -9,30 +9,13 @@ import copy
 
 import pytest
 import torch
-from mmengine.config import ConfigDict
 
-from mmpetl.models import AdaptedSite, FrozenBackbone
+from mmpetl.apis.reparam import max_relative_difference
+from mmpetl.models import AdaptedSite
+from mmpetl.models.merge import merge_adapters
 from mmpetl.registry import MODELS
-from mmpetl.reparam import max_relative_difference, merge_adapters
-from tests.helpers import TINY_SWIN, TINY_VIT, pretrained_cfg
-from tests.test_backbones import BACKBONES
-from tests.video_helpers import TINY_SWIN3D, TINY_VIDEO_VIT
+from tests.support.rows import ROWS, SWIN_B, VIT_B, perturb, stock, trainable
 
-ROWS = dict(
-    BACKBONES,
-    vit=(TINY_VIT, [(3, 32, 32)]),
-    swin=(TINY_SWIN, [(3, 72, 72), (3, 56, 56)]),
-    seg_swin=(dict(type='mmseg.SwinTransformer', pretrain_img_size=56,
-                   embed_dims=16, depths=(2, 2), num_heads=(2, 2),
-                   strides=(4, 2), window_size=7, out_indices=(0, 1)),
-              [(3, 72, 72)]),
-    det_swin=(dict(type='mmdet.SwinTransformer', pretrain_img_size=56,
-                   embed_dims=16, depths=(2, 2), num_heads=(2, 2),
-                   strides=(4, 2), window_size=7, out_indices=(0, 1)),
-              [(3, 72, 72)]),
-    videomae=(TINY_VIDEO_VIT, [(3, 4, 32, 32)]),
-    swin3d=(TINY_SWIN3D, [(3, 4, 40, 40)]),
-)
 
 METHODS = {
     'lora': dict(type='mmpetl.LoRABackbone', rank=4),
@@ -58,39 +41,12 @@ NEEDS_QKV = {'lora', 'dora', 'rslora'}
 NO_FACT = {'dinov2', 'eva02'}
 
 
-@pytest.fixture(scope='module')
-def row_cfgs(tmp_path_factory):
-    root = tmp_path_factory.mktemp('rows')
-    return {
-        name: pretrained_cfg(cfg, root / f'{name}.pth', perturb=0.02)
-        for name, (cfg, _) in ROWS.items()
-    }
-
-
-def trainable(model):
-    return {n: p for n, p in model.named_parameters() if p.requires_grad}
-
-
-@torch.no_grad()
-def perturb(model, seed=0):
-    """Move every trainable parameter away from its init (LoRA's B, FacT's
-    V start at zero, which would make the merge trivial)."""
-    generator = torch.Generator().manual_seed(seed)
-    for param in trainable(model).values():
-        param.add_(0.2 * torch.randn(param.shape, generator=generator))
-    return model
-
 
 def build(method, backbone_cfg):
     return MODELS.build(
         dict(copy.deepcopy(METHODS[method]),
              backbone=copy.deepcopy(backbone_cfg)))
 
-
-def stock(backbone_cfg):
-    model = MODELS.build(ConfigDict(copy.deepcopy(backbone_cfg)))
-    model.init_weights()
-    return model
 
 
 CASES = [(m, r) for m in sorted(METHODS) for r in sorted(ROWS)
@@ -163,10 +119,6 @@ def test_checkpoint_holds_only_what_trains_and_reloads(row_cfgs):
         inputs = torch.randn(2, 3, 32, 32)
         assert max_relative_difference(model, fresh, inputs) == 0, method
 
-
-VIT_B = dict(type='mmpretrain.VisionTransformer', arch='b', img_size=224,
-             patch_size=16)
-SWIN_B = dict(type='mmpretrain.SwinTransformer', arch='b', img_size=224)
 
 
 @pytest.mark.parametrize('cfg,expected', [

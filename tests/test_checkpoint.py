@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mmpetl.registry import MODELS
-from tests.helpers import randomize_adapters
+from tests.support.helpers import randomize_adapters
 
 
 @pytest.mark.parametrize('method', ['RepAdapterBackbone', 'ARCBackbone'])

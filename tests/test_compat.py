@@ -11,7 +11,7 @@ import torch
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import checkpoint as mmengine_checkpoint
 
-from mmpetl import compat
+from mmpetl.utils import compat
 
 
 def _runner_like_checkpoint(path):
@@ -94,7 +94,7 @@ def test_mmpetl_config_bases_resolve_once_mmpetl_is_imported(tmp_path):
     from mmengine.config import Config
 
     from mmpetl.models import AdaptedLinear
-    from mmpetl.reparam import build_model
+    from mmpetl.apis.reparam import build_model
     (tmp_path / 'my_config.py').write_text(USER_CONFIG)
     # Without the fix (a fresh interpreter that has not imported mmpetl).
     plain = subprocess.run(
@@ -127,8 +127,8 @@ def test_unknown_mmpetl_config_is_one_clear_error(tmp_path):
 def test_config_dir_prefers_the_package_links(tmp_path, monkeypatch):
     checkout = tmp_path / 'checkout'
     (checkout / 'configs').mkdir(parents=True)
-    (checkout / 'mmpetl').mkdir()
-    fake = str(checkout / 'mmpetl' / 'compat.py')
+    (checkout / 'mmpetl' / 'utils').mkdir(parents=True)
+    fake = str(checkout / 'mmpetl' / 'utils' / 'compat.py')
     monkeypatch.setattr(compat, '__file__', fake)
     assert compat.config_dir() == str(checkout / 'configs')
     (checkout / 'mmpetl' / '.mim' / 'configs').mkdir(parents=True)

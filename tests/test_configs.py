@@ -6,8 +6,8 @@ import pytest
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from mmpetl.hooks import count_parameters
-from mmpetl.reparam import build_model, stock_config
+from mmpetl.apis.reparam import build_model, stock_config
+from mmpetl.engine.hooks import count_parameters
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # configs/vtab and configs/compare (full fine-tuning and LoRA baselines

@@ -15,31 +15,26 @@ from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import DefaultScope
 
+from mmpetl.apis.reparam import build_model
 from mmpetl.benchmarks.training_cost import dense_batch, make_optim_wrapper
-from mmpetl.reparam import build_model
-from tests.dense_helpers import (TINY_VOC_SWIN, tiny_cascade_config,
-                                 tiny_retinanet_config, tiny_upernet_config,
-                                 write_ade20k, write_coco, write_voc)
-from tests.helpers import TINY_DET_SWIN, TINY_SEG_SWIN, pretrained_cfg
-from tests.test_tools import ROOT, run_tool
+from tests.support.dense import (TINY_VOC_SWIN, shipped_config,
+                                 tiny_cascade_config, tiny_retinanet_config,
+                                 tiny_upernet_config, write_ade20k,
+                                 write_coco, write_voc)
+from tests.support.helpers import TINY_DET_SWIN, TINY_SEG_SWIN, pretrained_cfg
+from tests.support.tools import run_tool
 
 TASKS = dict(
     seg=dict(
-        config='configs/ade20k/upernet_swin-b-in22k_{}_8xb2-160k_'
-        'ade20k-512x512.py',
         tiny=tiny_upernet_config, swin=TINY_SEG_SWIN, data=write_ade20k,
         metric='mIoU', checkpoint='iter_4.pth',
         methods=('e3va', 'repadapter', 'mona', 'full-ft')),
     det=dict(
-        config='configs/coco/cascade-mask-rcnn_swin-b-in22k_{}_fpn_'
-        '4conv1fc-giou_amp-ms-crop-3x_coco.py',
         tiny=tiny_cascade_config, swin=TINY_DET_SWIN, data=write_coco,
         metric='coco/segm_mAP', checkpoint='epoch_2.pth',
         methods=('e3va', 'repadapter', 'arc', 'mona', 'frozen',
                  'full-ft')),
     voc=dict(
-        config='configs/voc/retinanet_swin-l-in22k_{}_fpn_amp-1x_'
-        'voc0712.py',
         tiny=tiny_retinanet_config, swin=TINY_VOC_SWIN, data=write_voc,
         metric='pascal_voc/mAP', checkpoint='epoch_2.pth',
         methods=('e3va', 'repadapter', 'frozen', 'full-ft')))
@@ -59,9 +54,6 @@ def workspace(tmp_path_factory):
         spaces[task] = dict(data=data, swin=swin)
     return dict(root=root, **spaces)
 
-
-def shipped_config(task, method):
-    return osp.join(ROOT, TASKS[task]['config'].format(method))
 
 
 @pytest.fixture(scope='module')

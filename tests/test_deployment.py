@@ -16,16 +16,16 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from mmpetl.apis.reparam import build_model, reparameterize_checkpoint
 from mmpetl.datasets import write_digits_task, write_motion_task
-from mmpetl.reparam import build_model, reparameterize_checkpoint
-from tests.dense_helpers import (tiny_cascade_config, tiny_upernet_config,
-                                 write_ade20k, write_coco)
-from tests.helpers import (TINY_DET_SWIN, TINY_SEG_SWIN, pretrained_cfg,
-                           randomize_adapters)
-from tests.test_dense_tools import shipped_config
-from tests.test_tools import QUICKSTART, ROOT, run_tool
-from tests.test_video_tools import CONFIG as VIDEO_CONFIG
-from tests.video_helpers import TINY_VIDEO_VIT, video_pretrained_cfg
+from tests.support.dense import (shipped_config, tiny_cascade_config,
+                                 tiny_upernet_config, write_ade20k,
+                                 write_coco)
+from tests.support.helpers import (TINY_DET_SWIN, TINY_SEG_SWIN,
+                                   pretrained_cfg, randomize_adapters)
+from tests.support.tools import QUICKSTART, ROOT, run_tool
+from tests.support.video import (TINY_VIDEO_VIT, VIDEO_TOOL_CONFIG,
+                                 video_pretrained_cfg)
 
 INFERENCE = osp.join(ROOT, 'tools', 'deployment', 'inference.py')
 PYTORCH2ONNX = osp.join(ROOT, 'tools', 'deployment', 'pytorch2onnx.py')
@@ -109,7 +109,7 @@ def recognizer_config(root):
     write_motion_task(str(data))
     pretrained = video_pretrained_cfg(TINY_VIDEO_VIT, root / 'video_vit.pth')
     path = root / 'video_adapter.py'
-    path.write_text(VIDEO_CONFIG.format(
+    path.write_text(VIDEO_TOOL_CONFIG.format(
         data=data, method='RepAdapterBackbone', backbone=pretrained,
         options='scale=1.0', head='TimeSformerHead', size=32))
     clip = sorted(p for p in (data / 'rawframes').iterdir() if p.is_dir())[0]

@@ -7,7 +7,7 @@ import torch
 
 from mmpetl.models import E3VABackbone, RepAdapterBackbone
 from mmpetl.registry import MODELS
-from tests.helpers import TINY_DET_SWIN, TINY_SWIN
+from tests.support.helpers import TINY_DET_SWIN, TINY_SWIN
 
 
 def e3va_param_count(dims, depths, out_indices, rank):

@@ -8,12 +8,12 @@ from mmengine.config import Config, ConfigDict
 from mmengine.registry import DefaultScope
 from torch import nn
 
+from mmpetl.apis.reparam import (adapter_wrappers_in_config,
+                                 max_relative_difference, stock_config)
 from mmpetl.models import AdaptedLinear, FrozenBackbone
+from mmpetl.models.merge import merge_adapters
 from mmpetl.registry import MODELS
-from mmpetl.reparam import (adapter_wrappers_in_config,
-                            max_relative_difference, merge_adapters,
-                            stock_config)
-from tests.helpers import randomize_adapters
+from tests.support.helpers import randomize_adapters
 
 METHODS = [
     dict(type='mmpetl.RepAdapterBackbone', scale=5.0),

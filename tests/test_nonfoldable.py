@@ -20,19 +20,19 @@ from mmengine.config import Config
 from mmpretrain.models.utils import resize_pos_embed
 from torch import nn
 
-from mmpetl.checkpoint_io import CheckpointError
-from mmpetl.hooks import ReparamCheckpointHook
+from mmpetl.apis.reparam import build_model, reparameterize_checkpoint
+from mmpetl.apis.serving import AdapterSwitcher
+from mmpetl.engine.hooks import ReparamCheckpointHook
+from mmpetl.fileio.checkpoint_io import CheckpointError
 from mmpetl.models import (AttachSiteError, ParallelSite, PETLModule,
                            SequentialSite)
 from mmpetl.models.adapters import BottleneckAdapter, ConvpassBranch, Mona
+from mmpetl.models.merge import merge_adapters
 from mmpetl.registry import MODELS
-from mmpetl.reparam import (build_model, merge_adapters,
-                            reparameterize_checkpoint)
-from mmpetl.serving import AdapterSwitcher
-from tests.helpers import TINY_VIT, pretrained_cfg
-from tests.test_baselines import (ROWS, SWIN_B, VIT_B, perturb,  # noqa
-                                  row_cfgs, stock, trainable)
-from tests.test_tools import ROOT
+from tests.support.helpers import TINY_VIT, pretrained_cfg
+from tests.support.rows import (ROWS, SWIN_B, VIT_B, perturb, stock,
+                                trainable)
+from tests.support.tools import ROOT
 
 METHODS = {
     'adaptformer': dict(type='mmpetl.AdaptFormerBackbone', bottleneck=4),

@@ -8,16 +8,15 @@ import re
 
 import pytest
 
-from tests.test_tools import (run_tool, train_quickstart_method,  # noqa
-                              workspace)
+from tests.support.tools import run_tool, train_quickstart_method
 
 METHODS = ('adaptformer', 'houlsby', 'pfeiffer', 'convpass', 'vpt-shallow',
            'vpt-deep')
 
 
 @pytest.mark.parametrize('method', METHODS)
-def test_train_then_test_reproduces_validation(method, workspace, tmp_path):  # noqa
-    config, work_dir, log = train_quickstart_method(method, workspace,
+def test_train_then_test_reproduces_validation(method, quickstart, tmp_path):
+    config, work_dir, log = train_quickstart_method(method, quickstart,
                                                     tmp_path)
     checkpoint = work_dir / 'epoch_1.pth'
     assert not list(work_dir.glob('*merged*'))

@@ -10,15 +10,16 @@ import pytest
 import torch
 from torch import nn
 
-from mmpetl.checkpoint_io import CheckpointError
+from mmpetl.apis.reparam import (max_relative_difference,
+                                 reparameterize_checkpoint)
+from mmpetl.fileio.checkpoint_io import CheckpointError
 from mmpetl.models import (AdaptedModule, AttachSiteError, PETLModule,
                            PretrainedLoadError)
+from mmpetl.models.merge import merge_adapters, merge_blockers
 from mmpetl.registry import MODELS
-from mmpetl.reparam import (max_relative_difference, merge_adapters,
-                            merge_blockers, reparameterize_checkpoint)
-from tests.helpers import (TINY_DET_SWIN, TINY_SEG_SWIN, TINY_SWIN, TINY_VIT,
-                           pretrained_cfg)
-from tests.video_helpers import TINY_SWIN3D
+from tests.support.helpers import (TINY_DET_SWIN, TINY_SEG_SWIN, TINY_SWIN,
+                                   TINY_VIT, pretrained_cfg)
+from tests.support.video import TINY_SWIN3D
 
 REPADAPTER = dict(type='mmpetl.RepAdapterBackbone', scale=2.0)
 

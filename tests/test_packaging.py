@@ -30,8 +30,8 @@ import json, sys
 import torch
 import mmpetl
 from mmengine.config import Config
+from mmpetl.apis.reparam import build_model
 from mmpetl.models import AdaptedLinear
-from mmpetl.reparam import build_model
 
 cfg = Config.fromfile('my_config.py')
 model = build_model(cfg)

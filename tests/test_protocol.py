@@ -21,8 +21,8 @@ from mmpetl.datasets import (FEWSHOT_SETS, FEWSHOT_SHOTS, AnnotationError,
                              write_digits_task, write_fewshot_standin,
                              write_holdout_split, write_vtab1k_standin)
 from mmpetl.registry import DATASETS
-from mmpetl.suite_protocol import (grid_points, parse_search, point_name,
-                                   with_values)
+from mmpetl.suites.protocol import (grid_points, parse_search, point_name,
+                                    with_values)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 FEWSHOT = osp.join(ROOT, 'configs', 'fewshot')

@@ -24,9 +24,9 @@ from torch import nn
 from mmpetl.datasets import FGVC_SETS, VTAB1K_TASKS
 from mmpetl.models.adapters.arc import ResidualStreamFFN
 from mmpetl.registry import MODELS
-from mmpetl.task_suite import shrink_for_dry_run, stock_backbone
-from tests.helpers import TINY_SWIN, pretrained_cfg, randomize_adapters
-from tests.test_vtab import run_vtab
+from mmpetl.suites.task_suite import shrink_for_dry_run, stock_backbone
+from tests.support.helpers import TINY_SWIN, pretrained_cfg, randomize_adapters
+from tests.support.tools import run_vtab
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 VTAB = osp.join(ROOT, 'configs', 'vtab')
@@ -318,7 +318,7 @@ def test_arc_reference_swin_placement(swin_cfg):
 def test_reference_placement_is_refused_by_reparam(tmp_path, swin_cfg):
     """tools/reparam.py: one line naming the placement, exit 2, nothing
     written; the library merge raises and leaves the model alone."""
-    from mmpetl.reparam import merge_adapters
+    from mmpetl.models.merge import merge_adapters
     model = _swin_arc(swin_cfg, 'reference')
     with pytest.raises(ValueError, match='cannot be folded'):
         merge_adapters(model)

@@ -6,10 +6,10 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmpetl.checkpoint_io import CheckpointError
-from mmpetl.reparam import build_model, reparameterize_checkpoint
-from mmpetl.serving import AdapterSwitcher
-from tests.helpers import TINY_VIT, pretrained_cfg, randomize_adapters
+from mmpetl.apis.reparam import build_model, reparameterize_checkpoint
+from mmpetl.apis.serving import AdapterSwitcher
+from mmpetl.fileio.checkpoint_io import CheckpointError
+from tests.support.helpers import TINY_VIT, pretrained_cfg, randomize_adapters
 
 TASKS = dict(
     rep=dict(type='mmpetl.RepAdapterBackbone', scale=1.0, classes=3),
@@ -143,7 +143,7 @@ def test_switcher_refuses_bad_tasks(tasks, tmp_path):
 def test_switching_video_vit_with_bias_sink(tmp_path):
     """VideoMAE attention (AdaptedModule, q/v bias sink): switching equals
     the merged checkpoint and switching back is bit-identical."""
-    from tests.video_helpers import TINY_VIDEO_VIT, video_pretrained_cfg
+    from tests.support.video import TINY_VIDEO_VIT, video_pretrained_cfg
     vit = video_pretrained_cfg(TINY_VIDEO_VIT, tmp_path / 'vit.pth')
     switcher, merged = AdapterSwitcher(), {}
     for seed, method in enumerate(('RepAdapterBackbone', 'ARCBackbone')):

@@ -1,7 +1,6 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 """The tools end to end: train, resume, reparam, test, dist_train, on tiny
 real data (scikit-learn's digits) and a tiny ViT."""
-import hashlib
 import json
 import os
 import os.path as osp
@@ -15,102 +14,19 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmpetl.checkpoint_io import CheckpointError
-from mmpetl.datasets import write_digits_task
-from mmpetl.reparam import build_model, reparameterize_checkpoint
+from mmpetl.apis.reparam import build_model, reparameterize_checkpoint
+from mmpetl.fileio.checkpoint_io import CheckpointError
+from tests.support.tools import ROOT, run_tool, sha256
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-QUICKSTART = osp.join(ROOT, 'configs', 'quickstart')
-
-CONFIG = """
-_base_ = ['{base}']
-data_root = '{data}'
-train_dataloader = dict(
-    batch_size=16, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root))
-val_dataloader = dict(
-    batch_size=64, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root))
-test_dataloader = val_dataloader
-model = dict(
-    backbone=dict(backbone=dict(init_cfg=dict(checkpoint='{pretrained}'))),
-    head=dict(num_classes=3))
-data_preprocessor = dict(num_classes=3)
-train_cfg = dict(max_epochs=2, val_interval=2)
-default_hooks = dict(checkpoint=dict(interval=1),
-                     logger=dict(interval=1))
-param_scheduler = []
-"""
-
-
-def run_tool(*args, expect_ok=True):
-    result = subprocess.run([sys.executable, *args], cwd=ROOT,
-                            capture_output=True, text=True)
-    if expect_ok:
-        assert result.returncode == 0, result.stdout[-3000:] + \
-            result.stderr[-3000:]
-    return result
-
-
-def train_quickstart_method(method, workspace, tmp_path):
-    """One epoch of ``configs/quickstart/vit-tiny_digits5-9_<method>.py``
-    through tools/train.py on the workspace's data; checks that the
-    checkpoint holds exactly what trains. Returns the config path, the
-    work dir and the tool's output."""
-    config = tmp_path / f'{method}.py'
-    config.write_text(CONFIG.format(
-        base=osp.join(QUICKSTART, f'vit-tiny_digits5-9_{method}.py'),
-        data=workspace['root'] / 'data',
-        pretrained=workspace['pretrained']).replace(
-            'max_epochs=2, val_interval=2', 'max_epochs=1, val_interval=1'))
-    work_dir = tmp_path / 'work'
-    result = run_tool('tools/train.py', str(config), '--work-dir',
-                      str(work_dir))
-    state = torch.load(work_dir / 'epoch_1.pth',
-                       weights_only=False)['state_dict']
-    model = build_model(Config.fromfile(str(config)))
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert set(state) == trainable
-    return config, work_dir, result.stdout + result.stderr
-
-
-def sha256(path):
-    return hashlib.sha256(open(path, 'rb').read()).hexdigest()
 
 
 @pytest.fixture(scope='module')
-def workspace(tmp_path_factory):
-    """Tiny digits data, a 'pre-trained' tiny ViT and a config per method."""
-    root = tmp_path_factory.mktemp('tools')
-    data = root / 'data'
-    write_digits_task(str(data), (5, 6, 7), train_fraction=0.25)
-    base = Config.fromfile(osp.join(QUICKSTART, '_base_',
-                                    'vit-tiny_digits.py'))
-    torch.manual_seed(0)
-    vit = build_model(Config(dict(default_scope='mmpretrain',
-                                  model=base.vit)))
-    pretrained = root / 'pretrained.pth'
-    # Laid out as a classifier checkpoint, as the pre-training step writes.
-    torch.save(
-        dict(state_dict={f'backbone.{k}': v
-                         for k, v in vit.state_dict().items()}), pretrained)
-    configs = {}
-    for method in ('repadapter', 'arc', 'linear-probe'):
-        path = root / f'{method}.py'
-        path.write_text(CONFIG.format(
-            base=osp.join(QUICKSTART, f'vit-tiny_digits5-9_{method}.py'),
-            data=data, pretrained=pretrained))
-        configs[method] = str(path)
-    return dict(root=root, configs=configs, pretrained=str(pretrained))
-
-
-@pytest.fixture(scope='module')
-def trained(workspace):
+def trained(quickstart):
     """RepAdapter trained 2 epochs through tools/train.py."""
-    work_dir = workspace['root'] / 'work_repadapter'
-    result = run_tool('tools/train.py', workspace['configs']['repadapter'],
+    work_dir = quickstart['root'] / 'work_repadapter'
+    result = run_tool('tools/train.py', quickstart['configs']['repadapter'],
                       '--work-dir', str(work_dir))
-    return dict(workspace, work_dir=work_dir, log=result.stdout +
+    return dict(quickstart, work_dir=work_dir, log=result.stdout +
                 result.stderr)
 
 
@@ -247,10 +163,10 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def test_dist_train_two_processes_without_gpu(workspace, tmp_path):
+def test_dist_train_two_processes_without_gpu(quickstart, tmp_path):
     env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()))
     result = subprocess.run(
-        ['bash', 'tools/dist_train.sh', workspace['configs']['linear-probe'],
+        ['bash', 'tools/dist_train.sh', quickstart['configs']['linear-probe'],
          '2', '--work-dir', str(tmp_path), '--cfg-options',
          'train_cfg.max_epochs=1', 'train_cfg.val_interval=1'],
         cwd=ROOT, env=env, capture_output=True, text=True)
@@ -357,10 +273,10 @@ def test_test_tool_option_errors_come_first(trained, tmp_path):
     assert not (tmp_path / 'p.json').exists()
 
 
-def test_train_tool_dataloader_flags(workspace, tmp_path):
+def test_train_tool_dataloader_flags(quickstart, tmp_path):
     config = tmp_path / 'workers.py'
     config.write_text(
-        f"_base_ = ['{workspace['configs']['linear-probe']}']\n"
+        f"_base_ = ['{quickstart['configs']['linear-probe']}']\n"
         'train_dataloader = dict(num_workers=1, pin_memory=True)\n'
         'val_dataloader = dict(num_workers=1, pin_memory=True)\n'
         'test_dataloader = val_dataloader\n'

@@ -7,11 +7,11 @@ import os.path as osp
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 
-from mmpetl.reparam import build_model
+from mmpetl.apis.reparam import build_model
 from mmpetl.benchmarks.training_cost import dense_batch, measure_training_steps
-from tests.dense_helpers import tiny_upernet_config
-from tests.helpers import TINY_SEG_SWIN
-from tests.test_tools import ROOT
+from tests.support.dense import tiny_upernet_config
+from tests.support.helpers import TINY_SEG_SWIN
+from tests.support.tools import ROOT
 
 CONFIG = osp.join(ROOT, 'configs', 'ade20k',
                   'upernet_swin-b-in22k_{}_8xb2-160k_ade20k-512x512.py')

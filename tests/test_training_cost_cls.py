@@ -9,15 +9,15 @@ import os.path as osp
 import torch
 from mmengine.config import Config
 
+from mmpetl.apis.reparam import build_model
 from mmpetl.benchmarks.training_cost import (classification_batch,
                                              make_optim_wrapper,
                                              measure_training_steps,
                                              profile_step, require_input_grad,
                                              saved_bytes_of_forward,
                                              saved_bytes_of_step)
-from mmpetl.reparam import build_model
-from tests.helpers import TINY_VIT
-from tests.test_tools import ROOT
+from tests.support.helpers import TINY_VIT
+from tests.support.tools import ROOT
 
 
 def tiny_classifier(method):

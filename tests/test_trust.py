@@ -24,16 +24,18 @@ from mmengine.config import Config
 from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import _load_checkpoint, load_checkpoint
 
-from mmpetl.checkpoint_io import (CheckpointError, UnsafeCheckpointError,
-                                  load_checkpoint_dict, load_local_checkpoint,
-                                  run_input_files)
+from mmpetl.apis.reparam import (build_model, max_relative_difference,
+                                 reparameterize_checkpoint)
 from mmpetl.datasets import write_digits_task
-from mmpetl.fingerprint import BackboneMismatchError
-from mmpetl.reparam import (build_model, max_relative_difference,
-                            reparameterize_checkpoint)
+from mmpetl.fileio.checkpoint_io import (CheckpointError,
+                                         UnsafeCheckpointError,
+                                         load_checkpoint_dict,
+                                         load_local_checkpoint,
+                                         run_input_files)
+from mmpetl.fileio.fingerprint import BackboneMismatchError
 from mmpetl.registry import MODELS
-from tests.helpers import TINY_SEG_SWIN, TINY_VIT, pretrained_cfg
-from tests.test_tools import CONFIG as TOOLS_CONFIG
+from tests.support.helpers import TINY_SEG_SWIN, TINY_VIT, pretrained_cfg
+from tests.support.tools import QUICKSTART_CONFIG
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 QUICKSTART = osp.join(ROOT, 'configs', 'quickstart')
@@ -53,7 +55,7 @@ def write_config(folder, data, pretrained):
     """``folder/repadapter.py`` -> tools.py -> base.py -> quickstart's."""
     (folder / 'base.py').write_text(BASE.format(method=osp.join(
         QUICKSTART, 'vit-tiny_digits5-9_repadapter.py')))
-    (folder / 'tools.py').write_text(TOOLS_CONFIG.format(
+    (folder / 'tools.py').write_text(QUICKSTART_CONFIG.format(
         base='./base.py', data=data, pretrained=pretrained))
     (folder / 'repadapter.py').write_text(CONFIG)
     return str(folder / 'repadapter.py')
@@ -583,7 +585,7 @@ def test_env_switch_off_values_are_off(value, tmp_path, monkeypatch):
 def test_env_switches_are_strict(trained, tmp_path, monkeypatch):
     """Item 2: on spellings are on; anything else is an error naming the
     variable, in the tools one line before any work."""
-    from mmpetl.checkpoint_io import env_flag
+    from mmpetl.fileio.checkpoint_io import env_flag
     for value in ('1', 'true', 'YES', ' on '):
         monkeypatch.setenv('MMPETL_TRUSTED_CHECKPOINTS', value)
         assert env_flag('MMPETL_TRUSTED_CHECKPOINTS')
@@ -652,9 +654,10 @@ def test_run_outputs_and_guard(trained, tmp_path):
     runner saves checkpoints with)."""
     from mmengine.fileio import get_file_backend
 
-    from mmpetl.checkpoint_io import (atomic_output, check_output_paths,
-                                      config_files, protected_inputs)
-    from mmpetl.tool_options import check_run_outputs
+    from mmpetl.apis.tool_options import check_run_outputs
+    from mmpetl.fileio.checkpoint_io import (atomic_output,
+                                             check_output_paths,
+                                             config_files, protected_inputs)
     cfg = Config(dict(work_dir=str(tmp_path)))
     for name in ('epoch_1_merged.pth', 'iter_8.pth', 'best_accuracy_top1_'
                  'epoch_2.pth', 'last_checkpoint',
@@ -757,7 +760,7 @@ def test_fingerprint_needs_all_frozen_weights_or_none(trained, tmp_path,
     """Item 4: one frozen tensor added to an adapter checkpoint does not
     turn the fingerprint check off; it is refused (also with the
     fingerprint override), in the model, the tools and the merge."""
-    from mmpetl.fingerprint import PartialFrozenWeightsError
+    from mmpetl.fileio.fingerprint import PartialFrozenWeightsError
     vit_a = pretrained_cfg(TINY_VIT, tmp_path / 'a.pth', seed=1)
     vit_b = pretrained_cfg(TINY_VIT, tmp_path / 'b.pth', seed=2)
     cfg = dict(type='mmpetl.ARCBackbone', hidden_dim=4)
@@ -875,8 +878,8 @@ def test_checkpoint_configs_are_read_as_data(trained, tmp_path):
         MMSegInferencer(model=None, weights=str(evil))
     assert not marker.exists()
     # What Config.pretty_text writes reads back as Config reads it.
-    from mmpetl.checkpoint_io import config_as_data
-    from mmpetl.reparam import stock_config
+    from mmpetl.fileio.checkpoint_io import config_as_data
+    from mmpetl.apis.reparam import stock_config
     text = stock_config(Config.fromfile(trained['configs']['a'])).pretty_text
     assert config_as_data(text, 'x') == \
         Config.fromstring(text, '.py')._cfg_dict.to_dict()
@@ -949,7 +952,7 @@ def test_train_errors_are_one_line(trained, tmp_path):
 def test_nan_checks_do_not_expand_views(tmp_path):
     """Item 8: a small file holding a huge stride-0 view is checked by its
     stored values, not expanded (10^12 elements would be 4 TB)."""
-    from mmpetl.checkpoint_io import check_finite
+    from mmpetl.fileio.checkpoint_io import check_finite
     view = torch.full((1, ), float('nan')).expand(10**6, 10**6)
     path = tmp_path / 'view.pth'
     torch.save(dict(state_dict=dict(w=view)), path)
@@ -961,7 +964,7 @@ def test_nan_checks_do_not_expand_views(tmp_path):
 
 def test_adapter_switcher_refuses_nan_adapters(trained, tmp_path):
     """Item 8: a NaN adapter is not served."""
-    from mmpetl.serving import AdapterSwitcher
+    from mmpetl.apis.serving import AdapterSwitcher
     bad = tmp_path / 'nan.pth'
     key = nan_checkpoint(trained, bad)
     switcher = AdapterSwitcher()

@@ -9,18 +9,15 @@ import torch
 from mmengine.analysis import FlopAnalyzer
 from torch import nn
 
-from mmpetl.hooks import count_parameters
+from mmpetl.apis.reparam import max_relative_difference
+from mmpetl.engine.hooks import count_parameters
 from mmpetl.models import AdaptedLinear, AdaptedModule, FrozenBackbone
+from mmpetl.models.merge import merge_adapters
 from mmpetl.registry import MODELS
-from mmpetl.reparam import max_relative_difference, merge_adapters
-from tests.helpers import randomize_adapters
-from tests.video_helpers import (TINY_SWIN3D, TINY_VIDEO_VIT,
+from tests.support.helpers import randomize_adapters
+from tests.support.rows import arc_params, rep_adapter_params
+from tests.support.video import (TINY_SWIN3D, TINY_VIDEO_VIT, VIDEO_METHODS,
                                  video_pretrained_cfg)
-
-METHODS = {
-    'repadapter': dict(type='mmpetl.RepAdapterBackbone', scale=2.0),
-    'arc': dict(type='mmpetl.ARCBackbone', hidden_dim=6),
-}
 
 
 @pytest.fixture(scope='module')
@@ -33,7 +30,7 @@ def video_cfgs(tmp_path_factory):
 
 def _build(method, backbone_cfg):
     return randomize_adapters(
-        MODELS.build(dict(METHODS[method],
+        MODELS.build(dict(VIDEO_METHODS[method],
                           backbone=copy.deepcopy(backbone_cfg))))
 
 
@@ -44,7 +41,7 @@ def _stock(backbone_cfg):
     return stock
 
 
-@pytest.mark.parametrize('method', sorted(METHODS))
+@pytest.mark.parametrize('method', sorted(VIDEO_METHODS))
 @pytest.mark.parametrize('backbone,shape', [
     ('vit', (3, 4, 32, 32)),
     ('vit', (3, 4, 48, 40)),  # other size: interpolated position embedding
@@ -67,7 +64,7 @@ def test_merged_video_model_matches_adapter_model(method, backbone, shape,
                                    inputs) > 1e-3
 
 
-@pytest.mark.parametrize('method', sorted(METHODS))
+@pytest.mark.parametrize('method', sorted(VIDEO_METHODS))
 @pytest.mark.parametrize('backbone', ['vit', 'swin3d'])
 def test_merged_video_model_is_the_stock_model(method, backbone, video_cfgs):
     backbone_cfg = video_cfgs[backbone]
@@ -148,7 +145,7 @@ def test_video_vit_without_qkv_bias(tmp_path):
         dict(TINY_VIDEO_VIT, qkv_bias=False), tmp_path / 'vit.pth')
     # No bias takes the folded shift: the attention sites get shift-free
     # adapters, which fold exactly (the FFN sites keep theirs).
-    for method in METHODS:
+    for method in VIDEO_METHODS:
         model = _build(method, cfg).eval()
         assert [s.shift for s in model.attach_sites] == [False, True] * 2
         merged = merge_adapters(copy.deepcopy(model))
@@ -181,16 +178,6 @@ def test_video_merge_keeps_float64_exact(video_cfgs):
     assert max_relative_difference(model, merged, inputs) < 1e-12
 
 
-def _rep_adapter_params(width, hidden=8, groups=2):
-    # A: d -> h with bias; B: block-diagonal h -> d, (d, h / g), with bias.
-    return width * hidden + hidden + width * hidden // groups + width
-
-
-def _arc_params(widths_per_group, hidden):
-    # One D (d x h) per share group; lambda (h) and b (d) per site.
-    return sum(d * hidden + n * (hidden + d)
-               for d, n in widths_per_group)
-
 
 @pytest.mark.parametrize('backbone,widths', [
     # (share group width, sites in it) for attn and ffn
@@ -200,12 +187,12 @@ def _arc_params(widths_per_group, hidden):
 def test_video_parameter_counts(backbone, widths, video_cfgs):
     counts = {
         method: count_parameters(_build(method, video_cfgs[backbone]))
-        for method in METHODS
+        for method in VIDEO_METHODS
     }
     sites = [d for d, n in widths for _ in range(n)]
     assert counts['repadapter']['trainable'] == sum(
-        _rep_adapter_params(d) for d in sites)
-    assert counts['arc']['trainable'] == _arc_params(widths, hidden=6)
+        rep_adapter_params(d) for d in sites)
+    assert counts['arc']['trainable'] == arc_params(widths, hidden=6)
     stock = count_parameters(_stock(video_cfgs[backbone]))['total']
     for method, count in counts.items():
         assert count['total'] == stock + count['trainable']
@@ -218,8 +205,8 @@ def test_real_size_parameter_counts():
     arc = MODELS.build(dict(type='mmpetl.ARCBackbone', backbone=vit_b))
     # The image ViT-B/16 figures: the video ViT-B has the same 24 sites.
     assert count_parameters(repadapter)['trainable'] == 24 * \
-        _rep_adapter_params(768) == 239_808
-    assert count_parameters(arc)['trainable'] == _arc_params(
+        rep_adapter_params(768) == 239_808
+    assert count_parameters(arc)['trainable'] == arc_params(
         [(768, 12), (768, 12)], hidden=50) == 96_432
 
     swin_b = dict(type='mmaction.SwinTransformer3D', arch='base',
@@ -230,6 +217,6 @@ def test_real_size_parameter_counts():
     # widths 128, 256, 512, 1024; depths 2, 2, 18, 2; attn and ffn sites
     stages = [(128, 2), (256, 2), (512, 18), (1024, 2)]
     assert count_parameters(repadapter)['trainable'] == sum(
-        2 * n * _rep_adapter_params(d) for d, n in stages) == 313_216
-    assert count_parameters(arc)['trainable'] == _arc_params(
+        2 * n * rep_adapter_params(d) for d, n in stages) == 313_216
+    assert count_parameters(arc)['trainable'] == arc_params(
         [(d, n) for d, n in stages for _ in range(2)], hidden=50) == 218_464

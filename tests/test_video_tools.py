@@ -11,66 +11,13 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
+from mmpetl.apis.reparam import build_model
 from mmpetl.datasets import write_motion_task
-from mmpetl.hooks import count_parameters
-from mmpetl.reparam import build_model
-from tests.test_tools import run_tool
-from tests.video_helpers import (TINY_SWIN3D, TINY_VIDEO_VIT,
-                                 video_pretrained_cfg)
+from mmpetl.engine.hooks import count_parameters
+from tests.support.video import (TINY_SWIN3D, TINY_VIDEO_VIT,
+                                 VIDEO_TOOL_CONFIG, video_pretrained_cfg)
+from tests.support.tools import run_tool
 
-CONFIG = """
-_base_ = ['mmaction::_base_/default_runtime.py']
-data_root = '{data}'
-model = dict(
-    type='Recognizer3D',
-    backbone=dict(type='mmpetl.{method}', backbone={backbone}, {options}),
-    cls_head=dict(type='{head}', num_classes=3, in_channels=32,
-                  average_clips='prob'),
-    data_preprocessor=dict(
-        type='ActionDataPreprocessor',
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        format_shape='NCTHW'))
-train_pipeline = [
-    dict(type='SampleFrames', clip_len=4, frame_interval=2, num_clips=1),
-    dict(type='RawFrameDecode'),
-    dict(type='Resize', scale=({size}, {size}), keep_ratio=False),
-    dict(type='FormatShape', input_format='NCTHW'),
-    dict(type='PackActionInputs'),
-]
-test_pipeline = [
-    dict(type='SampleFrames', clip_len=4, frame_interval=2, num_clips=1,
-         test_mode=True),
-    dict(type='RawFrameDecode'),
-    dict(type='Resize', scale=({size}, {size}), keep_ratio=False),
-    dict(type='FormatShape', input_format='NCTHW'),
-    dict(type='PackActionInputs'),
-]
-train_dataloader = dict(
-    batch_size=6, num_workers=0, persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    dataset=dict(type='RawframeDataset', ann_file=data_root + '/train.txt',
-                 data_prefix=dict(img=data_root + '/rawframes'),
-                 pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=6, num_workers=0, persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type='RawframeDataset', ann_file=data_root + '/test.txt',
-                 data_prefix=dict(img=data_root + '/rawframes'),
-                 pipeline=test_pipeline, test_mode=True))
-test_dataloader = val_dataloader
-val_evaluator = dict(type='AccMetric')
-test_evaluator = val_evaluator
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1, val_interval=1)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-2, weight_decay=0.))
-default_hooks = dict(checkpoint=dict(interval=1, save_best=None),
-                     logger=dict(interval=1))
-custom_hooks = [dict(type='mmpetl.ParameterCountHook'),
-                dict(type='mmpetl.ReparamCheckpointHook')]
-randomness = dict(seed=0)
-"""
 
 BACKBONES = dict(
     # frames are 32x32: ViT at its native size; Swin at 32x32 gives 8x8 and
@@ -103,7 +50,7 @@ def test_video_train_merge_test(backbone, method, motion_data, tmp_path):
     pretrained = video_pretrained_cfg(spec['cfg'], tmp_path / 'pre.pth')
     config = tmp_path / 'adapter.py'
     config.write_text(
-        CONFIG.format(
+        VIDEO_TOOL_CONFIG.format(
             data=motion_data, method=method, backbone=pretrained,
             options=METHODS[method], head=spec['head'], size=spec['size']))
     work_dir = tmp_path / 'work'

@@ -6,11 +6,11 @@ import copy
 import pytest
 import torch
 
-from mmpetl.checkpoint_io import CheckpointError
-from mmpetl.registry import MODELS
+from mmpetl.fileio.checkpoint_io import CheckpointError
 from mmpetl.model_converters.videomae import convert_videomae_checkpoint
-from tests.test_tools import run_tool, sha256
-from tests.video_helpers import TINY_VIDEO_VIT
+from mmpetl.registry import MODELS
+from tests.support.video import TINY_VIDEO_VIT
+from tests.support.tools import run_tool, sha256
 
 # mmaction2 name -> VideoMAE name (the inverse of the converter's renames).
 TO_VIDEOMAE = (('patch_embed.projection.', 'patch_embed.proj.'),

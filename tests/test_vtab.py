@@ -18,7 +18,8 @@ from mmengine.config import Config
 
 from mmpetl.datasets import (VTAB1K_GROUPS, VTAB1K_TASKS, write_digits_task,
                              write_lfw_faces_task)
-from mmpetl.task_suite import replace_backbone, stock_backbone
+from mmpetl.suites.task_suite import replace_backbone, stock_backbone
+from tests.support.tools import run_vtab
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 VTAB = osp.join(ROOT, 'configs', 'vtab')
@@ -35,17 +36,6 @@ PAPER_TABLE = {
     'smallnorb_azi': (18, 10), 'smallnorb_ele': (9, 1),
 }
 
-
-def run_vtab(*args, cwd=ROOT):
-    env = dict(os.environ,
-               PYTHONPATH=os.pathsep.join([ROOT, os.environ.get(
-                   'PYTHONPATH', '')]))
-    result = subprocess.run(
-        [sys.executable, osp.join(ROOT, 'tools', 'suites', 'vtab.py'),
-         *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-3000:] + \
-        result.stderr[-3000:]
-    return result.stdout
 
 
 def task_config(method, task):

@@ -122,10 +122,11 @@ def report(results):
     from mmengine.config import Config
 
     from mmpetl.benchmarks.latency import measure_latency
-    from mmpetl.checkpoint_io import load_checkpoint_file, model_state_dict
-    from mmpetl.hooks import count_parameters
-    from mmpetl.log_utils import log_to_file
-    from mmpetl.reparam import build_model
+    from mmpetl.fileio.checkpoint_io import (load_checkpoint_file,
+                                             model_state_dict)
+    from mmpetl.engine.hooks import count_parameters
+    from mmpetl.utils.log_utils import log_to_file
+    from mmpetl.apis.reparam import build_model
 
     models = {}
     # Init records and checkpoint loading go to a file, as in the tools.

@@ -11,9 +11,9 @@ import sys
 
 from mmengine.config import DictAction
 
-from mmpetl.checkpoint_io import CheckpointError
-from mmpetl.log_utils import log_to_file, temporary_log_file
-from mmpetl.reparam import reparameterize_checkpoint
+from mmpetl.apis.reparam import reparameterize_checkpoint
+from mmpetl.utils import InputError
+from mmpetl.utils.log_utils import log_to_file, temporary_log_file
 
 
 def parse_args():
@@ -64,7 +64,7 @@ def main():
                 cfg_options=args.cfg_options,
                 verify_shape=args.verify_shape,
                 tolerance=args.tolerance)
-    except CheckpointError as e:
+    except InputError as e:
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)
     tuned = (f' (+{report["selected"]} tuned stock tensors)'

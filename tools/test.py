@@ -12,18 +12,21 @@ from mmengine.config import DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmpetl.checkpoint_io import (CheckpointError, check_env_flags,
-                                  check_finite, check_output_paths,
-                                  load_checkpoint_file, load_config_file,
-                                  model_state_dict, protected_inputs,
-                                  run_input_files)
-from mmpetl.compat import cpu_distributed
-from mmpetl.reparam import adapter_wrappers_in_config, is_merged_checkpoint
-from mmpetl.tool_options import (check_checkpoint_matches, check_out_path,
-                                 check_run_outputs, dump_predictions,
-                                 enable_test_amp, enable_tta,
-                                 enable_visualization, set_dataloader_defaults,
-                                 set_work_dir, write_metrics)
+from mmpetl.apis.reparam import (adapter_wrappers_in_config,
+                                 is_merged_checkpoint)
+from mmpetl.apis.tool_options import (check_checkpoint_matches,
+                                      check_out_path, check_run_outputs,
+                                      dump_predictions, enable_test_amp,
+                                      enable_tta, enable_visualization,
+                                      set_dataloader_defaults, set_work_dir,
+                                      write_metrics)
+from mmpetl.fileio.checkpoint_io import (CheckpointError, check_env_flags,
+                                         check_finite, check_output_paths,
+                                         load_checkpoint_file,
+                                         load_config_file, model_state_dict,
+                                         protected_inputs, run_input_files)
+from mmpetl.utils import InputError
+from mmpetl.utils.compat import cpu_distributed
 
 
 def parse_args():
@@ -139,21 +142,19 @@ def main():
     try:
         cfg, checkpoint, inputs = check_inputs(args)
         check_checkpoint_matches(cfg, checkpoint, args.checkpoint)
-    except CheckpointError as e:
+        with protected_inputs(inputs), cpu_distributed(cfg, args.launcher):
+            runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
+                else RUNNERS.build(cfg)
+            with dump_predictions(
+                    runner, args.out if args.out_item != 'metrics' else None):
+                metrics = runner.test()
+            if runner.rank == 0 and args.metrics_out:
+                write_metrics(metrics, args.metrics_out, file_format='json')
+            if runner.rank == 0 and args.out and args.out_item == 'metrics':
+                write_metrics(metrics, args.out)
+    except InputError as e:  # unsafe or mismatched checkpoint, bad config
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)
-    with protected_inputs(inputs), cpu_distributed(cfg, args.launcher):
-        runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
-            else RUNNERS.build(cfg)
-        with dump_predictions(runner,
-                              args.out if args.out_item != 'metrics' else
-                              None):
-            metrics = runner.test()
-        if runner.rank == 0:
-            if args.metrics_out:
-                write_metrics(metrics, args.metrics_out, file_format='json')
-            if args.out and args.out_item == 'metrics':
-                write_metrics(metrics, args.out)
 
 
 if __name__ == '__main__':

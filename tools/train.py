@@ -12,14 +12,17 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import find_latest_checkpoint
 
-from mmpetl.checkpoint_io import (CheckpointError, check_env_flags,
-                                  check_named_checkpoints, first_line,
-                                  load_checkpoint_file, load_config_file,
-                                  protected_inputs, run_input_files)
-from mmpetl.compat import cpu_distributed
-from mmpetl.hooks import add_exact_resume_hook
-from mmpetl.tool_options import (check_checkpoint_matches, check_run_outputs,
-                                 set_dataloader_defaults, set_work_dir)
+from mmpetl.apis.tool_options import (check_checkpoint_matches,
+                                      check_run_outputs,
+                                      set_dataloader_defaults, set_work_dir)
+from mmpetl.engine.hooks import add_exact_resume_hook
+from mmpetl.fileio.checkpoint_io import (CheckpointError, check_env_flags,
+                                         check_named_checkpoints, first_line,
+                                         load_checkpoint_file,
+                                         load_config_file, protected_inputs,
+                                         run_input_files)
+from mmpetl.utils import InputError
+from mmpetl.utils.compat import cpu_distributed
 
 
 def parse_args():
@@ -146,7 +149,7 @@ def main():
             else:
                 runner = RUNNERS.build(cfg)
             runner.train()
-    except CheckpointError as e:  # unsafe, mismatched or missing checkpoint
+    except InputError as e:  # unsafe or mismatched checkpoint, bad config
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)
     except OSError as e:  # e.g. the disk is full

@@ -5,8 +5,10 @@ entry) at fault."""
 import os.path as osp
 from typing import List
 
+from ..utils.errors import InputError
 
-class AnnotationError(ValueError):
+
+class AnnotationError(InputError, ValueError):
     """An annotation (split) file is missing, malformed or inconsistent."""
 
 

@@ -26,6 +26,7 @@ from typing import Dict, List, NamedTuple, Optional
 from mmpretrain.datasets import BaseDataset
 
 from mmpetl.registry import DATASETS
+from ..utils.errors import UnknownNameError
 from .annotation_errors import read_path_label_list
 
 
@@ -54,8 +55,9 @@ FEWSHOT_SPLITS = ('train', 'val', 'test')
 def fewshot_set(name: str) -> FewShotSet:
     """The table entry of set ``name``, with a clear error if unknown."""
     if name not in FEWSHOT_SETS:
-        raise KeyError(f'unknown few-shot set {name!r}; the sets are '
-                       f'{", ".join(FEWSHOT_SETS)}')
+        raise UnknownNameError(
+            f'unknown few-shot set {name!r}; the sets are '
+            f'{", ".join(FEWSHOT_SETS)}')
     return FEWSHOT_SETS[name]
 
 

@@ -25,6 +25,7 @@ from typing import Dict, List, NamedTuple
 from mmpretrain.datasets import BaseDataset
 
 from mmpetl.registry import DATASETS
+from ..utils.errors import UnknownNameError
 from .annotation_errors import AnnotationError, check_sample
 
 
@@ -49,8 +50,9 @@ FGVC_SPLITS = ('train', 'val', 'trainval', 'test')
 def fgvc_set(name: str) -> FGVCSet:
     """The table entry of set ``name``, with a clear error if unknown."""
     if name not in FGVC_SETS:
-        raise KeyError(f'unknown FGVC set {name!r}; the sets are '
-                       f'{", ".join(FGVC_SETS)}')
+        raise UnknownNameError(
+            f'unknown FGVC set {name!r}; the sets are '
+            f'{", ".join(FGVC_SETS)}')
     return FGVC_SETS[name]
 
 
@@ -82,8 +84,9 @@ class FGVC(BaseDataset):
                  image_dir: str = None,
                  **kwargs):
         if name not in FGVC_SETS:
-            raise KeyError(f'unknown FGVC set {name!r}; the sets are '
-                           f'{", ".join(FGVC_SETS)}')
+            raise UnknownNameError(
+                f'unknown FGVC set {name!r}; the sets are '
+                f'{", ".join(FGVC_SETS)}')
         if split not in FGVC_SPLITS:
             raise ValueError(f'split must be one of {FGVC_SPLITS}, '
                              f'got {split!r}')

@@ -16,6 +16,7 @@ from typing import Dict, List, NamedTuple
 from mmpretrain.datasets import BaseDataset
 
 from mmpetl.registry import DATASETS
+from ..utils.errors import UnknownNameError
 from .annotation_errors import read_path_label_list
 
 
@@ -70,8 +71,9 @@ VTAB1K_TEST_SIZES: Dict[str, int] = {
 def vtab1k_task(name: str) -> VTABTask:
     """The table entry of task ``name``, with a clear error if unknown."""
     if name not in VTAB1K_TASKS:
-        raise KeyError(f'unknown VTAB-1k task {name!r}; the tasks are '
-                       f'{", ".join(VTAB1K_TASKS)}')
+        raise UnknownNameError(
+            f'unknown VTAB-1k task {name!r}; the tasks are '
+            f'{", ".join(VTAB1K_TASKS)}')
     return VTAB1K_TASKS[name]
 
 

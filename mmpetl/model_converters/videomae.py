@@ -24,8 +24,9 @@ from typing import Dict
 
 import torch
 
-from ..checkpoint_io import (CheckpointError, check_output_path,
-                            load_checkpoint_dict, save_checkpoint_atomic)
+from ..fileio.checkpoint_io import (CheckpointError, check_output_path,
+                                    load_checkpoint_dict,
+                                    save_checkpoint_atomic)
 
 _RENAMES = (
     ('patch_embed.proj.', 'patch_embed.projection.'),

@@ -33,11 +33,13 @@ from typing import Mapping
 import numpy as np
 import torch
 
+from ..utils.errors import InputError
+
 BLOCK = 'Transformer/encoderblock_{}'
 ATTENTION = BLOCK + '/MultiHeadDotProductAttention_1'
 
 
-class NpzLayoutError(KeyError):
+class NpzLayoutError(InputError, KeyError):
     """The arrays do not follow Google's ViT layout; the message says
     which key is missing or has the wrong shape."""
 

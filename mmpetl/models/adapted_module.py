@@ -3,7 +3,6 @@ import copy
 import inspect
 from typing import Any, Dict, Optional, Sequence
 
-import torch
 from torch import Tensor, nn
 
 from .adapted_linear import FoldTarget, InputAffineSite

@@ -8,8 +8,9 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch import nn
 
-from mmpetl.fingerprint import (BackboneFingerprint, pretrained_file,
-                                register_fingerprint_hooks, weights_digest)
+from mmpetl.fileio.fingerprint import (BackboneFingerprint, pretrained_file,
+                                       register_fingerprint_hooks,
+                                       weights_digest)
 from mmpetl.registry import MODELS
 from .adapted_linear import AdaptedLinear
 from .adapted_module import AdaptedModule
@@ -61,7 +62,7 @@ class FrozenBackbone(BaseModule):
     adapter checkpoint onto the pre-trained backbone restores the model.
     They also hold the backbone's fingerprint (digest of the frozen weights
     as loaded, and the pre-trained file's name), checked when a state dict
-    is loaded: see :mod:`mmpetl.fingerprint`.
+    is loaded: see :mod:`mmpetl.fileio.fingerprint`.
 
     With no adapters this is the linear-probe baseline, and the floor that
     no adapter method's training cost can go below.

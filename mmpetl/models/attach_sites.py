@@ -31,6 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 from mmengine.logging import print_log
 from torch import nn
 
+from ..utils.errors import UnknownNameError
 from .adapted_linear import FoldTarget, find_parameter
 
 #: The site kinds used when a wrapper is given no ``sites``: those of them
@@ -317,7 +318,7 @@ def site_patterns(backbone: nn.Module,
     for cls in type(backbone).__mro__:
         if _table_key(cls) in table:
             return table[_table_key(cls)]
-    raise KeyError(
+    raise UnknownNameError(
         f'no attach sites are known for {_table_key(type(backbone))}; known: '
         f'{sorted(table)}. Pass `{argument}=dict(kind=regex)` to the '
         'wrapper to name the modules yourself.')
@@ -488,12 +489,12 @@ def find_attach_sites(backbone: nn.Module,
                     f'method runs on {sites} only', logger='current',
                     level=logging.WARNING)
         if explicit and not sites:
-            raise KeyError(f'{method}: sites is empty; name at least one of '
-                           f'{sorted(table)}')
+            raise UnknownNameError(f'{method}: sites is empty; name at least '
+                                   f'one of {sorted(table)}')
         unknown = set(sites) - set(table)
         if unknown or not sites:
             missing = sorted(unknown or set(default_sites))
-            raise KeyError(
+            raise UnknownNameError(
                 f'{method}: {_table_key(type(backbone))} has no site kind(s) '
                 f'{missing} in the attach-site table (it has '
                 f'{sorted(table)}){"" if explicit else " by default"}; '

@@ -6,9 +6,9 @@ Both wrap the whole stock module (:class:`~mmpetl.models.ModuleSite`: its
 state-dict keys unchanged, the adapter's under ``adapter.``) and say why
 they cannot fold in one line naming the method
 (:meth:`~mmpetl.models.AdaptedSite.not_mergeable_reason`), which every
-consumer reports as it is: :func:`~mmpetl.reparam.merge_adapters` and
+consumer reports as it is: :func:`~mmpetl.models.merge.merge_adapters` and
 ``tools/reparam.py`` refuse the model, :class:`ReparamCheckpointHook` warns
-and writes nothing, :class:`~mmpetl.serving.AdapterSwitcher` refuses it.
+and writes nothing, :class:`~mmpetl.apis.serving.AdapterSwitcher` refuses it.
 The first-step site check still proves that every adapter runs; there is no
 fold to check.
 """

@@ -29,11 +29,12 @@ import torch
 from mmengine.logging import print_log
 from torch import Tensor, nn
 
+from ..utils.errors import InputError
 from .mergeable_adapter import AffineStandIn  # noqa: F401 (re-exported)
 from .petl import adapted_sites
 
 
-class AttachSiteError(RuntimeError):
+class AttachSiteError(InputError, RuntimeError):
     """An adapter that does not run, does not fold exactly, or gets no
     gradient."""
 

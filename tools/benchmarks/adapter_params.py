@@ -8,7 +8,7 @@ import argparse
 
 from mmengine.logging import MMLogger
 
-from mmpetl.hooks import count_parameters
+from mmpetl.engine.hooks import count_parameters
 from mmpetl.registry import MODELS
 
 #: name -> stock backbone config at a real size.

@@ -17,9 +17,10 @@ import statistics
 import torch
 
 import mmpetl  # noqa: F401
+from mmpetl.apis.reparam import example_inputs
 from mmpetl.benchmarks.latency import BENCHMARK_MODELS, time_rounds
+from mmpetl.models.merge import merge_adapters, merge_blockers
 from mmpetl.registry import MODELS
-from mmpetl.reparam import example_inputs, merge_adapters, merge_blockers
 
 
 def parse_args():

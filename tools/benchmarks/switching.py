@@ -23,9 +23,9 @@ import torch
 from mmengine.config import Config
 
 import mmpetl  # noqa: F401
-from mmpetl.checkpoint_io import load_checkpoint_file, model_state_dict
-from mmpetl.reparam import build_model, reparameterize_checkpoint
-from mmpetl.serving import AdapterSwitcher, tensor_nbytes
+from mmpetl.apis.reparam import build_model, reparameterize_checkpoint
+from mmpetl.apis.serving import AdapterSwitcher, tensor_nbytes
+from mmpetl.fileio.checkpoint_io import load_checkpoint_file, model_state_dict
 
 METHODS = (dict(type='mmpetl.RepAdapterBackbone'),
            dict(type='mmpetl.ARCBackbone'))

@@ -32,13 +32,13 @@ from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 
 import mmpetl  # noqa: F401  (compat fixes)
+from mmpetl.apis.reparam import build_model
 from mmpetl.benchmarks.training_cost import (classification_batch, dense_batch,
                                              make_optim_wrapper,
                                              measure_training_steps,
                                              profile_step, require_input_grad,
                                              saved_bytes_of_forward)
-from mmpetl.log_utils import log_to_file, temporary_log_file
-from mmpetl.reparam import build_model
+from mmpetl.utils.log_utils import log_to_file, temporary_log_file
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = dict(

@@ -3,7 +3,7 @@
 
 The deployment tools run merged checkpoints without mmpetl (they show that
 the merged model is the stock one), so they cannot use
-``mmpetl.checkpoint_io``; this module keeps the same rules for them: an
+``mmpetl.fileio.checkpoint_io``; this module keeps the same rules for them: an
 output never replaces an input (compared with ``os.path.samefile``, so
 links and linked folders are seen through), an existing output is replaced
 only with ``--force``, its folder must exist, and the file appears complete

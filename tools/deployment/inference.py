@@ -71,8 +71,9 @@ def parse_args(argv=None):
 def provide_missing_mmaction_drn() -> None:
     """mmaction2 1.2.0's PyPI wheel lacks ``mmaction/models/localizers/
     drn``, which ``mmaction.models`` imports, so no model builds. An empty
-    stand-in module lets every model but DRN build. (``mmpetl.compat`` does
-    the same on ``import mmpetl``; this tool must not import mmpetl.)"""
+    stand-in module lets every model but DRN build.
+    (``mmpetl.utils.compat`` does the same on ``import mmpetl``; this tool
+    must not import mmpetl.)"""
     name = 'mmaction.models.localizers.drn'
     spec = importlib.util.find_spec('mmaction')
     if name in sys.modules or osp.isdir(

@@ -9,8 +9,8 @@ Loading unpickles the file: convert only checkpoints you trust."""
 import argparse
 import sys
 
-from mmpetl.checkpoint_io import CheckpointError
 from mmpetl.model_converters.videomae import convert_videomae_checkpoint
+from mmpetl.utils import InputError
 
 
 def parse_args():
@@ -27,7 +27,7 @@ def main():
     try:
         count = convert_videomae_checkpoint(args.checkpoint,
                                             args.out_checkpoint, args.force)
-    except CheckpointError as e:
+    except InputError as e:
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)
     print(f'wrote {count} tensors to {args.out_checkpoint}')

@@ -12,9 +12,10 @@ import zipfile
 
 import numpy as np
 
-from mmpetl.checkpoint_io import (CheckpointError, check_output_path,
-                                  save_checkpoint_atomic)
+from mmpetl.fileio.checkpoint_io import (CheckpointError, check_output_path,
+                                         save_checkpoint_atomic)
 from mmpetl.model_converters.vit_npz import NpzLayoutError, convert_vit_npz
+from mmpetl.utils import InputError
 
 
 def parse_args():
@@ -47,7 +48,7 @@ def main():
             state_dict = convert_vit_npz(arrays, with_head=args.with_head)
         except NpzLayoutError as e:
             raise CheckpointError(f'{args.npz}: {e}')
-    except CheckpointError as e:
+    except InputError as e:
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)
     save_checkpoint_atomic(

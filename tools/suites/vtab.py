@@ -13,7 +13,7 @@ checkpoint. Then ``{work_dir}/results.{md,csv}`` (per task, group means,
 mean of group means, flat mean) and ``results.png`` (accuracy against
 trainable parameters) are rewritten from every finished task.
 
-The standard protocol (``mmpetl.suite_protocol``): ``--search
+The standard protocol (``mmpetl.suites.protocol``): ``--search
 scale=0.1,0.5,1,5,10 lr=5e-4,1e-3`` trains each grid point on the search
 split (VTAB-1k train800) and evaluates it on the validation split
 (val200), picks per task the best validation top-1, retrains with it on
@@ -41,13 +41,15 @@ import sys
 import torch
 from mmengine.config import Config, DictAction
 
-from mmpetl.checkpoint_io import CheckpointError, load_config_file
 from mmpetl.datasets import VTAB1K_TASKS
-from mmpetl.suite_protocol import Protocol, parse_search, write_search_table
-from mmpetl.task_suite import (count_trainable, load_results,
-                               plot_accuracy_vs_parameters, replace_backbone,
-                               shrink_for_dry_run, summarize,
-                               write_standin_data, write_tables)
+from mmpetl.fileio.checkpoint_io import load_config_file
+from mmpetl.suites.protocol import Protocol, parse_search, write_search_table
+from mmpetl.suites.task_suite import (count_trainable, load_results,
+                                      plot_accuracy_vs_parameters,
+                                      replace_backbone, shrink_for_dry_run,
+                                      summarize, write_standin_data,
+                                      write_tables)
+from mmpetl.utils import InputError
 
 METHODS = ('repadapter', 'arc', 'lora', 'linear-probe', 'full-finetune')
 
@@ -132,7 +134,7 @@ def main():
         # Every config first: a typo fails now, not after hours of training.
         configs = {(m, t): task_config(args, m, t, standin_root)
                    for m in args.methods for t in args.tasks}
-    except (CheckpointError, KeyError, ValueError) as e:
+    except (InputError, KeyError, ValueError) as e:
         fail(e)
     if args.count_params:
         for method in args.methods:

@@ -8,7 +8,7 @@ originals*), keeps of each task only its adapters and everything outside
 the backbone (head, neck, data preprocessor), and serves one *live* stock
 model. Switching to a task folds that task's sites, computed from the
 originals, into the live weights through each site's ``merged()`` (the
-merge of :func:`mmpetl.reparam.merge_adapters`; low-rank forms stay
+merge of :func:`mmpetl.models.merge.merge_adapters`; low-rank forms stay
 low-rank: ``W + (W U) V^T`` for a RepAdapter, ``W + s B A`` for LoRA),
 copies its selected stock parameters (BitFit, LN-tuning), and puts the
 task's head in place.
@@ -26,12 +26,14 @@ import torch
 from mmengine.config import Config
 from torch import Tensor, nn
 
-from .checkpoint_io import (CheckpointError, first_line, load_checkpoint_file,
-                            load_config_file, load_matching_state_dict,
-                            model_state_dict)
-from .models import AdaptedSite, FrozenBackbone
-from .reparam import (build_model, is_merged_checkpoint, merge_adapters,
-                      merge_blockers)
+from ..fileio.checkpoint_io import (CheckpointError, first_line,
+                                    load_checkpoint_file, load_config_file,
+                                    load_matching_state_dict,
+                                    model_state_dict)
+from ..models import AdaptedSite, FrozenBackbone
+from ..models.merge import merge_adapters, merge_blockers
+from ..utils.errors import UnknownNameError
+from .reparam import build_model, is_merged_checkpoint
 
 
 def tensor_nbytes(tensors: Iterable[Tensor]) -> int:
@@ -265,7 +267,7 @@ class AdapterSwitcher:
             nn.Module: The live stock model, in eval mode.
         """
         if name not in self._tasks:
-            raise KeyError(f'no task {name!r}; loaded: {self.tasks}')
+            raise UnknownNameError(f'no task {name!r}; loaded: {self.tasks}')
         task = self._tasks[name]
         for path, live in self._live_sites.items():
             adapted = task.sites.get(path)

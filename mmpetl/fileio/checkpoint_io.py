@@ -51,11 +51,13 @@ from mmengine.config import Config
 from mmengine.fileio import LocalBackend, register_backend
 from torch import nn
 
+from ..utils.errors import InputError
+
 #: Set to 1 to unpickle checkpoints without the allow-list (trusted files
 #: only: a malicious file can run code when loaded this way).
 TRUSTED_CHECKPOINTS_ENV = 'MMPETL_TRUSTED_CHECKPOINTS'
 #: Set to 1 to load adapter checkpoints onto another backbone anyway
-#: (:mod:`mmpetl.fingerprint`).
+#: (:mod:`mmpetl.fileio.fingerprint`).
 IGNORE_FINGERPRINT_ENV = 'MMPETL_IGNORE_FINGERPRINT'
 #: The environment switches of mmpetl (see :func:`env_flag`).
 ENV_FLAGS = (TRUSTED_CHECKPOINTS_ENV, IGNORE_FINGERPRINT_ENV)
@@ -80,7 +82,7 @@ SAFE_GLOBALS = (
 )
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError, ValueError):
     """A checkpoint or config given to a tool is unusable; the message says
     which file and why."""
 
@@ -105,8 +107,9 @@ class UnsafeCheckpointError(CheckpointError):
     """A checkpoint needs a type outside :data:`SAFE_GLOBALS` to load."""
 
 
-#: Spellings of the environment switches, compared without case.
+#: Spellings that switch an environment switch on, compared without case.
 TRUE_VALUES = ('1', 'true', 'yes', 'on')
+#: Spellings that switch an environment switch off (empty included).
 FALSE_VALUES = ('', '0', 'false', 'no', 'off')
 
 
@@ -200,8 +203,9 @@ def _unpickling_error(path: str, error: Exception) -> CheckpointError:
 def load_local_checkpoint(filename: str, map_location=None):
     """Load a local checkpoint file with the loading policy above.
 
-    Registered as mmengine's local-file loader by :mod:`mmpetl.compat`, so
-    the runner, ``init_cfg`` Pretrained and ``load_checkpoint`` use it.
+    Registered as mmengine's local-file loader by
+    :mod:`mmpetl.utils.compat`, so the runner, ``init_cfg`` Pretrained and
+    ``load_checkpoint`` use it.
 
     Raises:
         FileNotFoundError: ``filename`` does not exist.
@@ -382,7 +386,7 @@ def config_as_data(text: str, source: str) -> dict:
 
     mmengine's inferencers given ``weights`` but no config would run this
     text as a Python config file, i.e. any code a checkpoint carries
-    (:mod:`mmpetl.compat` has them read it here instead).
+    (:mod:`mmpetl.utils.compat` has them read it here instead).
 
     Raises:
         CheckpointError: Anything else in ``text``; ``source`` names the

@@ -10,7 +10,7 @@ imported, and covered by a test that fails without it:
   holds a ``HistoryBuffer``), so ``--resume`` and ``load_from`` fail; and
   it loads URLs (``http(s)://``, ``torchvision://``, ``open-mmlab://``,
   ...) with ``torch.hub.load_state_dict_from_url``, which unpickles fully.
-  :func:`mmpetl.checkpoint_io.register_checkpoint_loaders` gives every
+  :func:`mmpetl.fileio.checkpoint_io.register_checkpoint_loaders` gives every
   scheme a loader that keeps ``weights_only=True``, with an allow-list of
   the types mmengine's checkpoints hold (never ``weights_only=False``
   unless ``MMPETL_TRUSTED_CHECKPOINTS=1``).
@@ -18,7 +18,7 @@ imported, and covered by a test that fails without it:
   writes ``epoch_N.pth`` with ``open(path, 'wb')``, so a killed process or
   a full disk leaves a truncated checkpoint under its final name, and it
   replaces whatever file has that name. :func:`register_file_backend`
-  registers :class:`mmpetl.checkpoint_io.GuardedLocalBackend` for local
+  registers :class:`mmpetl.fileio.checkpoint_io.GuardedLocalBackend` for local
   paths: atomic writes that never replace an input of the run.
 * **Configs in checkpoints run as code**: mmengine's inferencers given
   ``weights`` without a config read the checkpoint's ``meta['cfg']`` with
@@ -67,8 +67,9 @@ from typing import Iterator
 
 import torch
 
-from .checkpoint_io import (config_as_data, register_checkpoint_loaders,
-                            register_file_backend)
+from ..fileio.checkpoint_io import (config_as_data,
+                                    register_checkpoint_loaders,
+                                    register_file_backend)
 
 
 _DRN_MODULE = 'mmaction.models.localizers.drn'
@@ -96,7 +97,8 @@ def provide_missing_mmaction_drn() -> bool:
         return False
     package = types.ModuleType(_DRN_MODULE)
     package.__path__ = []
-    package.__doc__ = 'Provided by mmpetl.compat: missing from the wheel.'
+    package.__doc__ = ('Provided by mmpetl.utils.compat: missing from the '
+                       'wheel.')
     drn = types.ModuleType(f'{_DRN_MODULE}.drn')
     drn.DRN = MissingDRN
     package.drn = drn
@@ -157,7 +159,7 @@ def config_dir() -> str:
     """Where ``mmpetl::`` config paths point: ``mmpetl/.mim/configs`` of
     this mmpetl package, else (a source checkout without the links of
     ``pip install -e .``) the checkout's ``configs``."""
-    package = osp.dirname(osp.abspath(__file__))
+    package = osp.dirname(osp.dirname(osp.abspath(__file__)))
     installed = osp.join(package, '.mim', 'configs')
     checkout = osp.join(osp.dirname(package), 'configs')
     return installed if osp.isdir(installed) or not osp.isdir(checkout) \
@@ -190,7 +192,7 @@ def register_config_package() -> None:
 def read_inferencer_configs_as_data() -> None:
     """Make mmengine's inferencers read the config of a checkpoint given
     without one (``MMSegInferencer(model=None, weights=ck)``) with
-    :func:`mmpetl.checkpoint_io.config_as_data`, not by running it as a
+    :func:`mmpetl.fileio.checkpoint_io.config_as_data`, not by running it as a
     Python config file (see above)."""
     from mmengine.config import Config
     from mmengine.infer import BaseInferencer
@@ -221,6 +223,7 @@ def silence_pkg_resources_warning() -> None:
 
 
 def apply_all() -> None:
+    """Apply every fix of this module (``import mmpetl`` calls it once)."""
     silence_pkg_resources_warning()
     register_checkpoint_loaders()
     register_file_backend()

@@ -9,10 +9,10 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import EpochBasedTrainLoop
 
-from mmpetl.checkpoint_io import atomic_output, check_finite
+from mmpetl.apis.reparam import META_KEY, stock_config
+from mmpetl.fileio.checkpoint_io import atomic_output, check_finite
+from mmpetl.models.merge import merge_adapters, merge_blockers
 from mmpetl.registry import HOOKS
-from mmpetl.reparam import (META_KEY, merge_adapters, merge_blockers,
-                            stock_config)
 
 
 @HOOKS.register_module()
@@ -23,7 +23,7 @@ class ReparamCheckpointHook(Hook):
     Writes ``{work_dir}/{stem}_merged.pth`` and ``{stem}_merged_config.py``
     with ``stem`` the last checkpoint's name (``epoch_N`` / ``iter_N``), the
     same files ``tools/reparam.py`` writes. A model that cannot be folded
-    (:func:`~mmpetl.reparam.merge_blockers`: a site that does not fold,
+    (:func:`~mmpetl.models.merge.merge_blockers`: a site that does not fold,
     E3VA's highway) gets a warning saying why, and no merged files.
 
     Args:

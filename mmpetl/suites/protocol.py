@@ -31,9 +31,9 @@ from typing import Dict, List, NamedTuple, Optional, Sequence
 
 from mmengine.config import Config
 
-from mmpetl.checkpoint_io import atomic_output
 from mmpetl.datasets import check_split_data
-from mmpetl.task_suite import RESULT_FILE, run_task, write_markdown_csv
+from mmpetl.fileio.checkpoint_io import atomic_output
+from mmpetl.suites.task_suite import RESULT_FILE, run_task, write_markdown_csv
 
 #: Short names for ``--search``; any other key is a dotted config path.
 SEARCH_ALIASES = {

@@ -2,7 +2,7 @@
 """Re-parameterization: fold adapters into the frozen weights.
 
 The library side of ``tools/reparam.py`` and of
-:class:`~mmpetl.hooks.ReparamCheckpointHook`. The result is the *stock*
+:class:`~mmpetl.engine.hooks.ReparamCheckpointHook`. The result is the *stock*
 OpenMMLab model: same modules, same state-dict keys, same parameter count
 and FLOPs, loadable with ``strict=True`` into the config without the mmpetl
 wrapper.
@@ -10,7 +10,7 @@ wrapper.
 import copy
 import os.path as osp
 from contextlib import ExitStack
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import torch
 from mmengine.config import Config
@@ -18,14 +18,17 @@ from mmengine.registry import MODELS as ROOT_MODELS
 from mmengine.registry import init_default_scope
 from torch import nn
 
-from .checkpoint_io import (CheckpointError, atomic_output, check_finite,
-                            check_output_paths, first_line,
-                            load_checkpoint_file, load_config_file,
-                            load_matching_state_dict, model_state_dict,
-                            run_input_files)
-from .models import AdaptedSite, FrozenBackbone
-from .models.site_check import output_tensors, relative_difference
-from .registry import MODELS
+from ..fileio.checkpoint_io import (CheckpointError, atomic_output,
+                                    check_finite, check_output_paths,
+                                    first_line, load_checkpoint_file,
+                                    load_config_file,
+                                    load_matching_state_dict,
+                                    model_state_dict, run_input_files)
+from ..models import AdaptedSite, FrozenBackbone
+from ..models.merge import (merge_adapters, merge_blockers, named_wrappers,
+                            trained_state_keys)
+from ..models.site_check import output_tensors, relative_difference
+from ..registry import MODELS
 
 #: Checkpoint meta key under which mmpetl records what it did.
 META_KEY = 'mmpetl'
@@ -35,72 +38,6 @@ def is_merged_checkpoint(checkpoint: dict) -> bool:
     """Whether ``checkpoint`` was written by mmpetl's merge."""
     meta = checkpoint.get('meta') or {}
     return bool(meta.get(META_KEY, {}).get('merged'))
-
-
-def _wrappers(model: nn.Module) -> List[Tuple[str, FrozenBackbone]]:
-    return [(name, m) for name, m in model.named_modules()
-            if isinstance(m, FrozenBackbone)]
-
-
-def merge_blockers(model: nn.Module) -> List[str]:
-    """Why ``model`` cannot be folded into the stock model: one line per
-    blocker, from every mmpetl wrapper in it
-    (:meth:`~mmpetl.models.FrozenBackbone.merge_blockers`: a site that does
-    not fold, a trainable module on no site, E3VA's highway). Empty when it
-    folds."""
-    return [
-        f'{name}.{blocker}' if name else blocker
-        for name, wrapper in _wrappers(model)
-        for blocker in wrapper.merge_blockers()
-    ]
-
-
-def merge_adapters(model: nn.Module) -> nn.Module:
-    """Fold every adapted site of ``model`` into its stock module and
-    unwrap every mmpetl backbone wrapper, in place.
-
-    Returns the merged model (a different object only when ``model`` itself
-    is a wrapper). Parameter-selection methods (BitFit, LN-tuning) have
-    nothing to fold: their tuned parameters are stock parameters.
-
-    Raises:
-        ValueError: If the model cannot be folded (see
-            :func:`merge_blockers`; the model is left unchanged), or naming
-            the site whose fold fails.
-    """
-    blocked = merge_blockers(model)
-    if blocked:
-        raise ValueError(f'{len(blocked)} part(s) of the model cannot be '
-                         f'folded; {blocked[0]}')
-    for path, module in list(model.named_modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, AdaptedSite):
-                try:
-                    setattr(module, name, child.merged())
-                except ValueError as e:
-                    where = '.'.join(p for p in (path, name) if p)
-                    raise ValueError(f'{where}: {e}') from e
-    if isinstance(model, FrozenBackbone):
-        return model.backbone
-    for module in list(model.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, FrozenBackbone):
-                setattr(module, name, child.backbone)
-    return model
-
-
-def trained_state_keys(model: nn.Module) -> List[str]:
-    """State-dict keys of ``model`` that its mmpetl wrappers train: adapters
-    and selected stock parameters in their backbones, modules they own
-    (ARC's shared projections, FacT's factors)."""
-    keys = []
-    for name, wrapper in _wrappers(model):
-        frozen = set(wrapper.frozen_state_keys())
-        prefix = f'{name}.' if name else ''
-        keys += [
-            prefix + key for key in wrapper.state_dict() if key not in frozen
-        ]
-    return keys
 
 
 def _wrapper_class(cfg: Any) -> Optional[type]:
@@ -228,10 +165,6 @@ def max_relative_difference(reference: nn.Module, other: nn.Module,
     return relative_difference(expected, actual)
 
 
-def _find_wrappers(model: nn.Module) -> List[FrozenBackbone]:
-    return [m for m in model.modules() if isinstance(m, FrozenBackbone)]
-
-
 def reparameterize_checkpoint(config: str,
                               checkpoint: str,
                               out_checkpoint: str,
@@ -299,7 +232,7 @@ def reparameterize_checkpoint(config: str,
     # Frozen keys, in the wrapped and in the stock layout.
     known = set(model.state_dict()) | {
         f'{name}.{key[len(cut):]}' if name else key[len(cut):]
-        for name, wrapper in _wrappers(model)
+        for name, wrapper in named_wrappers(model)
         for key in wrapper.frozen_state_keys() for cut in ('', 'backbone.')
     }
     # Keys of another method's adapters: a mismatch, said by the load below.
@@ -312,7 +245,7 @@ def reparameterize_checkpoint(config: str,
 
     num_adapters = sum(
         isinstance(m, AdaptedSite) for m in model.modules())
-    wrappers = _find_wrappers(model)
+    wrappers = [wrapper for _, wrapper in named_wrappers(model)]
     reference = copy.deepcopy(wrappers[0].backbone) if verify else None
     try:
         merged = merge_adapters(model)
@@ -361,9 +294,7 @@ def _merged_backbone_like(merged: nn.Module,
 
 
 __all__ = [
-    'merge_adapters', 'merge_blockers', 'trained_state_keys',
-    'stock_config',
-    'adapter_wrappers_in_config',
+    'stock_config', 'adapter_wrappers_in_config',
     'build_model', 'example_inputs', 'max_relative_difference',
     'reparameterize_checkpoint', 'is_merged_checkpoint', 'CheckpointError',
     'META_KEY'

@@ -9,7 +9,7 @@ data variant), written atomically when the task is finished: a task with
 ``result.json`` is skipped; a task without it but with a ``last_checkpoint``
 resumes from that checkpoint.
 
-The standard protocol (:mod:`mmpetl.suite_protocol`) adds, per task, one
+The standard protocol (:mod:`mmpetl.suites.protocol`) adds, per task, one
 run per point of a hyper-parameter grid trained on the search split and
 evaluated on the validation split (``{task}/search/{point}/``), the pick
 (``{task}/picked.json``), and one run per seed of the picked values on
@@ -28,11 +28,11 @@ from mmengine.config import Config
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
-from mmpetl.checkpoint_io import atomic_output
-from mmpetl.compat import cpu_distributed
 from mmpetl.datasets.vtab1k import VTAB1K_GROUPS, VTAB1K_TASKS
-from mmpetl.hooks.exact_resume_hook import add_exact_resume_hook
-from mmpetl.hooks.parameter_count_hook import count_parameters
+from mmpetl.engine.hooks.exact_resume_hook import add_exact_resume_hook
+from mmpetl.engine.hooks.parameter_count_hook import count_parameters
+from mmpetl.fileio.checkpoint_io import atomic_output
+from mmpetl.utils.compat import cpu_distributed
 
 RESULT_FILE = 'result.json'
 # Where wrappers keep the stock backbone config: mmpetl's wrappers
@@ -92,7 +92,7 @@ def shrink_for_dry_run(cfg: Config, data_root: str) -> None:
     stock = stock_backbone(cfg.model)
     if stock['type'] not in TINY_ARCHS:
         raise ValueError(f'--dry-run knows no tiny {stock["type"]}; add it '
-                         'to mmpetl.task_suite.TINY_ARCHS')
+                         'to mmpetl.suites.task_suite.TINY_ARCHS')
     arch, feat_dims = TINY_ARCHS[stock['type']]
     stock.update(copy.deepcopy(arch), init_cfg=None)
     cfg.model.head.in_channels = feat_dims
@@ -134,7 +134,7 @@ def count_trainable(cfg: Config) -> Dict[str, int]:
     weights without biases, scales and offsets)."""
     from mmengine.logging import MMLogger
 
-    from mmpetl.reparam import build_model
+    from mmpetl.apis.reparam import build_model
     cfg = copy.deepcopy(cfg)
     stock_backbone(cfg.model)['init_cfg'] = None
     logger = MMLogger.get_current_instance()

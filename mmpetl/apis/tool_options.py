@@ -35,10 +35,11 @@ from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.registry import HOOKS
 from torch import nn
 
-from .checkpoint_io import (CheckpointError, atomic_output, check_output_path,
-                            check_tensor_kinds, first_line,
-                            load_matching_state_dict, model_state_dict)
-from .log_utils import log_to_file
+from ..fileio.checkpoint_io import (CheckpointError, atomic_output,
+                                    check_output_path, check_tensor_kinds,
+                                    first_line, load_matching_state_dict,
+                                    model_state_dict)
+from ..utils.log_utils import log_to_file
 
 DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 #: File formats ``mmengine.dump`` writes, for ``--out --out-item metrics``.
@@ -158,11 +159,11 @@ def check_run_outputs(cfg: Config,
                       resume_from: Optional[str] = None) -> None:
     """Before a Runner is built: the work dir can be made and written, and
     what the run writes there cannot replace one of ``inputs`` (the files
-    of :func:`~mmpetl.checkpoint_io.run_input_files`, computed with every
-    option applied): not the config dump (``work_dir/<config name>``), and
-    when it ``trains``, no input lies in the work dir under a name the run
-    writes (:data:`RUN_FILE_NAMES`), except ``resume_from``, which a
-    resumed run reads and never writes again. Inputs are compared with
+    of :func:`~mmpetl.fileio.checkpoint_io.run_input_files`, computed with
+    every option applied): not the config dump (``work_dir/<config
+    name>``), and when it ``trains``, no input lies in the work dir under a
+    name the run writes (:data:`RUN_FILE_NAMES`), except ``resume_from``,
+    which a resumed run reads and never writes again. Inputs are compared with
     ``os.path.samefile``; during the run :func:`protected_inputs` guards
     every write."""
     work_dir = osp.abspath(cfg.work_dir)
@@ -278,7 +279,7 @@ def check_checkpoint_matches(cfg: Config,
     :class:`CheckpointError` before the data and the runner are set up.
     Without ``strict`` (``load_from`` for training, which mmengine loads
     key by key where they match) only its tensors are checked
-    (:func:`~mmpetl.checkpoint_io.check_tensor_kinds`). The build's log
+    (:func:`~mmpetl.fileio.checkpoint_io.check_tensor_kinds`). The build's log
     (init records) goes to ``work_dir/checkpoint_check.log`` (``_rank<N>``
     added on ranks > 0)."""
     rank = int(os.environ.get('RANK', 0))

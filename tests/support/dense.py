@@ -7,7 +7,15 @@ from mmengine.config import ConfigDict
 
 from mmpetl.datasets.embedded_dense import (CLASSES, write_ade20k,  # noqa
                                             write_coco, write_voc)
-from tests.helpers import TINY_DET_SWIN
+from tests.support.helpers import TINY_DET_SWIN
+from tests.support.tools import ROOT
+
+#: The shipped config of each dense task, ``{}`` standing for the method.
+SHIPPED_CONFIGS = dict(
+    seg='configs/ade20k/upernet_swin-b-in22k_{}_8xb2-160k_ade20k-512x512.py',
+    det='configs/coco/cascade-mask-rcnn_swin-b-in22k_{}_fpn_'
+    '4conv1fc-giou_amp-ms-crop-3x_coco.py',
+    voc='configs/voc/retinanet_swin-l-in22k_{}_fpn_amp-1x_voc0712.py')
 
 #: A three-stage tiny Swin whose stages 1-2 feed the FPN, as stages 1-3 of
 #: the VOC recipe's Swin-L do.
@@ -163,3 +171,8 @@ def tiny_retinanet_config(cfg, data_root, swin, epochs=2):
             dataset, ann_file='VOC2007/ImageSets/Main/test.txt',
             pipeline=test_pipeline, test_mode=True), 1)
     return _epochs_on_cpu(cfg, epochs)
+
+
+def shipped_config(task: str, method: str) -> str:
+    """The absolute path of the shipped ``task`` config of ``method``."""
+    return osp.join(ROOT, SHIPPED_CONFIGS[task].format(method))

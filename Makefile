@@ -9,8 +9,9 @@ venv:
 demo: venv
 	$(PYTHON) tools/demo.py
 
+# Two workers, a test file each at a time (module fixtures stay in one process).
 test: venv
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -n 2 --dist loadfile
 
 # The documentation (docs/en, Sphinx + MyST) with warnings as errors and every
 # cross-reference checked (-n), then every relative link of README.md and docs/.

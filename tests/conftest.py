@@ -1,4 +1,5 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
+import os
 import os.path as osp
 
 import pytest
@@ -7,11 +8,16 @@ from mmengine.config import Config
 
 from mmpetl.apis.reparam import build_model
 from mmpetl.datasets import write_digits_task
-
 from tests.support.helpers import (TINY_DET_SWIN, TINY_SEG_SWIN, TINY_SWIN,
                                    TINY_VIT, pretrained_cfg)
 from tests.support.rows import ROWS
 from tests.support.tools import QUICKSTART, QUICKSTART_CONFIG
+
+if os.environ.get('PYTEST_XDIST_WORKER'):
+    # One thread per worker, in this process and in the tools it starts:
+    # `make test` runs two workers, one per core of the CI machine.
+    os.environ['OMP_NUM_THREADS'] = '1'
+    torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -244,7 +244,7 @@ def _wrap_net(targets, residual=False):
     MODELS.register_module(
         '_BypassNet', module=lambda: _Net(residual), force=True)
     return randomize_adapters(
-        RepAdapterBackbone(backbone=dict(type='_BypassNet'),
+        RepAdapterBackbone(backbone=dict(type='mmpetl._BypassNet'),
                            targets=targets))
 
 

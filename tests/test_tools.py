@@ -140,6 +140,9 @@ def test_test_tool_refuses_bad_input(trained, tmp_path):
     config = trained['configs']['repadapter']
     text_file = tmp_path / 'notes.pth'
     text_file.write_text('not a checkpoint')
+    wrong_sites = tmp_path / 'wrong_sites.py'
+    wrong_sites.write_text(f"_base_ = ['{config}']\n"
+                           "model = dict(backbone=dict(sites=['nope']))\n")
     cases = [
         ((config, str(tmp_path / 'missing.pth')), 'does not exist'),
         ((config, str(text_file)), 'is not a PyTorch checkpoint'),
@@ -147,6 +150,9 @@ def test_test_tool_refuses_bad_input(trained, tmp_path):
                                          'epoch_2.pth')), 'does not match'),
         ((config, str(trained['work_dir'] / 'epoch_2_merged.pth')),
          'merged'),
+        # An input error raised while the runner builds the model.
+        ((str(wrong_sites), str(trained['work_dir'] / 'epoch_2.pth')),
+         "no site kind(s) ['nope']"),
     ]
     for args, message in cases:
         result = run_tool('tools/test.py', *args, '--work-dir',

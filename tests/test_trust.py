@@ -35,7 +35,7 @@ from mmpetl.fileio.checkpoint_io import (CheckpointError,
 from mmpetl.fileio.fingerprint import BackboneMismatchError
 from mmpetl.registry import MODELS
 from tests.support.helpers import TINY_SEG_SWIN, TINY_VIT, pretrained_cfg
-from tests.support.tools import QUICKSTART_CONFIG
+from tests.support.tools import QUICKSTART_CONFIG, one_error_line, run_tool
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 QUICKSTART = osp.join(ROOT, 'configs', 'quickstart')
@@ -60,26 +60,6 @@ def write_config(folder, data, pretrained):
     (folder / 'repadapter.py').write_text(CONFIG)
     return str(folder / 'repadapter.py')
 
-
-def run_tool(*args, expect_ok=True, env=None):
-    result = subprocess.run([sys.executable, *args], cwd=ROOT,
-                            capture_output=True, text=True,
-                            env=dict(os.environ, **(env or {})))
-    if expect_ok:
-        assert result.returncode == 0, result.stdout[-3000:] + \
-            result.stderr[-3000:]
-    return result
-
-
-def one_error_line(result):
-    """The tool exited 2 with exactly one ``error:`` line; returns it."""
-    assert result.returncode == 2, result.stdout[-2000:] + \
-        result.stderr[-2000:]
-    errors = [line for line in result.stderr.splitlines()
-              if line.startswith('error:')]
-    assert len(errors) == 1, result.stderr[-2000:]
-    assert 'Traceback' not in result.stderr
-    return errors[0]
 
 
 def sha256(path):

@@ -37,13 +37,25 @@ param_scheduler = []
 """
 
 
-def run_tool(*args, expect_ok=True):
+def run_tool(*args, expect_ok=True, env=None):
     result = subprocess.run([sys.executable, *args], cwd=ROOT,
-                            capture_output=True, text=True)
+                            capture_output=True, text=True,
+                            env=dict(os.environ, **(env or {})))
     if expect_ok:
         assert result.returncode == 0, result.stdout[-3000:] + \
             result.stderr[-3000:]
     return result
+
+
+def one_error_line(result):
+    """The tool exited 2 with exactly one ``error:`` line; returns it."""
+    assert result.returncode == 2, result.stdout[-2000:] + \
+        result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines()
+              if line.startswith('error:')]
+    assert len(errors) == 1, result.stderr[-2000:]
+    assert 'Traceback' not in result.stderr
+    return errors[0]
 
 
 def train_quickstart_method(method, workspace, tmp_path):

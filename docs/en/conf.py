@@ -77,36 +77,64 @@ def mro_members(node, suffix):
             for base in obj.__mro__]
 
 
+def documented_name(objects, node, target):
+    """The documented mmpetl object ``target`` names, or None.
+
+    The longest trailing part of ``target`` that names exactly one
+    documented mmpetl object decides; where several match, a member of the
+    reference's class (or of one of its bases) wins.
+    """
+    parts = target.lstrip('.~').split('.')
+    for start in range(len(parts)):
+        suffix = '.'.join(parts[start:])
+        found = [name for name in objects if name.startswith('mmpetl.')
+                 and (name == suffix or name.endswith('.' + suffix))]
+        if len(found) > 1 and node.get('py:class'):
+            found = [name for name in mro_members(node, suffix)
+                     if name in objects][:1] or found
+        if len(found) == 1:
+            return found[0]
+        if found:
+            return None
+    return None
+
+
+def has_field(class_name, field):
+    """Whether the class ``class_name`` has the attribute or field."""
+    module, _, name = class_name.rpartition('.')
+    cls = getattr(importlib.import_module(module), name)
+    return hasattr(cls, field) or field in getattr(
+        cls, '__annotations__', {})
+
+
 def resolve_mmpetl_reference(app, env, node, contnode):
     """Resolve a reference into mmpetl by the documented object it names.
 
     Docstrings name mmpetl objects as their users import them
     (``mmpetl.models.AdapterBackbone``) or as siblings of the current module
     (``FrozenBackbone``); the API reference documents each object where it
-    is defined (``mmpetl.models.adapter_backbone.AdapterBackbone``). The
-    longest trailing part of the target that names exactly one documented
-    mmpetl object resolves it; none or several leave the warning.
+    is defined (``mmpetl.models.adapter_backbone.AdapterBackbone``). A
+    field of a documented class that has no entry of its own
+    (``StepCost.seconds``) links to its class, if the class has it. Anything
+    else (no match, several) leaves the warning.
     """
     if node.get('refdomain') != 'py':
         return None
     from sphinx.util.nodes import make_refnode
     objects = env.get_domain('py').objects
-    parts = node['reftarget'].lstrip('.~').split('.')
-    for start in range(len(parts)):
-        suffix = '.'.join(parts[start:])
-        found = [name for name in objects if name.startswith('mmpetl.')
-                 and (name == suffix or name.endswith('.' + suffix))]
-        if len(found) > 1 and node.get('py:class'):
-            # A member of the current class or of one of its bases.
-            found = [name for name in mro_members(node, suffix)
-                     if name in objects][:1] or found
-        if len(found) == 1:
-            entry = objects[found[0]]
-            return make_refnode(app.builder, node['refdoc'], entry.docname,
-                                entry.node_id, contnode, found[0])
-        if found:
-            return None
-    return None
+    target = node['reftarget']
+    name = documented_name(objects, node, target)
+    if name is None and node.get('reftype') == 'attr' and '.' in target:
+        owner_target, _, field = target.rpartition('.')
+        owner = documented_name(objects, node, owner_target)
+        if owner and objects[owner].objtype == 'class' and has_field(
+                owner, field):
+            name = owner
+    if name is None:
+        return None
+    entry = objects[name]
+    return make_refnode(app.builder, node['refdoc'], entry.docname,
+                        entry.node_id, contnode, name)
 
 
 def napoleon_except_constants(app, what, name, obj, options, lines):

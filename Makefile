@@ -1,7 +1,7 @@
 # `make demo` and `make test` create .venv/ (tools/setup_env.sh) when needed.
 PYTHON := .venv/bin/python
 
-.PHONY: venv demo test bench
+.PHONY: venv demo test docs bench
 
 venv:
 	@bash tools/setup_env.sh
@@ -12,6 +12,12 @@ demo: venv
 # Two workers, a test file each at a time (module fixtures stay in one process).
 test: venv
 	$(PYTHON) -m pytest -q -n 2 --dist loadfile
+
+# The documentation (docs/en, Sphinx + MyST) with warnings as errors and every
+# cross-reference checked (-n), then every relative link of README.md and docs/.
+docs: venv
+	$(PYTHON) -m sphinx -W --keep-going -n -q -b html docs/en docs/_build/html
+	$(PYTHON) docs/check_links.py
 
 bench: venv
 	$(PYTHON) tools/benchmarks/inference.py

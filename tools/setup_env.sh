@@ -2,7 +2,8 @@
 # Create (or complete) the project's virtual environment in .venv/.
 #
 # Installs the pinned OpenMMLab 2.x stack that works together on today's machines
-# (see README "Installation"). mmcv 2.1.0 has no wheel for current torch, so it is built
+# (see docs/en/get_started.md, "Installation"; the docs tools are pinned in
+# requirements.txt too). mmcv 2.1.0 has no wheel for current torch, so it is built
 # from source once, with its compiled ops, and the wheel is cached outside the repo under
 # $MMPETL_WHEEL_CACHE (default ~/.cache/mmpetl/wheels), keyed by mmcv, torch and Python
 # versions. A second run reuses the cached wheel and finishes in seconds.
@@ -51,7 +52,7 @@ if ! ls "$WHEEL_DIR"/mmcv-*.whl >/dev/null 2>&1; then
     mv "$BUILD"/dist/mmcv-*.whl "$WHEEL_DIR/"
 fi
 
-echo "[setup_env] mmcv (cached wheel), OpenMMLab toolboxes and test tools"
+echo "[setup_env] mmcv (cached wheel), OpenMMLab toolboxes, test and docs tools"
 "${PIP[@]}" "$WHEEL_DIR"/mmcv-*.whl
 "${PIP[@]}" -r "$ROOT/requirements.txt"
 "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"

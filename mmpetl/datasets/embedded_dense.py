@@ -16,6 +16,7 @@ from xml.etree import ElementTree
 import cv2
 import numpy as np
 
+#: The three classes: grey-level terciles of each photo.
 CLASSES = ('dark', 'mid', 'bright')
 TRAIN_PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket')
 VAL_PHOTOS = ('china', 'flower')
@@ -88,8 +89,8 @@ def write_ade20k(root: str, size: Tuple[int, int] = (64, 64)) -> str:
 
 def write_coco(root: str, size: Tuple[int, int] = (64, 64),
                min_area: int = 24) -> str:
-    """COCO layout: {train,val}/*.jpg and annotations/instances_{train,
-    val}.json, one instance per connected component of each class.
+    """COCO layout: ``{train,val}/*.jpg`` and
+    ``annotations/instances_{train,val}.json``, one instance per connected component of each class.
     Returns ``root``."""
     photos = _photos(size)
     os.makedirs(osp.join(root, 'annotations'), exist_ok=True)

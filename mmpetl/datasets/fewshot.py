@@ -46,6 +46,7 @@ FEWSHOT_SETS: Dict[str, FewShotSet] = {
     'oxford_pets': FewShotSet('oxford-pets', 'images', 37),
     'stanford_cars': FewShotSet('standford-cars', '', 196),
 }
+#: The shots K (images per class) of the benchmark.
 FEWSHOT_SHOTS = (1, 2, 4, 8, 16)
 FEWSHOT_SEEDS = (0, 1, 2)
 FEWSHOT_SPLITS = ('train', 'val', 'test')

@@ -36,6 +36,7 @@ class FGVCSet(NamedTuple):
     num_classes: int
 
 
+#: The five FGVC sets by name: folder, image folder and class count.
 FGVC_SETS: Dict[str, FGVCSet] = {
     'cub': FGVCSet('CUB_200_2011', 'images', 200),
     'nabirds': FGVCSet('nabirds', 'images', 555),

@@ -107,8 +107,9 @@ class UnsafeCheckpointError(CheckpointError):
     """A checkpoint needs a type outside :data:`SAFE_GLOBALS` to load."""
 
 
-#: Spellings of the environment switches, compared without case.
+#: Spellings that switch an environment switch on, compared without case.
 TRUE_VALUES = ('1', 'true', 'yes', 'on')
+#: Spellings that switch an environment switch off (empty included).
 FALSE_VALUES = ('', '0', 'false', 'no', 'off')
 
 

@@ -58,9 +58,9 @@ class FrozenBackbone(BaseModule):
 
     On the first training-mode forward (inside DDP and AMP alike) it proves,
     on one sample, that every trainable parameter gets a gradient from the
-    backbone's outputs (:func:`~mmpetl.models.site_check.
-    check_trainable_reached`), and, with adapter sites, that every adapter
-    runs and folds exactly (:func:`~mmpetl.models.site_check.check_sites`).
+    backbone's outputs
+    (:func:`~mmpetl.models.site_check.check_trainable_reached`), and, with
+    adapter sites, that every adapter runs and folds exactly (:func:`~mmpetl.models.site_check.check_sites`).
 
     Checkpoints hold only what trains: a state-dict hook drops the frozen
     backbone's entries, and a load hook accepts their absence, so loading an

@@ -147,7 +147,9 @@ def check_sites(backbone: nn.Module,
 
     Args:
         backbone (nn.Module): The backbone holding adapted modules.
-        *args, **kwargs: Its input (one sample is enough; the caller cuts).
+        *args: The backbone's positional input (one sample is enough;
+            the caller cuts).
+        **kwargs: Its keyword input.
         tolerance (float): Largest relative fold error (float64).
         owner (str): Who checks, for the error message.
 

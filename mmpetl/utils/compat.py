@@ -228,6 +228,7 @@ def silence_pkg_resources_warning() -> None:
 
 
 def apply_all() -> None:
+    """Apply every fix of this module (``import mmpetl`` calls it once)."""
     silence_pkg_resources_warning()
     register_checkpoint_loaders()
     register_file_backend()

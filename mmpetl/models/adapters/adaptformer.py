@@ -27,7 +27,7 @@ class AdaptFormerBackbone(BottleneckAdapterBackbone):
     ``models/custom_modules.py``, ``main_image.py``). With
     ``adapter_input='stream'`` (default, the reference code: its block calls
     ``adaptmlp(x)`` on the stream before ``norm2``, with
-    ``ffn_adapter_layernorm_option='none'``)::
+    ``ffn_adapter_layernorm_option='none'``):
 
     .. math::
         x' = x + \mathrm{MLP}(\mathrm{LN}(x))

@@ -119,7 +119,7 @@ class ConvpassBackbone(AdapterBackbone):
 
     `Convolutional Bypasses Are Better Vision Transformer Adapters
     <https://arxiv.org/abs/2207.07039>`_ (Jie & Deng, 2022), reference code
-    JieShibo/PETL-ViT (``convpass/vtab/convpass.py``)::
+    JieShibo/PETL-ViT (``convpass/vtab/convpass.py``):
 
     .. math::
         x' = x + \mathrm{Attn}(\mathrm{LN}_1 x) + f_a(\mathrm{LN}_1 x),\qquad

@@ -63,7 +63,7 @@ Memory modes (``memory``, per highway stage; gradients are exact in all):
   same hooks, RNG state (so drop-path draws the same masks) and autocast
   state, which regenerates their taps and the next stage's input bit for
   bit, then the run's highway stages are re-run with a graph for their
-  gradients (:class:`_RecomputedTaps`). The price is one more
+  gradients (``_RecomputedTaps``). The price is one more
   forward of those frozen stages (with their patch merging); stages 0-1 of
   Swin-B hold 43% of the highway's saved bytes for about 17% of its FLOPs.
 """
@@ -196,7 +196,7 @@ class _RecomputedTaps(torch.autograd.Function):
 
 
 class _SegmentPlan:
-    """What :class:`_RecomputedTaps` needs about a run of recomputed
+    """What ``_RecomputedTaps`` needs about a run of recomputed
     stages: how to run them, regenerate their taps, and their parameters."""
 
     def __init__(self, owner: 'E3VABackbone', stages: Sequence[int],
@@ -403,7 +403,7 @@ class E3VABackbone(FrozenBackbone):
 
     def _run_highway(self) -> List[Tensor]:
         """``LN_s(z_s)`` ``(B, N_s, C_s)`` for each out index, stage by
-        stage; runs of recomputed stages through :class:`_RecomputedTaps`.
+        stage; runs of recomputed stages through ``_RecomputedTaps``.
         """
         inputs = {
             s: self._capture[f'stage{s}']

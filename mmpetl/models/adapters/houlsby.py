@@ -13,7 +13,7 @@ class HoulsbyAdapterBackbone(BottleneckAdapterBackbone):
     <https://arxiv.org/abs/1902.00751>`_ (Houlsby et al., ICML 2019), as
     OSU-MLB/PETL_Vision runs it on ViTs (``model/adapter.py``,
     ``model/block.py``, ``ft_attn_mode`` / ``ft_mlp_mode:
-    sequential_after``)::
+    sequential_after``):
 
     .. math::
         a(h) = h + s \cdot W_{up}\,\mathrm{drop}(\mathrm{ReLU}(

@@ -14,7 +14,7 @@ class LoRADelta(WeightDelta):
     r"""LoRA's low-rank weight delta, with the DoRA and rsLoRA options.
 
     `LoRA: Low-Rank Adaptation of Large Language Models
-    <https://arxiv.org/abs/2106.09685>`_ (Hu et al., ICLR 2022)::
+    <https://arxiv.org/abs/2106.09685>`_ (Hu et al., ICLR 2022):
 
     .. math::
         y = W x + c + s\,B A\,\mathrm{drop}(x),\qquad s = \alpha / r
@@ -27,7 +27,7 @@ class LoRADelta(WeightDelta):
 
     ``dora`` (`DoRA <https://arxiv.org/abs/2402.09353>`_, Liu et al., ICML
     2024) splits the weight into a magnitude ``m`` (out, ), initialised to
-    the row norms of ``W``, and a direction::
+    the row norms of ``W``, and a direction:
 
     .. math::
         y = \frac{m}{\lVert W + s B A\rVert_r} \odot

@@ -123,7 +123,7 @@ class MonaBackbone(AdapterBackbone):
     `Mona: Multi-cognitive Visual Adapter
     <https://arxiv.org/abs/2311.15010>`_ (Yin et al., CVPR 2025), reference
     code Leiyi-Hu/mona (``Swin-Transformer-Object-Detection/mmdet/models/
-    backbones/swin_transformer_mona.py``)::
+    backbones/swin_transformer_mona.py``):
 
     .. math::
         x' = m_a(x + \mathrm{Attn}(\mathrm{LN}_1 x)),\qquad

@@ -11,7 +11,7 @@ class PfeifferAdapterBackbone(HoulsbyAdapterBackbone):
     `AdapterFusion: Non-Destructive Task Composition for Transfer Learning
     <https://arxiv.org/abs/2005.00247>`_ (Pfeiffer et al., EACL 2021), as
     OSU-MLB/PETL_Vision runs it (``rand_p_adapter``: ``ft_mlp_mode:
-    sequential_after``, no attention adapter)::
+    sequential_after``, no attention adapter):
 
     .. math::
         a(h) = h + s \cdot W_{up}\,\mathrm{drop}(\mathrm{ReLU}(

@@ -145,7 +145,7 @@ class VPTBackbone(FrozenBackbone):
     r"""VPT: Visual Prompt Tuning, shallow or deep.
 
     `Visual Prompt Tuning <https://arxiv.org/abs/2203.12119>`_ (Jia et al.,
-    ECCV 2022), reference code KMnP/vpt (``src/models/vit_prompt/vit.py``)::
+    ECCV 2022), reference code KMnP/vpt (``src/models/vit_prompt/vit.py``):
 
     .. math::
         [x_0, \_, E_1] = L_1([x_0, P_1, E_0]),\qquad

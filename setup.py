@@ -82,7 +82,8 @@ VIDEO = ['mmaction2>=1.2.0']
 ONNX = ['onnx', 'onnxruntime']
 DOCS = ['sphinx>=8.1', 'myst-parser>=4.0', 'furo']
 # What tools/setup_env.sh installs for the test suite (requirements.txt).
-TESTS = ['pytest', 'pytest-xdist', 'scikit-learn', 'scikit-image', *SEG, *DET, *VIDEO, *ONNX]
+TESTS = ['pytest', 'pytest-xdist', 'scikit-learn', 'scikit-image', *SEG,
+         *DET, *VIDEO, *ONNX]
 
 if __name__ == '__main__':
     add_mim_extension()

@@ -60,7 +60,8 @@ class FrozenBackbone(BaseModule):
     on one sample, that every trainable parameter gets a gradient from the
     backbone's outputs
     (:func:`~mmpetl.models.site_check.check_trainable_reached`), and, with
-    adapter sites, that every adapter runs and folds exactly (:func:`~mmpetl.models.site_check.check_sites`).
+    adapter sites, that every adapter runs and folds exactly
+    (:func:`~mmpetl.models.site_check.check_sites`).
 
     Checkpoints hold only what trains: a state-dict hook drops the frozen
     backbone's entries, and a load hook accepts their absence, so loading an

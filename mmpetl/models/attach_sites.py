@@ -533,8 +533,9 @@ def find_attach_sites(backbone: nn.Module,
     paths = [site.path for site in found]
     twice = sorted({p for p in paths if paths.count(p) > 1})
     if twice:
-        raise ValueError(f'site kinds {sorted({s.kind for s in found if s.path in twice})} '
-                         f'name the same module {twice[0]!r}; choose one')
+        kinds = sorted({s.kind for s in found if s.path in twice})
+        raise ValueError(f'site kinds {kinds} name the same module '
+                         f'{twice[0]!r}; choose one')
     nested = [(a, b) for a in paths for b in paths
               if b.startswith(a + '.')]
     if nested:

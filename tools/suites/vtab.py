@@ -98,8 +98,9 @@ def parse_args():
     parser.add_argument('--tasks', nargs='+',
                         help='tasks (default: the suite\'s)')
     parser.add_argument('--config-dir',
-                        help='default: the suite\'s, e.g. configs/vtab; relative to the '
-                        'current directory, else to the installed mmpetl')
+                        help='default: the suite\'s, e.g. configs/vtab; '
+                        'relative to the current directory, else to the '
+                        'installed mmpetl')
     parser.add_argument('--prefix', default='vit-b16',
                         help='config names are {prefix}_{method}_{task}.py')
     parser.add_argument('--work-dir', help='default: work_dirs/{suite}')

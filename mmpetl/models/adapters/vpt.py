@@ -234,9 +234,10 @@ class VPTBackbone(FrozenBackbone):
 
     def merge_blockers(self) -> List[str]:
         """VPT never folds: its prompts are extra inputs of every layer."""
+        where = ('at the input, attended by every layer' if self.mode ==
+                 'shallow' else 'anew at every layer')
         return [
             f'prompts: VPT-{self.mode} adds {self.num_tokens} prompt tokens '
-            'to the attention of every layer: they do not fold into the '
-            'stock backbone; deploy the adapter checkpoint with its mmpetl '
-            'config'
+            f'{where}: extra attention inputs do not fold into the stock '
+            'backbone; deploy the adapter checkpoint with its mmpetl config'
         ]

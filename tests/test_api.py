@@ -6,6 +6,7 @@ import contextlib
 import copy
 import io
 import logging
+import uuid
 
 import pytest
 import torch
@@ -17,6 +18,17 @@ import mmpetl
 from mmpetl.utils.log_utils import init_records_at_debug, log_to_file
 from mmpetl.models import AdaptedLinear, PretrainedLoadError
 from mmpetl.registry import MODELS
+
+
+@pytest.fixture(autouse=True)
+def fresh_session_logger():
+    """The current MMLogger of a fresh Python session (console only):
+    an earlier test in this process may have left a Runner's logger, with
+    its log file, current."""
+    name = f'test-api-{uuid.uuid4().hex}'
+    logger = MMLogger.get_instance(name, logger_name='mmengine')
+    yield logger
+    MMLogger._instance_dict.pop(name, None)
 
 
 def test_public_names():

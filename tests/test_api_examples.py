@@ -3,12 +3,11 @@
 block in page order, in one namespace (as a reader pastes them into one
 session), in a fresh directory; the ```text block right after an example is
 what it must print."""
-import contextlib
-import io
+import json
 import os.path as osp
 import re
-
-import pytest
+import subprocess
+import sys
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PAGE = osp.join(ROOT, 'docs', 'en', 'api_usage.md')
@@ -32,18 +31,37 @@ def test_page_examples_are_found():
         ('x = 1\n', '1\n')]
 
 
-def test_api_usage_examples_run_and_print_what_the_page_shows(
-        tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    namespace = {'__name__': '__api_usage__'}
-    examples = page_examples(open(PAGE, encoding='utf-8').read())
-    for number, (code, expected) in enumerate(examples, 1):
-        out = io.StringIO()
+#: Runs the examples given as JSON on stdin in one namespace, in a fresh
+#: interpreter (a reader's session: no registry scope or logger left by
+#: another test); prints, as JSON, each example's output, or its error.
+DRIVER = """
+import contextlib, io, json, sys, traceback
+namespace = {'__name__': '__api_usage__'}
+outputs = []
+for number, code in enumerate(json.load(sys.stdin), 1):
+    out = io.StringIO()
+    try:
         with contextlib.redirect_stdout(out):
-            try:
-                exec(compile(code, f'{PAGE} example {number}', 'exec'),
-                     namespace)
-            except Exception as e:  # the example, with the error
-                pytest.fail(f'example {number} raised {e!r}:\n{code}')
+            exec(compile(code, f'example {number}', 'exec'), namespace)
+    except Exception:
+        outputs.append(dict(error=traceback.format_exc()))
+        break
+    outputs.append(dict(out=out.getvalue()))
+print(json.dumps(outputs))
+"""
+
+
+def test_api_usage_examples_run_and_print_what_the_page_shows(tmp_path):
+    examples = page_examples(open(PAGE, encoding='utf-8').read())
+    result = subprocess.run(
+        [sys.executable, '-c', DRIVER],
+        input=json.dumps([code for code, _ in examples]), cwd=tmp_path,
+        capture_output=True, text=True, check=True)
+    outputs = json.loads(result.stdout.splitlines()[-1])
+    for number, ((code, expected), output) in enumerate(
+            zip(examples, outputs), 1):
+        assert 'error' not in output, (
+            f'example {number} raised:\n{code}\n{output.get("error")}')
         if expected is not None:
-            assert out.getvalue() == expected, f'example {number}:\n{code}'
+            assert output['out'] == expected, f'example {number}:\n{code}'
+    assert len(outputs) == len(examples)

@@ -27,11 +27,11 @@ from mmengine.runner.checkpoint import _load_checkpoint, load_checkpoint
 from mmpetl.apis.reparam import (build_model, max_relative_difference,
                                  reparameterize_checkpoint)
 from mmpetl.datasets import write_digits_task
-from mmpetl.fileio.checkpoint_io import (CheckpointError,
-                                         UnsafeCheckpointError,
-                                         load_checkpoint_dict,
-                                         load_local_checkpoint,
-                                         run_input_files)
+from mmpetl.fileio.configs import run_input_files
+from mmpetl.fileio.errors import (CheckpointError, OutputError,
+                                  UnsafeCheckpointError)
+from mmpetl.fileio.safe_load import (load_checkpoint_dict,
+                                     load_local_checkpoint)
 from mmpetl.fileio.fingerprint import BackboneMismatchError
 from mmpetl.registry import MODELS
 from tests.support.helpers import TINY_SEG_SWIN, TINY_VIT, pretrained_cfg
@@ -336,7 +336,7 @@ def test_outputs_never_replace_inputs(trained, tmp_path):
         assert 'is an input' in error
         for out_ckpt, out_cfg in ((target, None),
                                   (str(tmp_path / 'm.pth'), target)):
-            with pytest.raises(CheckpointError, match='is an input'):
+            with pytest.raises(OutputError, match='is an input'):
                 reparameterize_checkpoint(config, checkpoint, out_ckpt,
                                           out_config=out_cfg, force=True)
     assert {p: sha256(p) for p in hashes} == hashes
@@ -565,7 +565,7 @@ def test_env_switch_off_values_are_off(value, tmp_path, monkeypatch):
 def test_env_switches_are_strict(trained, tmp_path, monkeypatch):
     """Item 2: on spellings are on; anything else is an error naming the
     variable, in the tools one line before any work."""
-    from mmpetl.fileio.checkpoint_io import env_flag
+    from mmpetl.fileio.switches import env_flag
     for value in ('1', 'true', 'YES', ' on '):
         monkeypatch.setenv('MMPETL_TRUSTED_CHECKPOINTS', value)
         assert env_flag('MMPETL_TRUSTED_CHECKPOINTS')
@@ -635,9 +635,9 @@ def test_run_outputs_and_guard(trained, tmp_path):
     from mmengine.fileio import get_file_backend
 
     from mmpetl.apis.tool_options import check_run_outputs
-    from mmpetl.fileio.checkpoint_io import (atomic_output,
-                                             check_output_paths,
-                                             config_files, protected_inputs)
+    from mmpetl.fileio.configs import config_files
+    from mmpetl.fileio.outputs import (atomic_output, check_output_paths,
+                                       protected_inputs)
     cfg = Config(dict(work_dir=str(tmp_path)))
     for name in ('epoch_1_merged.pth', 'iter_8.pth', 'best_accuracy_top1_'
                  'epoch_2.pth', 'last_checkpoint',
@@ -661,16 +661,16 @@ def test_run_outputs_and_guard(trained, tmp_path):
     (tmp_path / 'real').mkdir()
     (tmp_path / 'alias').symlink_to(tmp_path / 'real')
     (tmp_path / 'real' / 'o.json').write_text('old')
-    with pytest.raises(CheckpointError, match='two outputs'):
+    with pytest.raises(OutputError, match='two outputs'):
         check_output_paths([str(tmp_path / 'real' / 'o.json'),
                             str(tmp_path / 'alias' / 'o.json')], True, [])
     # While a run's inputs are protected, no write replaces them.
     protected = tmp_path / 'real' / 'o.json'
     backend = get_file_backend(str(protected))
     with protected_inputs([str(tmp_path / 'alias' / 'o.json')]):
-        with pytest.raises(CheckpointError, match='is an input'):
+        with pytest.raises(OutputError, match='is an input'):
             backend.put(b'new', str(protected))
-        with pytest.raises(CheckpointError, match='is an input'):
+        with pytest.raises(OutputError, match='is an input'):
             with atomic_output(str(protected)):
                 pass
         backend.remove(str(protected))  # kept, with a warning
@@ -858,8 +858,8 @@ def test_checkpoint_configs_are_read_as_data(trained, tmp_path):
         MMSegInferencer(model=None, weights=str(evil))
     assert not marker.exists()
     # What Config.pretty_text writes reads back as Config reads it.
-    from mmpetl.fileio.checkpoint_io import config_as_data
-    from mmpetl.apis.reparam import stock_config
+    from mmpetl.fileio.configs import config_as_data
+    from mmpetl.models.stock_checkpoint import stock_config
     text = stock_config(Config.fromfile(trained['configs']['a'])).pretty_text
     assert config_as_data(text, 'x') == \
         Config.fromstring(text, '.py')._cfg_dict.to_dict()
@@ -932,7 +932,7 @@ def test_train_errors_are_one_line(trained, tmp_path):
 def test_nan_checks_do_not_expand_views(tmp_path):
     """Item 8: a small file holding a huge stride-0 view is checked by its
     stored values, not expanded (10^12 elements would be 4 TB)."""
-    from mmpetl.fileio.checkpoint_io import check_finite
+    from mmpetl.fileio.state_dicts import check_finite
     view = torch.full((1, ), float('nan')).expand(10**6, 10**6)
     path = tmp_path / 'view.pth'
     torch.save(dict(state_dict=dict(w=view)), path)

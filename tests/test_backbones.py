@@ -332,7 +332,7 @@ def test_swinv2_trains_and_merges_through_the_tools(tmp_path):
 
     from mmengine.config import Config
 
-    from mmpetl.fileio.checkpoint_io import load_matching_state_dict
+    from mmpetl.fileio.state_dicts import load_matching_state_dict
     from mmpetl.datasets import write_digits_task
     from mmpetl.apis.reparam import build_model
     from tests.support.tools import QUICKSTART, QUICKSTART_CONFIG, run_tool

@@ -6,7 +6,8 @@ import pytest
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from mmpetl.apis.reparam import build_model, stock_config
+from mmpetl.apis.reparam import build_model
+from mmpetl.models.stock_checkpoint import stock_config
 from mmpetl.engine.hooks import count_parameters
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))

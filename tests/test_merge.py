@@ -7,8 +7,9 @@ from mmengine.analysis import FlopAnalyzer
 from mmengine.config import Config, ConfigDict
 from mmengine.registry import DefaultScope
 
-from mmpetl.apis.reparam import (adapter_wrappers_in_config,
-                                 max_relative_difference, stock_config)
+from mmpetl.apis.reparam import max_relative_difference
+from mmpetl.models.stock_checkpoint import (adapter_wrappers_in_config,
+                                            stock_config)
 from mmpetl.models import AdaptedLinear, FrozenBackbone
 from mmpetl.models.merge import merge_adapters
 from mmpetl.registry import MODELS

@@ -23,7 +23,7 @@ from torch import nn
 from mmpetl.apis.reparam import build_model, reparameterize_checkpoint
 from mmpetl.apis.serving import AdapterSwitcher
 from mmpetl.engine.hooks import ReparamCheckpointHook
-from mmpetl.fileio.checkpoint_io import CheckpointError
+from mmpetl.fileio.errors import CheckpointError
 from mmpetl.models import (AttachSiteError, ParallelSite, PETLModule,
                            SequentialSite, StreamParallelSite)
 from mmpetl.models.adapters import BottleneckAdapter, ConvpassBranch, Mona

@@ -12,7 +12,7 @@ from torch import nn
 
 from mmpetl.apis.reparam import (max_relative_difference,
                                  reparameterize_checkpoint)
-from mmpetl.fileio.checkpoint_io import CheckpointError
+from mmpetl.fileio.errors import CheckpointError
 from mmpetl.models import (AdaptedModule, AttachSiteError, PETLModule,
                            PretrainedLoadError)
 from mmpetl.models.merge import merge_adapters, merge_blockers

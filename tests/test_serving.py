@@ -8,7 +8,7 @@ from mmengine.config import Config
 
 from mmpetl.apis.reparam import build_model, reparameterize_checkpoint
 from mmpetl.apis.serving import AdapterSwitcher
-from mmpetl.fileio.checkpoint_io import CheckpointError
+from mmpetl.fileio.errors import CheckpointError
 from mmpetl.models import InputAffineSite, adapted_sites
 from tests.support.helpers import TINY_VIT, pretrained_cfg, randomize_trainable
 

@@ -15,7 +15,7 @@ import torch
 from mmengine.config import Config
 
 from mmpetl.apis.reparam import build_model, reparameterize_checkpoint
-from mmpetl.fileio.checkpoint_io import CheckpointError
+from mmpetl.fileio.errors import CheckpointError
 from tests.support.tools import ROOT, run_tool, sha256
 
 

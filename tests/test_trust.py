@@ -28,11 +28,11 @@ from mmengine.runner.checkpoint import _load_checkpoint, load_checkpoint
 from mmpetl.apis.reparam import (build_model, max_relative_difference,
                                  reparameterize_checkpoint)
 from mmpetl.datasets import write_digits_task
-from mmpetl.fileio.checkpoint_io import (CheckpointError,
-                                         UnsafeCheckpointError,
-                                         load_checkpoint_dict,
-                                         load_local_checkpoint,
-                                         run_input_files)
+from mmpetl.fileio.configs import run_input_files
+from mmpetl.fileio.errors import (CheckpointError, OutputError,
+                                  UnsafeCheckpointError)
+from mmpetl.fileio.safe_load import (load_checkpoint_dict,
+                                     load_local_checkpoint)
 from mmpetl.fileio.fingerprint import BackboneMismatchError
 from mmpetl.registry import MODELS
 from tests.support.helpers import TINY_SEG_SWIN, TINY_VIT, pretrained_cfg
@@ -337,7 +337,7 @@ def test_outputs_never_replace_inputs(trained, tmp_path):
         assert 'is an input' in error
         for out_ckpt, out_cfg in ((target, None),
                                   (str(tmp_path / 'm.pth'), target)):
-            with pytest.raises(CheckpointError, match='is an input'):
+            with pytest.raises(OutputError, match='is an input'):
                 reparameterize_checkpoint(config, checkpoint, out_ckpt,
                                           out_config=out_cfg, force=True)
     assert {p: sha256(p) for p in hashes} == hashes
@@ -579,7 +579,7 @@ def test_env_switch_off_values_are_off(value, tmp_path, monkeypatch):
 def test_env_switches_are_strict(trained, tmp_path, monkeypatch):
     """On spellings are on; anything else is an error naming the
     variable, in the tools one line before any work."""
-    from mmpetl.fileio.checkpoint_io import env_flag
+    from mmpetl.fileio.switches import env_flag
     for value in ('1', 'true', 'YES', ' on '):
         monkeypatch.setenv('MMPETL_TRUSTED_CHECKPOINTS', value)
         assert env_flag('MMPETL_TRUSTED_CHECKPOINTS')
@@ -649,9 +649,9 @@ def test_run_outputs_and_guard(trained, tmp_path):
     from mmengine.fileio import get_file_backend
 
     from mmpetl.apis.tool_options import check_run_outputs
-    from mmpetl.fileio.checkpoint_io import (atomic_output,
-                                             check_output_paths,
-                                             config_files, protected_inputs)
+    from mmpetl.fileio.configs import config_files
+    from mmpetl.fileio.outputs import (atomic_output, check_output_paths,
+                                       protected_inputs)
     cfg = Config(dict(work_dir=str(tmp_path)))
     for name in ('epoch_1_merged.pth', 'iter_8.pth', 'best_accuracy_top1_'
                  'epoch_2.pth', 'last_checkpoint',
@@ -675,16 +675,16 @@ def test_run_outputs_and_guard(trained, tmp_path):
     (tmp_path / 'real').mkdir()
     (tmp_path / 'alias').symlink_to(tmp_path / 'real')
     (tmp_path / 'real' / 'o.json').write_text('old')
-    with pytest.raises(CheckpointError, match='two outputs'):
+    with pytest.raises(OutputError, match='two outputs'):
         check_output_paths([str(tmp_path / 'real' / 'o.json'),
                             str(tmp_path / 'alias' / 'o.json')], True, [])
     # While a run's inputs are protected, no write replaces them.
     protected = tmp_path / 'real' / 'o.json'
     backend = get_file_backend(str(protected))
     with protected_inputs([str(tmp_path / 'alias' / 'o.json')]):
-        with pytest.raises(CheckpointError, match='is an input'):
+        with pytest.raises(OutputError, match='is an input'):
             backend.put(b'new', str(protected))
-        with pytest.raises(CheckpointError, match='is an input'):
+        with pytest.raises(OutputError, match='is an input'):
             with atomic_output(str(protected)):
                 pass
         backend.remove(str(protected))  # kept, with a warning
@@ -874,8 +874,8 @@ def test_checkpoint_configs_are_read_as_data(trained, tmp_path):
         MMSegInferencer(model=None, weights=str(evil))
     assert not marker.exists()
     # What Config.pretty_text writes reads back as Config reads it.
-    from mmpetl.fileio.checkpoint_io import config_as_data
-    from mmpetl.apis.reparam import stock_config
+    from mmpetl.fileio.configs import config_as_data
+    from mmpetl.models.stock_checkpoint import stock_config
     text = stock_config(Config.fromfile(trained['configs']['a'])).pretty_text
     assert config_as_data(text, 'x') == \
         Config.fromstring(text, '.py')._cfg_dict.to_dict()
@@ -948,7 +948,7 @@ def test_train_errors_are_one_line(trained, tmp_path):
 def test_nan_checks_do_not_expand_views(tmp_path):
     """A small file holding a huge stride-0 view is checked by its
     stored values, not expanded (10^12 elements would be 4 TB)."""
-    from mmpetl.fileio.checkpoint_io import check_finite
+    from mmpetl.fileio.state_dicts import check_finite
     view = torch.full((1, ), float('nan')).expand(10**6, 10**6)
     path = tmp_path / 'view.pth'
     torch.save(dict(state_dict=dict(w=view)), path)
@@ -993,3 +993,398 @@ def test_demo_test_step_runs_twice(trained, tmp_path):
         accuracy = demo.test(trained['configs']['a'], trained['checkpoint'],
                              str(tmp_path / 'test'))
     assert 0 <= accuracy <= 100
+
+
+# ------------------------------------------- round 3 (issue 29 items 1-4)
+def craft(trained, path, edit):
+    """The trained checkpoint with ``edit(checkpoint)`` applied, at
+    ``path``."""
+    checkpoint = torch.load(trained['checkpoint'], weights_only=False)
+    edit(checkpoint)
+    torch.save(checkpoint, path)
+    return str(path)
+
+
+@pytest.mark.parametrize('where, text', [
+    ('meta', "model = dict(type='os.system', command='touch {marker}')\n"),
+    ('message_hub', "model = dict(type='posix.system', "
+     "command='touch {marker}')\n"),
+    ('meta', "default_scope = 'mmseg'\nmodel = dict(type='EncoderDecoder', "
+     "backbone=dict(type='mmseg.backbones.os.system'))\n"),
+    ('meta', "default_scope = 'os'\nmodel = dict(type='system')\n"),
+    ('meta', "custom_imports = dict(imports=['os'])\n"
+     "model = dict(type='EncoderDecoder')\n"),
+])
+def test_checkpoint_configs_name_only_registered_types(tmp_path, where,
+                                                       text):
+    """Item 1: a config read from a checkpoint (meta or message hub) names
+    registered types of known scopes only; anything else is refused in one
+    line before a registry sees it, and no code runs."""
+    from mmseg.apis import MMSegInferencer
+    marker = tmp_path / 'marker'
+    cfg = text.format(marker=marker)
+    checkpoint = dict(state_dict=dict(w=torch.ones(1)))
+    if where == 'meta':
+        checkpoint['meta'] = dict(cfg=cfg)
+    else:
+        checkpoint['message_hub'] = dict(runtime_info=dict(cfg=cfg))
+    path = tmp_path / 'evil.pth'
+    torch.save(checkpoint, path)
+    with pytest.raises(UnsafeCheckpointError, match='could run code') as e:
+        MMSegInferencer(model=None, weights=str(path))
+    assert '\n' not in str(e.value)
+    assert not marker.exists()
+
+
+def test_schemes_registered_later_load_safely(monkeypatch):
+    """Item 1: a checkpoint scheme registered after ``import mmpetl`` (or
+    a safe scheme's loader replaced) goes through the loading policy when
+    a checkpoint is loaded."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    from mmpetl.fileio.safe_load import (load_url_checkpoint,
+                                         register_checkpoint_loaders)
+    calls = []
+
+    def unsafe(filename, map_location=None):
+        calls.append(filename)
+        return dict(state_dict=dict(w=torch.ones(1)))
+
+    CheckpointLoader.register_scheme('later://', unsafe)
+    CheckpointLoader.register_scheme('https://', unsafe, force=True)
+    try:
+        with pytest.raises(UnsafeCheckpointError, match='no safe loader'):
+            _load_checkpoint('later://model.pth')
+        assert CheckpointLoader._get_checkpoint_loader(
+            'https://x/y.pth') is load_url_checkpoint
+        assert calls == []
+        monkeypatch.setenv('MMPETL_TRUSTED_CHECKPOINTS', '1')
+        assert 'w' in _load_checkpoint('later://model.pth')['state_dict']
+        assert calls == ['later://model.pth']
+    finally:
+        CheckpointLoader._schemes.pop('later://')
+        register_checkpoint_loaders()
+
+
+def test_one_output_guard_for_every_writer(trained, tmp_path):
+    """Item 2: log files (checked before they are opened), test.py's
+    checkpoint_check.log, the training benchmark's --out (configs, bases,
+    a linked folder, an existing file without --force) and test.py's
+    --metrics-out (annotation files) never replace an input; unwritable
+    destinations fail before the work."""
+    config = trained['configs']['a']
+    base = osp.join(osp.dirname(config), 'base.py')
+    checkpoint = trained['checkpoint']
+    work = tmp_path / 'w'
+    work.mkdir()
+    named = work / 'checkpoint_check.log'  # a checkpoint of that name
+    named.write_bytes(open(checkpoint, 'rb').read())
+    existing = tmp_path / 'old.log'
+    existing.write_text('keep')
+    annotations = str(trained['root'] / 'data' / 'test.txt')
+    # The training benchmark over a config folder of its own.
+    configs = tmp_path / 'configs'
+    (configs / 'lora').mkdir(parents=True)
+    (configs / 'base.py').write_text('x = 1\n')
+    method = configs / 'lora' / 'vit-b16_lora_cifar.py'
+    method.write_text("_base_ = ['../base.py']\n")
+    (tmp_path / 'link').symlink_to(configs)
+    bench = ['tools/benchmarks/training.py', '--task', 'cls',
+             '--config-dir', str(configs)]
+    unwritable = '/proc/mmpetl' if os.geteuid() == 0 else '/mmpetl-no'
+    inputs = (config, base, checkpoint, str(named), annotations,
+              str(existing), str(method), str(configs / 'base.py'))
+    hashes = {p: sha256(p) for p in inputs}
+    reparam = ['tools/reparam.py', config, checkpoint,
+               str(tmp_path / 'm.pth')]
+    cases = [
+        (reparam + ['--log-file', checkpoint, '--force'], 'is an input'),
+        (reparam + ['--log-file', base, '--force'], 'is an input'),
+        (reparam + ['--log-file', str(tmp_path)], 'is a directory'),
+        (reparam + ['--log-file', str(existing)], 'exists; pass --force'),
+        (reparam + ['--log-file', f'{unwritable}/r.log'], 'output folder'),
+        (['tools/test.py', config, str(named), '--work-dir', str(work)],
+         'is an input'),
+        (['tools/test.py', config, checkpoint, '--work-dir', str(work),
+          '--metrics-out', annotations, '--force'], 'is an input'),
+        (bench + ['--out', str(configs / 'base.py'), '--force'],
+         'is an input'),
+        (bench + ['--out', str(tmp_path / 'link' / 'lora' /
+                               method.name), '--force'], 'is an input'),
+        (bench + ['--out', str(existing)], 'exists; pass --force'),
+        (bench + ['--out', f'{unwritable}/o.json'], 'output folder'),
+    ]
+    results = run_cases([[list(map(str, argv)), {}] for argv, _ in cases])
+    for (argv, expected), result in zip(cases, results):
+        assert expected in one_line(result), argv
+    assert {p: sha256(p) for p in inputs} == hashes
+    assert not (tmp_path / 'm.pth').exists()
+
+
+def test_deployment_guard_knows_bases_and_input_folders(trained, tmp_path,
+                                                        capsys):
+    """Item 2: the deployment tools never write over a _base_ of their
+    config, nor over an image inside an input folder (also with
+    --force)."""
+    import cv2
+    import numpy as np
+    merged, stock = tmp_path / 'm.pth', tmp_path / 'stock.py'
+    reparameterize_checkpoint(trained['configs']['a'], trained['checkpoint'],
+                              str(merged), out_config=str(stock))
+    child = tmp_path / 'child.py'
+    child.write_text("_base_ = ['./stock.py']\n")
+    images = tmp_path / 'images'
+    images.mkdir()
+    image = images / 'a.png'
+    cv2.imwrite(str(image), np.full((32, 32, 3), 128, np.uint8))
+    inference = load_tool('tools/deployment/inference.py')
+    onnx = load_tool('tools/deployment/pytorch2onnx.py')
+    hashes = {p: sha256(p) for p in (stock, image)}
+    for main, argv in ((onnx.main, [child, merged, stock, '--force']),
+                       (inference.main, [child, merged, stock, '--out',
+                                         stock, '--force']),
+                       (inference.main, [stock, merged, images, '--out',
+                                         image, '--force'])):
+        with pytest.raises(SystemExit) as exit_:
+            main([str(a) for a in argv])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert 'is an input' in err and '\n' not in err, err
+    assert {p: sha256(p) for p in hashes} == hashes
+
+
+def test_failed_writes_leave_nothing(tmp_path):
+    """Item 2: a write that fails (file size limit, folder removed
+    mid-run) is one OutputError line and leaves nothing under the final
+    name."""
+    import shutil
+
+    from mmpetl.apis.tool_options import write_metrics
+    from mmpetl.fileio.outputs import atomic_output
+    gone = tmp_path / 'gone'
+    gone.mkdir()
+    with pytest.raises(OutputError, match='cannot write'):
+        with atomic_output(str(gone / 'a.json')) as tmp:
+            open(tmp, 'w').write('{}')
+            shutil.rmtree(gone)
+    with pytest.raises(OutputError, match='cannot write'):
+        write_metrics(dict(acc=1.), str(gone / 'metrics.json'), 'json')
+    assert not gone.exists()
+    script = (
+        'import resource, signal, sys, torch\n'
+        'signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n'
+        'resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n'
+        'from mmpetl.fileio.errors import OutputError\n'
+        'from mmpetl.fileio.outputs import save_checkpoint, write_text\n'
+        'for write in (lambda p: save_checkpoint(torch.zeros(10**5), p),\n'
+        '              lambda p: write_text(p, "x" * 10**5)):\n'
+        '    try:\n'
+        '        write(sys.argv[1])\n'
+        '    except OutputError as e:\n'
+        '        print("error:", e)\n')
+    out = tmp_path / 'big.pth'
+    result = subprocess.run([sys.executable, '-c', script, str(out)],
+                            cwd=ROOT, capture_output=True, text=True)
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and all('cannot write' in line for line in lines
+                                   ), result.stdout + result.stderr[-2000:]
+    assert os.listdir(tmp_path) == []
+
+
+def tool_exit(name, argv, monkeypatch, capsys, env=None):
+    """Run ``parse_args`` of a tool (``main`` where given) in this process
+    with ``argv``; its exit status and its standard error."""
+    module = load_tool(name)
+    monkeypatch.setattr(sys, 'argv', [name, *map(str, argv)])
+    for key, value in (env or {}).items():
+        monkeypatch.setenv(key, value)
+    entry = module.main if name.startswith('tools/model_converters') else \
+        module.parse_args
+    with pytest.raises(SystemExit) as exit_:
+        entry()
+    return exit_.value.code, capsys.readouterr().err
+
+
+NO_GPU = not torch.cuda.is_available()
+INFERENCE_BENCH = 'tools/benchmarks/inference.py'
+TRAINING_BENCH = 'tools/benchmarks/training.py'
+
+
+@pytest.mark.parametrize('tool, argv, message', [
+    ('tools/reparam.py', ['{config}', '{ckpt}', 'o.pth', '--tolerance',
+                          'nan'], "'nan' is not a finite number > 0"),
+    ('tools/reparam.py', ['{config}', '{ckpt}', 'o.pth', '--verify-shape',
+                          '0'], '0 is not a whole number >= 1'),
+    ('tools/reparam.py', ['{config}', '{ckpt}', 'o.pth', '--verify-shape',
+                          '3', '-32', '32'], 'not a whole number >= 1'),
+    ('tools/reparam.py', ['nope.py', '{ckpt}', 'o.pth'], 'does not exist'),
+    ('tools/test.py', ['{config}', '{ckpt}', '--interval', '0'], '>= 1'),
+    ('tools/train.py', ['{config}', '--work-dir', '{ckpt}'], 'is a file'),
+    (TRAINING_BENCH, ['--rounds', '0'], '0 is not a whole number >= 1'),
+    (TRAINING_BENCH, ['--batch-size', '0'], 'not a whole number >= 1'),
+    (TRAINING_BENCH, ['--size', '-32'], '-32 is not a whole number >= 1'),
+    (TRAINING_BENCH, ['--threads', '-1'], '-1 is not a whole number'),
+    (TRAINING_BENCH, ['--device', 'nope'], "'nope' is not a device"),
+    (TRAINING_BENCH, ['--task', 'cls', '--backbone', 'no/such.py'],
+     '--backbone no/such.py does not exist'),
+    (INFERENCE_BENCH, ['--arch', 'nope'], '--arch nope: mmpretrain.'),
+    (INFERENCE_BENCH, ['--backbone', 'mmpretrain.Nope'],
+     'is not a registered model'),
+    (INFERENCE_BENCH, ['--arch', '{"embed_dims": NaN}'],
+     'not JSON with finite numbers'),
+    (INFERENCE_BENCH, ['--rounds', '0'], 'not a whole number >= 1'),
+    ('tools/benchmarks/switching.py', ['--tasks', '0'], '>= 1'),
+    ('tools/benchmarks/switching.py', ['--rounds', '-1'], '>= 1'),
+    ('tools/suites/vtab.py', ['--search', 'lr=abc'], "'abc' is not a value"),
+    ('tools/suites/vtab.py', ['--search', 'lr=-1e-3'], 'lr must be > 0'),
+    ('tools/suites/vtab.py', ['--search', 'scale=1e999'], 'not a finite'),
+    ('tools/suites/vtab.py', ['--seeds', '0'], 'not a whole number >= 1'),
+    ('tools/suites/vtab.py', ['--work-dir', '{ckpt}'], 'is a file'),
+    ('tools/suites/vtab.py', ['--costs', 'no.json'], 'does not exist'),
+    ('tools/deployment/pytorch2onnx.py', ['{config}', '{ckpt}', 'o.onnx',
+                                          '--shape', '1', '0'], '>= 1'),
+    ('tools/deployment/pytorch2onnx.py', ['{config}', '{ckpt}', 'o.onnx',
+                                          '--tolerance', 'inf'], 'finite'),
+    ('tools/deployment/inference.py', ['{config}', '{ckpt}', '{config}',
+                                       '--device', 'nope'], 'not a device'),
+] + [(tool, ['--device', 'cuda'], 'no cuda device is available')
+     for tool in (TRAINING_BENCH, INFERENCE_BENCH) if NO_GPU])
+def test_tool_flags_refuse_nonsense_in_one_line(trained, tool, argv, message,
+                                                monkeypatch, capsys):
+    """Item 3: every tool's flags are typed; nonsense is one line, exit
+    status 2, while parsing (before any work)."""
+    argv = [a.replace('{config}', trained['configs']['a']).replace(
+        '{ckpt}', trained['checkpoint']) for a in argv]
+    code, err = tool_exit(tool, argv, monkeypatch, capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and message in lines[0], err
+
+
+def test_invalid_switch_and_costs_are_refused(tmp_path, monkeypatch, capsys):
+    """Item 3: vtab.py checks MMPETL_TRUSTED_CHECKPOINTS first; --costs
+    ratios must be finite and > 0."""
+    from mmpetl.suites.task_suite import CostsError, load_costs
+    code, err = tool_exit('tools/suites/vtab.py', [], monkeypatch, capsys,
+                          env=dict(MMPETL_TRUSTED_CHECKPOINTS='maybe'))
+    assert code == 2 and "MMPETL_TRUSTED_CHECKPOINTS='maybe'" in err
+    for text in ('{"lora": {"step_time_rel_full": NaN}}',
+                 '{"lora": {"step_time_rel_full": -0.5}}',
+                 '{"lora": {"step_time_rel_full": 1e999}}',
+                 '{"lora": {"step_time_rel_full": 0}}'):
+        path = tmp_path / 'costs.json'
+        path.write_text(text)
+        with pytest.raises(CostsError, match='--costs'):
+            load_costs([str(path)])
+
+
+def test_npz_object_arrays_are_one_line(tmp_path, monkeypatch, capsys):
+    """Item 3: a .npz holding an object array (pickled) is refused in one
+    line by the converter, and nothing is written."""
+    import numpy as np
+    path = tmp_path / 'vit.npz'
+    np.savez(path, **{'embedding/kernel': np.array([{'a': 1}], object)})
+    code, err = tool_exit('tools/model_converters/vit_npz2mmpretrain.py',
+                          [path, tmp_path / 'o.pth'], monkeypatch, capsys)
+    assert code == 2 and "'embedding/kernel' is not an array of numbers" in \
+        err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / 'o.pth').exists()
+
+
+def set_fingerprint(value):
+    def edit(checkpoint):
+        metadata = checkpoint['state_dict']._metadata
+        entry = next(v for v in metadata.values()
+                     if 'backbone_fingerprint' in v)
+        if value is None:
+            del entry['backbone_fingerprint']['digest']
+        else:
+            entry['backbone_fingerprint'] = value
+    return edit
+
+
+@pytest.mark.parametrize('fingerprint', [
+    'abc', None, dict(digest=7, pretrained=None), [1, 2]])
+def test_crafted_fingerprints_are_one_line(trained, tmp_path, fingerprint):
+    """Item 3: a fingerprint that is a string, lacks its digest or holds
+    an int is refused in one line by the merge and by serving (tools/test.py
+    and resume load the same way)."""
+    from mmpetl.apis.serving import AdapterSwitcher
+    path = craft(trained, tmp_path / 'f.pth', set_fingerprint(fingerprint))
+    with pytest.raises(CheckpointError, match='fingerprint is malformed'):
+        reparameterize_checkpoint(trained['configs']['a'], path,
+                                  str(tmp_path / 'o.pth'))
+    with pytest.raises(CheckpointError, match='fingerprint is malformed'):
+        AdapterSwitcher().add_task('t', trained['configs']['a'], path)
+    assert not (tmp_path / 'o.pth').exists()
+
+
+def test_crafted_resume_states_are_one_line(trained, tmp_path):
+    """Item 3: a resume state with rng = [] or a bad torch RNG state, and
+    a crafted fingerprint given to tools/test.py, are one line before any
+    training or testing."""
+    from mmpetl.engine.hooks.exact_resume_hook import check_resume_state
+
+    def rng(value):
+        return lambda c: c['mmpetl_resume'].update(rng=value)
+
+    def torch_state(c):
+        c['mmpetl_resume']['rng'][0]['torch'] = torch.zeros(
+            3, dtype=torch.uint8)
+
+    crafted = [craft(trained, tmp_path / f'{i}.pth', edit) for i, edit in
+               enumerate((rng([]), torch_state, rng('x')))]
+    for path in crafted:
+        with pytest.raises(CheckpointError, match='resume state'):
+            check_resume_state(torch.load(path, weights_only=False), path)
+    fingerprint = craft(trained, tmp_path / 'f.pth', set_fingerprint('abc'))
+    config = trained['configs']['a']
+    work = ['--work-dir', str(tmp_path / 'w')]
+    results = run_cases(
+        [[['tools/train.py', config, *work, '--resume', p], {}]
+         for p in crafted[:2]] +
+        [[['tools/test.py', config, fingerprint, *work], {}]])
+    assert 'resume state' in one_line(results[0])
+    assert 'resume state' in one_line(results[1])
+    assert 'fingerprint is malformed' in one_line(results[2])
+
+
+def test_float8_weights_in_the_nan_check():
+    """Item 3: float8 tensors (no isfinite kernel) are checked, converted
+    to float32, not a traceback."""
+    from mmpetl.fileio.state_dicts import check_finite
+    if not hasattr(torch, 'float8_e4m3fn'):
+        pytest.skip('this torch has no float8')
+    finite = torch.tensor([1., -2., 0.5]).to(torch.float8_e5m2)
+    check_finite(dict(w=finite), 'checkpoint')
+    for dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
+        bad = torch.tensor([1., float('nan'), 2.]).to(dtype)
+        with pytest.raises(CheckpointError, match='w holds 1 NaN/Inf'):
+            check_finite(dict(w=bad), 'checkpoint')
+
+
+def test_adapter_switcher_refuses_non_finite_folds(trained, tmp_path):
+    """Item 4: finite adapters (1e20) that fold to Inf are not served, as
+    the first task or a later one; tools/reparam.py refuses the same
+    file."""
+    from mmpetl.apis.serving import AdapterSwitcher
+
+    def huge(checkpoint):
+        for key, value in checkpoint['state_dict'].items():
+            if '.adapter.' in key:
+                value.fill_(1e20)
+
+    path = craft(trained, tmp_path / 'huge.pth', huge)
+    assert all(torch.isfinite(v).all() for v in
+               load_checkpoint_dict(path)['state_dict'].values())
+    config = trained['configs']['a']
+    with pytest.raises(CheckpointError, match='merged model has non-finite'):
+        reparameterize_checkpoint(config, path, str(tmp_path / 'o.pth'))
+    with pytest.raises(CheckpointError, match='merged model has non-finite'):
+        AdapterSwitcher().add_task('huge', config, path)
+    switcher = AdapterSwitcher()
+    switcher.add_task('good', config, trained['checkpoint'])
+    with pytest.raises(CheckpointError, match='merged model has non-finite'):
+        switcher.add_task('huge', config, path)
+    assert switcher.tasks == ['good']
+    switcher.switch('good')
+    assert all(torch.isfinite(p).all() for p in switcher.model.parameters())

@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from mmpetl.fileio.checkpoint_io import CheckpointError
+from mmpetl.fileio.errors import CheckpointError
 from mmpetl.model_converters.videomae import convert_videomae_checkpoint
 from mmpetl.registry import MODELS
 from tests.support.video import TINY_VIDEO_VIT

@@ -128,8 +128,8 @@ def report(results):
     from mmengine.config import Config
 
     from mmpetl.benchmarks.latency import measure_latency
-    from mmpetl.fileio.checkpoint_io import (load_checkpoint_file,
-                                             model_state_dict)
+    from mmpetl.fileio.safe_load import load_checkpoint_file
+    from mmpetl.fileio.state_dicts import model_state_dict
     from mmpetl.engine.hooks import count_parameters
     from mmpetl.utils.log_utils import log_to_file
     from mmpetl.apis.reparam import build_model

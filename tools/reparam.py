@@ -6,21 +6,27 @@ Inputs are never modified; outputs are written atomically and not replaced
 without --force. Bad input: one error line, exit status 2. The log of
 building the model (per-parameter init records) goes to --log-file, not the
 console."""
-import argparse
 import sys
 
 from mmengine.config import DictAction
 
 from mmpetl.apis.reparam import reparameterize_checkpoint
+from mmpetl.apis.tool_options import checked_log_file
+from mmpetl.fileio.configs import load_config_file, run_input_files
+from mmpetl.fileio.outputs import protected_inputs
+from mmpetl.fileio.switches import check_env_flags
 from mmpetl.utils import InputError
-from mmpetl.utils.log_utils import log_to_file, temporary_log_file
+from mmpetl.utils.arguments import (ToolParser, existing_file,
+                                    positive_float, positive_int)
+from mmpetl.utils.log_utils import log_to_file
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(
-        description='Merge adapters into a stock checkpoint')
-    parser.add_argument('config', help='the adapter config')
-    parser.add_argument('checkpoint', help='the adapter checkpoint')
+    parser = ToolParser(description='Merge adapters into a stock checkpoint')
+    parser.add_argument('config', type=existing_file,
+                        help='the adapter config')
+    parser.add_argument('checkpoint', type=existing_file,
+                        help='the adapter checkpoint')
     parser.add_argument('out_checkpoint', help='the stock checkpoint to write')
     parser.add_argument(
         '--out-config', help='also write the stock config here')
@@ -29,14 +35,15 @@ def parse_args():
         action='store_true',
         help='check on a random batch that merged and adapter backbones '
         'agree within --tolerance (relative)')
-    parser.add_argument('--tolerance', type=float, default=1e-5)
+    parser.add_argument('--tolerance', type=positive_float, default=1e-5)
     parser.add_argument(
         '--verify-shape',
-        type=int,
+        type=positive_int,
         nargs='+',
         help='input shape for --verify without the batch, e.g. 3 224 224')
     parser.add_argument(
-        '--force', action='store_true', help='replace existing outputs')
+        '--force', action='store_true',
+        help='replace existing outputs (--log-file too), never an input')
     parser.add_argument(
         '--log-file',
         help='where the log goes (default: a new file in the temporary '
@@ -51,9 +58,15 @@ def parse_args():
 
 def main():
     args = parse_args()
-    log_file = args.log_file or temporary_log_file('mmpetl_reparam_')
     try:
-        with log_to_file(log_file):
+        check_env_flags()
+        cfg = load_config_file(args.config)
+        if args.cfg_options:
+            cfg.merge_from_dict(args.cfg_options)
+        inputs = run_input_files(args.config, cfg) + [args.checkpoint]
+        log_file = checked_log_file(args.log_file, args.force, inputs,
+                                    'mmpetl_reparam_')
+        with protected_inputs(inputs), log_to_file(log_file):
             report = reparameterize_checkpoint(
                 args.config,
                 args.checkpoint,

@@ -4,7 +4,6 @@ merged checkpoint with its stock config. Flags follow mmpretrain's
 ``tools/test.py``. The config, the checkpoint and the options are checked
 first, then the checkpoint against the config's model, before the runner
 and the data are set up: any problem is one error line and exit status 2."""
-import argparse
 import os
 import sys
 
@@ -12,28 +11,35 @@ from mmengine.config import DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmpetl.apis.reparam import (adapter_wrappers_in_config,
-                                 is_merged_checkpoint)
 from mmpetl.apis.tool_options import (check_checkpoint_matches,
                                       check_out_path, check_run_outputs,
                                       dump_predictions, enable_test_amp,
                                       enable_tta, enable_visualization,
                                       set_dataloader_defaults, set_work_dir,
                                       write_metrics)
-from mmpetl.fileio.checkpoint_io import (CheckpointError, check_env_flags,
-                                         check_finite, check_output_paths,
-                                         load_checkpoint_file,
-                                         load_config_file, model_state_dict,
-                                         protected_inputs, run_input_files)
+from mmpetl.fileio.configs import load_config_file, run_input_files
+from mmpetl.fileio.errors import CheckpointError
+from mmpetl.fileio.outputs import check_output_paths, protected_inputs
+from mmpetl.fileio.safe_load import load_checkpoint_file
+from mmpetl.fileio.state_dicts import check_finite, model_state_dict
+from mmpetl.fileio.switches import check_env_flags
+from mmpetl.models.stock_checkpoint import (adapter_wrappers_in_config,
+                                            is_merged_checkpoint)
 from mmpetl.utils import InputError
+from mmpetl.utils.arguments import (ToolParser, existing_file, folder_or_new,
+                                    non_negative_float, non_negative_int,
+                                    positive_int)
 from mmpetl.utils.compat import cpu_distributed
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description='Test a checkpoint')
-    parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='the dir to save logs')
+    parser = ToolParser(description='Test a checkpoint')
+    parser.add_argument('config', type=existing_file,
+                        help='test config file path')
+    parser.add_argument('checkpoint', type=existing_file,
+                        help='checkpoint file')
+    parser.add_argument('--work-dir', type=folder_or_new,
+                        help='the dir to save logs')
     parser.add_argument(
         '--out',
         help='write the predictions (.pkl) or, with --out-item metrics, the '
@@ -66,12 +72,12 @@ def parse_args():
         help='show the predictions in a window')
     parser.add_argument(
         '--interval',
-        type=int,
+        type=positive_int,
         default=1,
         help='visualize every N-th sample')
     parser.add_argument(
         '--wait-time',
-        type=float,
+        type=non_negative_float,
         default=2,
         help='seconds each --show window stays open')
     parser.add_argument(
@@ -89,7 +95,8 @@ def parse_args():
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument('--local_rank', '--local-rank', type=non_negative_int,
+                        default=0)
     args = parser.parse_args()
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
@@ -141,7 +148,8 @@ def main():
     args = parse_args()
     try:
         cfg, checkpoint, inputs = check_inputs(args)
-        check_checkpoint_matches(cfg, checkpoint, args.checkpoint)
+        check_checkpoint_matches(cfg, checkpoint, args.checkpoint,
+                                 inputs=inputs)
         with protected_inputs(inputs), cpu_distributed(cfg, args.launcher):
             runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
                 else RUNNERS.build(cfg)

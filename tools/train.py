@@ -2,7 +2,6 @@
 """Train a model of any OpenMMLab 2.x toolbox, with or without mmpetl
 adapters. Flags follow mmpretrain's ``tools/train.py``; the registry scope
 comes from the config's ``default_scope``."""
-import argparse
 import os
 import sys
 
@@ -16,19 +15,25 @@ from mmpetl.apis.tool_options import (check_checkpoint_matches,
                                       check_run_outputs,
                                       set_dataloader_defaults, set_work_dir)
 from mmpetl.engine.hooks import add_exact_resume_hook
-from mmpetl.fileio.checkpoint_io import (CheckpointError, check_env_flags,
-                                         check_named_checkpoints, first_line,
-                                         load_checkpoint_file,
-                                         load_config_file, protected_inputs,
-                                         run_input_files)
+from mmpetl.engine.hooks.exact_resume_hook import check_resume_state
+from mmpetl.fileio.configs import (check_named_checkpoints,
+                                   load_config_file, run_input_files)
+from mmpetl.fileio.errors import CheckpointError, first_line
+from mmpetl.fileio.outputs import protected_inputs
+from mmpetl.fileio.safe_load import load_checkpoint_file
+from mmpetl.fileio.switches import check_env_flags
 from mmpetl.utils import InputError
+from mmpetl.utils.arguments import (ToolParser, existing_file, folder_or_new,
+                                    non_negative_int)
 from mmpetl.utils.compat import cpu_distributed
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description='Train a model')
-    parser.add_argument('config', help='train config file path')
-    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser = ToolParser(description='Train a model')
+    parser.add_argument('config', type=existing_file,
+                        help='train config file path')
+    parser.add_argument('--work-dir', type=folder_or_new,
+                        help='the dir to save logs and models')
     parser.add_argument(
         '--resume',
         nargs='?',
@@ -67,7 +72,8 @@ def parse_args():
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument('--local_rank', '--local-rank', type=non_negative_int,
+                        default=0)
     args = parser.parse_args()
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
@@ -133,8 +139,11 @@ def check_inputs(args):
     checkpoint = resume_from or cfg.get('load_from')
     local = checkpoint if checkpoint and '://' not in checkpoint else None
     # Resumed, it must be this model's; loaded, mmengine takes what matches.
-    check_checkpoint_matches(cfg, local and load_checkpoint_file(local),
-                             local, strict=bool(resume_from))
+    loaded = local and load_checkpoint_file(local)
+    if resume_from and loaded:
+        check_resume_state(loaded, local)
+    check_checkpoint_matches(cfg, loaded, local, strict=bool(resume_from),
+                             inputs=inputs)
     add_exact_resume_hook(cfg)
     return cfg, inputs
 

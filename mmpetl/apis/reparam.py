@@ -1,16 +1,18 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 """Re-parameterization: fold adapters into the frozen weights.
 
-The library side of ``tools/reparam.py`` and of
-:class:`~mmpetl.engine.hooks.ReparamCheckpointHook`. The result is the *stock*
+The library side of ``tools/reparam.py``; the files it writes are those of
+:func:`mmpetl.models.stock_checkpoint.save_merged`, which
+:class:`~mmpetl.engine.hooks.ReparamCheckpointHook` writes too. The result
+is the *stock*
 OpenMMLab model: same modules, same state-dict keys, same parameter count
 and FLOPs, loadable with ``strict=True`` into the config without the mmpetl
 wrapper.
 """
 import copy
+import math
 import os.path as osp
-from contextlib import ExitStack
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config
@@ -18,88 +20,18 @@ from mmengine.registry import MODELS as ROOT_MODELS
 from mmengine.registry import init_default_scope
 from torch import nn
 
-from ..fileio.checkpoint_io import (CheckpointError, atomic_output,
-                                    check_finite, check_output_paths,
-                                    first_line, load_checkpoint_file,
-                                    load_config_file,
-                                    load_matching_state_dict,
-                                    model_state_dict, run_input_files)
-from ..models import AdaptedSite, FrozenBackbone
+from ..fileio.configs import load_config_file, run_input_files
+from ..fileio.errors import CheckpointError, first_line
+from ..fileio.outputs import check_output_paths
+from ..fileio.safe_load import load_checkpoint_file
+from ..fileio.state_dicts import (check_finite, load_matching_state_dict,
+                                  model_state_dict)
+from ..models import AdaptedSite
 from ..models.merge import (merge_adapters, merge_blockers, named_wrappers,
                             trained_state_keys)
 from ..models.site_check import output_tensors, relative_difference
-from ..registry import MODELS
-
-#: Checkpoint meta key under which mmpetl records what it did.
-META_KEY = 'mmpetl'
-
-
-def is_merged_checkpoint(checkpoint: dict) -> bool:
-    """Whether ``checkpoint`` was written by mmpetl's merge."""
-    meta = checkpoint.get('meta') or {}
-    return bool(meta.get(META_KEY, {}).get('merged'))
-
-
-def _wrapper_class(cfg: Any) -> Optional[type]:
-    """The mmpetl wrapper class named by a model config dict, if any."""
-    if not isinstance(cfg, dict) or 'type' not in cfg:
-        return None
-    cls = cfg['type']
-    if isinstance(cls, str):
-        scope, _, name = cls.rpartition('.')
-        if scope != 'mmpetl':
-            return None
-        cls = MODELS.get(name)
-    if isinstance(cls, type) and issubclass(cls, FrozenBackbone):
-        return cls
-    return None
-
-
-def _walk_configs(cfg: Any) -> Iterable[dict]:
-    if isinstance(cfg, dict):
-        yield cfg
-        for value in cfg.values():
-            yield from _walk_configs(value)
-    elif isinstance(cfg, (list, tuple)):
-        for value in cfg:
-            yield from _walk_configs(value)
-
-
-def adapter_wrappers_in_config(cfg: Config) -> List[type]:
-    """Classes of the PETL wrappers that train something inside their
-    backbone (not the plain FrozenBackbone of a linear probe) that
-    ``cfg.model`` uses."""
-    classes = [_wrapper_class(c) for c in _walk_configs(cfg.get('model'))]
-    return [c for c in classes if c and c is not FrozenBackbone]
-
-
-def _unwrap(cfg: Any) -> Any:
-    if isinstance(cfg, dict):
-        if _wrapper_class(cfg) is not None:
-            return _unwrap(cfg['backbone'])
-        return type(cfg)({k: _unwrap(v) for k, v in cfg.items()})
-    if isinstance(cfg, (list, tuple)):
-        return type(cfg)(_unwrap(v) for v in cfg)
-    return cfg
-
-
-def _is_mmpetl_type(cfg: Any) -> bool:
-    t = cfg.get('type') if isinstance(cfg, dict) else None
-    return (isinstance(t, str) and t.startswith('mmpetl.')) or (
-        isinstance(t, type) and t.__module__.startswith('mmpetl'))
-
-
-def stock_config(cfg: Config) -> Config:
-    """The config of the merged model: every mmpetl backbone wrapper
-    replaced by the stock backbone it wraps, and mmpetl hooks removed, so
-    the stock toolboxes run it without mmpetl."""
-    stock = copy.deepcopy(cfg._cfg_dict.to_dict())
-    stock['model'] = _unwrap(stock['model'])
-    if stock.get('custom_hooks'):
-        stock['custom_hooks'] = [
-            h for h in stock['custom_hooks'] if not _is_mmpetl_type(h)
-        ]
-    return Config(stock)
+from ..models.stock_checkpoint import (adapter_wrappers_in_config,
+                                       is_merged_checkpoint, save_merged)
 
 
 def build_model(cfg: Config) -> nn.Module:
@@ -196,11 +128,52 @@ def reparameterize_checkpoint(config: str,
 
     Raises:
         CheckpointError: For any unusable input; nothing is written then.
+        OutputError: An output is an input, exists without ``force``,
+            cannot be written; nothing is written then.
     """
+    check_tolerance(tolerance)
+    cfg = _read_config(config, checkpoint, [out_checkpoint, out_config],
+                       force, cfg_options)
+    source, state_dict = _read_adapter_checkpoint(checkpoint)
+    model = _load_adapter_model(cfg, config, checkpoint, state_dict)
+    wrappers = [wrapper for _, wrapper in named_wrappers(model)]
+    reference = copy.deepcopy(wrappers[0].backbone) if verify else None
+    num_adapters = sum(isinstance(m, AdaptedSite) for m in model.modules())
+    try:
+        merged = merge_adapters(model, inplace=True)
+    except ValueError as e:  # e.g. a shift into a linear without bias
+        raise CheckpointError(f'cannot merge {checkpoint}: {e}')
+    report: Dict[str, Any] = dict(
+        adapters=num_adapters,
+        selected=sum(len(w.selected_parameters()) for w in wrappers),
+        params=sum(p.numel() for p in merged.parameters()))
+    merged_state = merged.state_dict()
+    check_finite(merged_state, 'the merged model')
+    if verify:
+        report['max_rel_diff'] = _verify_merge(
+            reference, _merged_backbone_like(merged, reference),
+            verify_shape, tolerance)
+    save_merged(merged_state, cfg, out_checkpoint, out_config,
+                source=checkpoint, adapters=num_adapters,
+                meta=source.get('meta'))
+    return report
+
+
+def check_tolerance(tolerance: float) -> None:
+    """A relative tolerance is a finite number > 0."""
+    if not (isinstance(tolerance, (int, float))
+            and math.isfinite(tolerance) and tolerance > 0):
+        raise CheckpointError(f'tolerance {tolerance!r} is not a finite '
+                              'number > 0')
+
+
+def _read_config(config: str, checkpoint: str, outputs: List[Optional[str]],
+                 force: bool, cfg_options: Optional[dict]) -> Config:
+    """The adapter config with ``cfg_options``, after the outputs were
+    checked against every input of the run; it must hold adapters."""
     for path in (config, checkpoint):
         if not osp.isfile(path):
             raise CheckpointError(f'{path} does not exist')
-    outputs = [out_checkpoint, out_config]
     check_output_paths(outputs, force, [config, checkpoint])  # cheap first
     cfg = load_config_file(config)
     if cfg_options:
@@ -211,7 +184,11 @@ def reparameterize_checkpoint(config: str,
         raise CheckpointError(
             f'config {config} has no adapters to fold: its model uses no '
             'mmpetl adapter backbone (e.g. mmpetl.RepAdapterBackbone)')
+    return cfg
 
+
+def _read_adapter_checkpoint(checkpoint: str) -> Tuple[dict, dict]:
+    """The checkpoint and its finite state dict, refused if merged."""
     source = load_checkpoint_file(checkpoint)
     if is_merged_checkpoint(source):
         raise CheckpointError(
@@ -219,7 +196,14 @@ def reparameterize_checkpoint(config: str,
             'loads into the stock config as it is')
     state_dict = model_state_dict(source)
     check_finite(state_dict, f'checkpoint {checkpoint}')
+    return source, state_dict
 
+
+def _load_adapter_model(cfg: Config, config: str, checkpoint: str,
+                        state_dict: dict) -> nn.Module:
+    """The model of ``cfg`` with ``state_dict`` loaded strictly, in eval
+    mode; refused when it cannot merge or the state dict holds no adapter
+    weights of this config."""
     try:
         model = build_model(cfg)
     except Exception as e:  # e.g. its pre-trained backbone file is missing
@@ -242,47 +226,23 @@ def reparameterize_checkpoint(config: str,
             '(a stock or already-merged checkpoint?)')
     load_matching_state_dict(model, state_dict, checkpoint)
     model.eval()
+    return model
 
-    num_adapters = sum(
-        isinstance(m, AdaptedSite) for m in model.modules())
-    wrappers = [wrapper for _, wrapper in named_wrappers(model)]
-    reference = copy.deepcopy(wrappers[0].backbone) if verify else None
+
+def _verify_merge(reference: nn.Module, merged: nn.Module,
+                  shape: Optional[Sequence[int]], tolerance: float) -> float:
+    """The relative difference of the two backbones on a random batch;
+    :class:`CheckpointError` above ``tolerance`` or when not finite."""
     try:
-        merged = merge_adapters(model, inplace=True)
-    except ValueError as e:  # e.g. a shift into a linear without bias
-        raise CheckpointError(f'cannot merge {checkpoint}: {e}')
-    report: Dict[str, Any] = dict(
-        adapters=num_adapters,
-        selected=sum(len(w.selected_parameters()) for w in wrappers),
-        params=sum(p.numel() for p in merged.parameters()))
-    merged_state = merged.state_dict()
-    check_finite(merged_state, 'the merged model')
-    if verify:
-        merged_backbone = _merged_backbone_like(merged, reference)
-        inputs = example_inputs(reference, verify_shape)
-        try:
-            report['max_rel_diff'] = max_relative_difference(
-                reference, merged_backbone, inputs)
-        except ValueError as e:
-            raise CheckpointError(f'verification failed: {e}')
-        if report['max_rel_diff'] > tolerance:
-            raise CheckpointError(
-                f'verification failed: merged and adapter outputs differ by '
-                f'{report["max_rel_diff"]:.3g} relative (> {tolerance:g})')
-
-    stock = stock_config(cfg)
-    meta = dict(source.get('meta') or {})
-    meta[META_KEY] = dict(
-        merged=True, source=checkpoint, adapters=num_adapters)
-    meta['cfg'] = stock.pretty_text
-    out = dict(meta=meta, state_dict=merged_state)
-    with ExitStack() as stack:
-        ckpt_tmp = stack.enter_context(atomic_output(out_checkpoint))
-        torch.save(out, ckpt_tmp)
-        if out_config is not None:
-            cfg_tmp = stack.enter_context(atomic_output(out_config))
-            stock.dump(cfg_tmp)
-    return report
+        difference = max_relative_difference(
+            reference, merged, example_inputs(reference, shape))
+    except ValueError as e:
+        raise CheckpointError(f'verification failed: {e}')
+    if not difference <= tolerance:
+        raise CheckpointError(
+            f'verification failed: merged and adapter outputs differ by '
+            f'{difference:.3g} relative (> {tolerance:g})')
+    return difference
 
 
 def _merged_backbone_like(merged: nn.Module,
@@ -294,8 +254,6 @@ def _merged_backbone_like(merged: nn.Module,
 
 
 __all__ = [
-    'stock_config', 'adapter_wrappers_in_config',
     'build_model', 'example_inputs', 'max_relative_difference',
-    'reparameterize_checkpoint', 'is_merged_checkpoint', 'CheckpointError',
-    'META_KEY'
+    'reparameterize_checkpoint', 'check_tolerance'
 ]

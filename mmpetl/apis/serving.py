@@ -29,14 +29,16 @@ import torch
 from mmengine.config import Config
 from torch import Tensor, nn
 
-from ..fileio.checkpoint_io import (CheckpointError, first_line,
-                                    load_checkpoint_file, load_config_file,
-                                    load_matching_state_dict,
-                                    model_state_dict)
+from ..fileio.configs import load_config_file
+from ..fileio.errors import CheckpointError, first_line
+from ..fileio.safe_load import load_checkpoint_file
+from ..fileio.state_dicts import (check_finite, load_matching_state_dict,
+                                  model_state_dict)
 from ..models import AdaptedSite, FrozenBackbone, PreparedFold
 from ..models.merge import merge_adapters, merge_blockers
 from ..utils.errors import UnknownNameError
-from .reparam import build_model, is_merged_checkpoint
+from ..models.stock_checkpoint import is_merged_checkpoint
+from .reparam import build_model
 
 
 def tensor_nbytes(tensors: Iterable[Tensor]) -> int:
@@ -186,7 +188,8 @@ class AdapterSwitcher:
         Raises:
             CheckpointError: For a name already taken, a config without a
                 backbone wrapper, a checkpoint that does not match it or is
-                already merged, or a backbone other than the shared one.
+                already merged, adapters that fold to non-finite weights, or
+                a backbone other than the shared one.
         """
         if name in self._tasks:
             raise CheckpointError(f'task {name!r} is already loaded')
@@ -206,10 +209,15 @@ class AdapterSwitcher:
         load_matching_state_dict(model, model_state_dict(source), checkpoint)
         model.to(self.device).eval()
 
+        # Finite adapters can fold to Inf (1e20 * W): refused, as
+        # tools/reparam.py refuses to write such a merge.
+        merged = merge_adapters(model).eval()
+        check_finite(merged.state_dict(), f'task {name!r}: the merged model')
         frozen = _frozen_tensors(model)
         if self.model is None:
-            self._start(model, frozen, shared_name)
+            self._start(model, merged, frozen, shared_name)
         else:
+            del merged
             self._tie(name, model, frozen, shared_name)
         task = _Task(model, shared_name)
         for path in task.sites:
@@ -222,13 +230,13 @@ class AdapterSwitcher:
                     each.folds[path] = self._prepare(each, path, live)
         self._tasks[name] = task
 
-    def _start(self, model: nn.Module, frozen: Dict[str, Tensor],
-               shared_name: str) -> None:
+    def _start(self, model: nn.Module, live: nn.Module,
+               frozen: Dict[str, Tensor], shared_name: str) -> None:
         """Make the first task's frozen tensors the originals, and the live
-        model its merged copy sharing every tensor that no switch writes."""
+        model its merged copy (``live``) sharing every tensor that no switch
+        writes."""
         self._originals = frozen
         self._shared_name = shared_name
-        live = merge_adapters(model).eval()
         shared = live.get_submodule(shared_name)
         for name, tensor in (*shared.named_parameters(),
                              *shared.named_buffers()):

@@ -25,9 +25,8 @@ import os
 import os.path as osp
 import re
 from contextlib import ExitStack, contextmanager
-from typing import Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
-import mmengine
 import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.evaluator import DumpResults
@@ -35,11 +34,11 @@ from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.registry import HOOKS
 from torch import nn
 
-from ..fileio.checkpoint_io import (CheckpointError, atomic_output,
-                                    check_output_path, check_tensor_kinds,
-                                    first_line, load_matching_state_dict,
-                                    model_state_dict)
-from ..utils.log_utils import log_to_file
+from ..fileio.errors import CheckpointError, first_line
+from ..fileio.outputs import atomic_output, check_output_path, dump
+from ..fileio.state_dicts import (check_tensor_kinds,
+                                  load_matching_state_dict, model_state_dict)
+from ..utils.log_utils import log_to_file, temporary_log_file
 
 DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 #: File formats ``mmengine.dump`` writes, for ``--out --out-item metrics``.
@@ -159,7 +158,7 @@ def check_run_outputs(cfg: Config,
                       resume_from: Optional[str] = None) -> None:
     """Before a Runner is built: the work dir can be made and written, and
     what the run writes there cannot replace one of ``inputs`` (the files
-    of :func:`~mmpetl.fileio.checkpoint_io.run_input_files`, computed with
+    of :func:`~mmpetl.fileio.configs.run_input_files`, computed with
     every option applied): not the config dump (``work_dir/<config
     name>``), and when it ``trains``, no input lies in the work dir under a
     name the run writes (:data:`RUN_FILE_NAMES`), except ``resume_from``,
@@ -222,9 +221,40 @@ def write_metrics(metrics: dict,
                   path: str,
                   file_format: Optional[str] = None) -> None:
     """Write ``metrics`` atomically with ``mmengine.dump``, as
-    ``file_format`` or by ``path``'s extension."""
-    with atomic_output(path) as tmp:
-        mmengine.dump(metrics, tmp, file_format=file_format)
+    ``file_format`` or by ``path``'s extension (a failed write is one
+    :class:`~mmpetl.fileio.errors.OutputError` line)."""
+    dump(metrics, path, file_format)
+
+
+def checked_log_file(log_file: Optional[str], force: bool,
+                     inputs: Sequence[str], prefix: str) -> str:
+    """``--log-file`` checked by the output guard before it is opened (not
+    an input of the run, an existing file only with ``--force``, a
+    writable folder), or without one, a new file in the temporary
+    directory."""
+    if log_file is None:
+        return temporary_log_file(prefix)
+    check_output_path(log_file, force, *inputs, make_folder=True)
+    return log_file
+
+
+def check_arch(backbone: str, arch: Any) -> None:
+    """``--backbone`` is a registered model and ``--arch`` one of its
+    ``arch_zoo`` names (or a dict of its fields), in one
+    :class:`~mmpetl.fileio.errors.CheckpointError` line otherwise."""
+    from mmengine.registry import MODELS as ROOT_MODELS
+    try:
+        cls = ROOT_MODELS.get(backbone)
+    except Exception:  # e.g. an unknown scope
+        cls = None
+    if cls is None:
+        raise CheckpointError(f'--backbone {backbone} is not a registered '
+                              'model (e.g. mmpretrain.VisionTransformer)')
+    zoo = getattr(cls, 'arch_zoo', None)
+    if isinstance(arch, str) and zoo is not None and arch not in zoo:
+        raise CheckpointError(
+            f'--arch {arch}: {backbone} knows {", ".join(sorted(zoo))}, or a '
+            'JSON object of its fields')
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -272,19 +302,22 @@ def build_checked_model(cfg: Config) -> nn.Module:
 def check_checkpoint_matches(cfg: Config,
                              checkpoint: Optional[dict],
                              source: Optional[str],
-                             strict: bool = True) -> None:
+                             strict: bool = True,
+                             inputs: Sequence[str] = ()) -> None:
     """Build ``cfg.model`` (:func:`build_checked_model`) and load
     ``checkpoint`` (if any) into it, strictly (the runner alone would only
     warn), before any Runner is built: a mismatch is a
     :class:`CheckpointError` before the data and the runner are set up.
     Without ``strict`` (``load_from`` for training, which mmengine loads
     key by key where they match) only its tensors are checked
-    (:func:`~mmpetl.fileio.checkpoint_io.check_tensor_kinds`). The build's log
+    (:func:`~mmpetl.fileio.state_dicts.check_tensor_kinds`). The build's log
     (init records) goes to ``work_dir/checkpoint_check.log`` (``_rank<N>``
-    added on ranks > 0)."""
+    added on ranks > 0), which never replaces one of ``inputs`` (nor a
+    protected input, :func:`~mmpetl.fileio.outputs.protected_inputs`)."""
     rank = int(os.environ.get('RANK', 0))
     log_file = osp.join(cfg.work_dir, 'checkpoint_check' +
                         (f'_rank{rank}' if rank else '') + '.log')
+    check_output_path(log_file, True, *inputs, make_folder=True)
     with log_to_file(log_file):
         model = build_checked_model(cfg)
         if checkpoint is None:

@@ -28,7 +28,8 @@ from typing import Any, Dict, NamedTuple, Optional
 import torch
 from torch import nn
 
-from .checkpoint_io import CheckpointError, IGNORE_FINGERPRINT_ENV, env_flag
+from .errors import CheckpointError
+from .switches import IGNORE_FINGERPRINT_ENV, env_flag
 
 #: Key of the fingerprint in the wrapper's state-dict metadata.
 FINGERPRINT_KEY = 'backbone_fingerprint'
@@ -74,6 +75,27 @@ def pretrained_file(backbone_cfg: Any) -> Optional[str]:
             return str(init_cfg['checkpoint'])
     pretrained = backbone_cfg.get('pretrained')
     return pretrained if isinstance(pretrained, str) else None
+
+
+def recorded_fingerprint(recorded: Any) -> Optional[BackboneFingerprint]:
+    """The fingerprint a checkpoint's metadata records (``None`` for none),
+    checked: a dict with a SHA-256 hex ``digest`` and a string or absent
+    ``pretrained``; anything else (crafted metadata) is a
+    :class:`CheckpointError`."""
+    if recorded is None:
+        return None
+    digest = recorded.get('digest') if isinstance(recorded, dict) else None
+    pretrained = recorded.get('pretrained') if isinstance(recorded,
+                                                          dict) else None
+    if not (isinstance(digest, str) and len(digest) == 64
+            and all(c in '0123456789abcdef' for c in digest)) or not (
+                pretrained is None or isinstance(pretrained, str)):
+        raise CheckpointError(
+            f'its backbone fingerprint is malformed ({recorded!r:.80}): a '
+            "dict with a SHA-256 'digest' (64 hex digits) and a "
+            "'pretrained' file name is expected; the file was not written "
+            'by mmpetl')
+    return BackboneFingerprint(digest, pretrained)
 
 
 def check_fingerprint(recorded: Optional[BackboneFingerprint],
@@ -129,10 +151,8 @@ def register_fingerprint_hooks(wrapper: nn.Module) -> None:
             # The frozen weights come with it: fingerprint them once loaded.
             module.forget_backbone_fingerprint()
             return
-        recorded = local_metadata.get(FINGERPRINT_KEY)
         check_fingerprint(
-            None if recorded is None else BackboneFingerprint(
-                recorded['digest'], recorded.get('pretrained')),
+            recorded_fingerprint(local_metadata.get(FINGERPRINT_KEY)),
             module.backbone_fingerprint())
 
     wrapper._register_state_dict_hook(record)
@@ -142,6 +162,6 @@ def register_fingerprint_hooks(wrapper: nn.Module) -> None:
 __all__ = [
     'BackboneFingerprint', 'BackboneMismatchError', 'FINGERPRINT_KEY',
     'IGNORE_FINGERPRINT_ENV', 'PartialFrozenWeightsError',
-    'check_fingerprint', 'pretrained_file',
+    'check_fingerprint', 'pretrained_file', 'recorded_fingerprint',
     'register_fingerprint_hooks', 'weights_digest'
 ]

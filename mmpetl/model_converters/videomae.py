@@ -24,9 +24,9 @@ from typing import Dict
 
 import torch
 
-from ..fileio.checkpoint_io import (CheckpointError, check_output_path,
-                                    load_checkpoint_dict,
-                                    save_checkpoint_atomic)
+from ..fileio.errors import CheckpointError
+from ..fileio.outputs import check_output_path, save_checkpoint
+from ..fileio.safe_load import load_checkpoint_dict
 
 _RENAMES = (
     ('patch_embed.proj.', 'patch_embed.projection.'),
@@ -83,7 +83,7 @@ def convert_videomae_checkpoint(path: str,
         state_dict = videomae_state_dict(checkpoint)
     except ValueError as e:
         raise CheckpointError(f'{path}: {e}')
-    save_checkpoint_atomic(
+    save_checkpoint(
         dict(
             meta=dict(converted_from=osp.basename(path)),
             state_dict={f'backbone.{k}': v

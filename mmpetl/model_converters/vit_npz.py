@@ -82,13 +82,18 @@ def convert_vit_npz(
         OrderedDict: ``backbone.*`` (and ``head.layers.*``) float32 tensors.
 
     Raises:
-        NpzLayoutError: A key is missing or has an unexpected shape.
+        NpzLayoutError: A key is missing, has an unexpected shape or is no
+            array of numbers (e.g. an object array).
     """
 
     def get(key: str, ndim: int) -> np.ndarray:
         if key not in arrays:
             raise NpzLayoutError(f'missing key {key!r}')
-        value = np.asarray(arrays[key], dtype=np.float32)
+        try:  # an object array (pickled) is refused by np.load's reader
+            value = np.asarray(arrays[key], dtype=np.float32)
+        except (ValueError, TypeError) as e:
+            raise NpzLayoutError(f'{key!r} is not an array of numbers '
+                                 f'({str(e).splitlines()[0]})')
         if value.ndim != ndim:
             raise NpzLayoutError(f'{key!r} has shape {value.shape}, '
                                  f'expected {ndim} dimensions')

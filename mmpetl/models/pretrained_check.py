@@ -23,7 +23,7 @@ import torch
 from mmengine.runner.checkpoint import _load_checkpoint
 from torch import Tensor, nn
 
-from mmpetl.fileio.checkpoint_io import CheckpointError
+from mmpetl.fileio.errors import CheckpointError
 
 
 class PretrainedLoadError(CheckpointError):

@@ -26,13 +26,15 @@ import ast
 import copy
 import itertools
 import json
+import math
 import os.path as osp
-from typing import Dict, List, NamedTuple, Optional, Sequence
+from argparse import ArgumentTypeError
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 
 from mmpetl.datasets import check_split_data
-from mmpetl.fileio.checkpoint_io import atomic_output
+from mmpetl.fileio.outputs import atomic_output
 from mmpetl.suites.task_suite import RESULT_FILE, run_task, write_markdown_csv
 
 #: Short names for ``--search``; any other key is a dotted config path.
@@ -60,23 +62,62 @@ class Run(NamedTuple):
     record: dict
 
 
-def parse_search(items: Optional[Sequence[str]]) -> Dict[str, list]:
-    """``['scale=0.1,1', 'lr=1e-3']`` -> ``{'scale': [0.1, 1], 'lr':
-    [0.001]}`` (values as Python literals, else strings)."""
+def search_item(item: str) -> Tuple[str, list]:
+    """One ``--search`` item, ``'lr=1e-3,5e-3'`` -> ``('lr', [0.001,
+    0.005])``: each value a Python literal; the values of ``scale``,
+    ``lr`` and ``wd`` finite numbers (``lr`` > 0, ``wd`` >= 0), those of a
+    dotted config key literals with finite numbers (a string quoted, e.g.
+    ``"optim_wrapper.optimizer.type='SGD'"``); an unquoted word is refused
+    (``lr=abc``), as is an empty value or a repeated key.
+
+    Raises:
+        argparse.ArgumentTypeError: One line saying what is wrong.
+    """
+    key, sep, text = item.partition('=')
+    values = text.split(',')
+    if not sep or not key or not text or not all(values):
+        raise ArgumentTypeError(f'takes KEY=V1,V2,..., got {item!r}')
+    parsed = []
+    for value in values:
+        try:
+            parsed.append(ast.literal_eval(value))
+        except (ValueError, SyntaxError):
+            raise ArgumentTypeError(
+                f'{key}={value}: {value!r} is not a value (a number, or a '
+                'quoted string)')
+        number = parsed[-1]
+        numeric = isinstance(number, (int, float)) and not isinstance(
+            number, bool)
+        if numeric and not math.isfinite(number) or key in SEARCH_ALIASES \
+                and not (numeric and math.isfinite(number)):
+            raise ArgumentTypeError(f'{key}={value}: not a finite number')
+        if (key == 'lr' and number <= 0) or (key == 'wd' and number < 0):
+            raise ArgumentTypeError(
+                f'{key}={value}: {key} must be {">" if key == "lr" else ">="}'
+                ' 0')
+    if len(set(map(repr, parsed))) < len(parsed):
+        raise ArgumentTypeError(f'{item}: a value is given twice')
+    return key, parsed
+
+
+def parse_search(items: Optional[Sequence]) -> Dict[str, list]:
+    """``['scale=0.1,1', 'lr=1e-3']`` (or their :func:`search_item`
+    pairs) -> ``{'scale': [0.1, 1], 'lr': [0.001]}``.
+
+    Raises:
+        ValueError: A bad item (:func:`search_item`) or a repeated key.
+    """
     grid = {}
     for item in items or ():
-        key, sep, values = item.partition('=')
-        if not sep or not key or not values:
-            raise ValueError(f'--search takes KEY=V1,V2,..., got {item!r}')
-        grid[key] = [_literal(v) for v in values.split(',') if v]
+        try:
+            key, values = search_item(item) if isinstance(item, str) \
+                else item
+        except ArgumentTypeError as e:
+            raise ValueError(f'--search: {e}') from None
+        if key in grid:
+            raise ValueError(f'--search: {key} is given twice')
+        grid[key] = values
     return grid
-
-
-def _literal(text: str):
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 def _has_key(cfg: Config, dotted: str) -> bool:

@@ -20,6 +20,7 @@ import copy
 import csv
 import glob
 import json
+import math
 import os
 import os.path as osp
 import statistics
@@ -32,7 +33,7 @@ from mmengine.runner import Runner
 from mmpetl.datasets.vtab1k import VTAB1K_GROUPS, VTAB1K_TASKS
 from mmpetl.engine.hooks.exact_resume_hook import add_exact_resume_hook
 from mmpetl.engine.hooks.parameter_count_hook import count_parameters
-from mmpetl.fileio.checkpoint_io import atomic_output
+from mmpetl.fileio.outputs import atomic_output
 from mmpetl.models.merge import merge_blockers
 from mmpetl.utils import InputError
 from mmpetl.utils.compat import cpu_distributed
@@ -319,6 +320,10 @@ class CostsError(InputError, ValueError):
     """A ``--costs`` file that cannot be used; the message says why."""
 
 
+def _no_constant(name: str):
+    raise ValueError(f'{name} is not a finite number')
+
+
 def load_costs(paths: Sequence[str]) -> Dict[str, Dict[str, float]]:
     """Read costs files and merge them: each a JSON object ``{method:
     {key: ratio}}`` (``tools/benchmarks/training.py --out`` writes one),
@@ -337,7 +342,8 @@ def load_costs(paths: Sequence[str]) -> Dict[str, Dict[str, float]]:
     for path in paths:
         try:
             with open(path) as f:
-                data = json.load(f)
+                # NaN / Infinity are no ratios: refused as JSON errors.
+                data = json.load(f, parse_constant=_no_constant)
         except (OSError, ValueError) as e:
             raise CostsError(f'--costs {path}: cannot read it as JSON ({e})')
         if not isinstance(data, dict) or not all(
@@ -347,11 +353,12 @@ def load_costs(paths: Sequence[str]) -> Dict[str, Dict[str, float]]:
         for method, values in data.items():
             known = {k: v for k, v in values.items() if k in COST_COLUMNS}
             bad = [k for k, v in known.items()
-                   if isinstance(v, bool) or not isinstance(v, (int, float))]
+                   if isinstance(v, bool) or not isinstance(v, (int, float))
+                   or not math.isfinite(v) or v <= 0]
             if not known or bad:
                 raise CostsError(
-                    f'--costs {path}: method {method!r} needs numbers keyed '
-                    f'by some of {list(COST_COLUMNS)}; got '
+                    f'--costs {path}: method {method!r} needs finite ratios '
+                    f'> 0 keyed by some of {list(COST_COLUMNS)}; got '
                     f'{bad or sorted(values)}')
             merged.setdefault(method, {}).update(known)
     return merged

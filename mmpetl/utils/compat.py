@@ -4,28 +4,11 @@
 Every fix here is small, applied once by :func:`apply_all` when ``mmpetl`` is
 imported, and covered by a test that fails without it:
 
-* **torch.load weights_only** (torch >= 2.6): mmengine 0.10.7 loads local
-  checkpoints with ``torch.load(path)``, which now defaults to
-  ``weights_only=True`` and rejects mmengine's own checkpoints (their meta
-  holds a ``HistoryBuffer``), so ``--resume`` and ``load_from`` fail; and
-  it loads URLs (``http(s)://``, ``torchvision://``, ``open-mmlab://``,
-  ...) with ``torch.hub.load_state_dict_from_url``, which unpickles fully.
-  :func:`mmpetl.fileio.checkpoint_io.register_checkpoint_loaders` gives every
-  scheme a loader that keeps ``weights_only=True``, with an allow-list of
-  the types mmengine's checkpoints hold (never ``weights_only=False``
-  unless ``MMPETL_TRUSTED_CHECKPOINTS=1``).
-* **Runner checkpoints written in place**: mmengine's local file backend
-  writes ``epoch_N.pth`` with ``open(path, 'wb')``, so a killed process or
-  a full disk leaves a truncated checkpoint under its final name, and it
-  replaces whatever file has that name. :func:`register_file_backend`
-  registers :class:`mmpetl.fileio.checkpoint_io.GuardedLocalBackend` for local
-  paths: atomic writes that never replace an input of the run.
-* **Configs in checkpoints run as code**: mmengine's inferencers given
-  ``weights`` without a config read the checkpoint's ``meta['cfg']`` with
-  ``Config.fromstring(..., '.py')``, which executes it: any checkpoint
-  could run code that way. :func:`read_inferencer_configs_as_data` has
-  them read it as data (assignments of literals and ``dict(...)``), and
-  refuse anything else.
+* **torch.load weights_only**, **runner checkpoints written in place**
+  and **configs in checkpoints run as code** are fixed by the file IO layer
+  above this one (:mod:`mmpetl.fileio.safe_load`,
+  :mod:`mmpetl.fileio.outputs`, :mod:`mmpetl.fileio.configs`), which
+  ``import mmpetl`` applies after these fixes.
 * **mmaction2 1.2.0 wheel lacks** ``mmaction/models/localizers/drn``, so
   ``import mmaction.models`` fails. We provide that module; building a
   ``DRN`` raises an error that says why.
@@ -71,10 +54,6 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import torch
-
-from ..fileio.checkpoint_io import (config_as_data,
-                                    register_checkpoint_loaders,
-                                    register_file_backend)
 
 
 _DRN_MODULE = 'mmaction.models.localizers.drn'
@@ -194,32 +173,6 @@ def register_config_package() -> None:
     Config._get_cfg_path = staticmethod(_get_cfg_path)
 
 
-def read_inferencer_configs_as_data() -> None:
-    """Make mmengine's inferencers read the config of a checkpoint given
-    without one (``MMSegInferencer(model=None, weights=ck)``) with
-    :func:`mmpetl.fileio.checkpoint_io.config_as_data`, not by running it as a
-    Python config file (see above)."""
-    from mmengine.config import Config
-    from mmengine.infer import BaseInferencer
-    from mmengine.runner.checkpoint import _load_checkpoint
-    init_model = BaseInferencer._init_model
-    if getattr(init_model, 'reads_config_as_data', False):
-        return
-
-    def _init_model(self, cfg, weights, device='cpu'):
-        if not cfg and weights is not None:
-            checkpoint = _load_checkpoint(weights, map_location='cpu')
-            text = (checkpoint.get('message_hub') or {}).get(
-                'runtime_info', {}).get('cfg') or (
-                    checkpoint.get('meta') or {}).get('cfg')
-            if text is not None:
-                cfg.update(Config(config_as_data(text, weights))._cfg_dict)
-        return init_model(self, cfg, weights, device)
-
-    _init_model.reads_config_as_data = True
-    BaseInferencer._init_model = _init_model
-
-
 def silence_pkg_resources_warning() -> None:
     """Ignore setuptools' "pkg_resources is deprecated" warning, which
     mmengine's ``pkg::`` config resolution triggers under our pin."""
@@ -230,8 +183,5 @@ def silence_pkg_resources_warning() -> None:
 def apply_all() -> None:
     """Apply every fix of this module (``import mmpetl`` calls it once)."""
     silence_pkg_resources_warning()
-    register_checkpoint_loaders()
-    register_file_backend()
-    read_inferencer_configs_as_data()
     provide_missing_mmaction_drn()
     register_config_package()

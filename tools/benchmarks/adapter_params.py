@@ -7,13 +7,13 @@ backbone (a site kind the method needs is missing, e.g. LoRA's ``qkv`` where
 the attention applies ``qkv.weight`` itself, FacT where a linear is no grid
 of ``d x d`` blocks; Mona off the Swin families; VPT and Convpass on
 windowed attention)."""
-import argparse
 
 from mmengine.logging import MMLogger
 
 from mmpetl.benchmarks.methods import METHODS
 from mmpetl.engine.hooks import count_parameters
 from mmpetl.registry import MODELS
+from mmpetl.utils.arguments import ToolParser
 
 #: name -> stock backbone config at a real size.
 BACKBONES = {
@@ -43,7 +43,7 @@ def trainable_count(method: dict, backbone: dict) -> str:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ToolParser(description=__doc__)
     parser.add_argument('--backbones', nargs='+', choices=list(BACKBONES),
                         default=list(BACKBONES), help='rows (default: all)')
     parser.add_argument('--methods', nargs='+', choices=list(METHODS),

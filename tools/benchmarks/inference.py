@@ -18,11 +18,9 @@ wrapper refused it. Trainable parameters are drawn from N(0, 0.02)
 structure, not the values, sets the latency; nothing is downloaded) and
 shared by all models, one copy in memory.
 """
-import argparse
 import copy
 import json
 import statistics
-import sys
 
 import torch
 from mmengine.logging import MMLogger
@@ -30,15 +28,19 @@ from torch import nn
 
 import mmpetl  # noqa: F401
 from mmpetl.apis.reparam import example_inputs
+from mmpetl.apis.tool_options import check_arch
 from mmpetl.benchmarks.latency import BENCHMARK_MODELS, time_rounds
 from mmpetl.benchmarks.methods import METHODS
 from mmpetl.models import FrozenBackbone, ModuleSite
 from mmpetl.models.merge import merge_adapters, merge_blockers
 from mmpetl.registry import MODELS
+from mmpetl.utils import InputError
+from mmpetl.utils.arguments import (ToolParser, arch, device,
+                                    non_negative_int, positive_int)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = ToolParser(description=__doc__.split('\n')[0])
     parser.add_argument(
         '--model',
         choices=sorted(BENCHMARK_MODELS),
@@ -47,13 +49,14 @@ def parse_args(argv=None):
     parser.add_argument('--backbone', default='mmpretrain.VisionTransformer')
     parser.add_argument(
         '--arch',
+        type=arch,
         default='b',
         help="the backbone's arch: a name, or a JSON object of its fields, "
         'e.g. \'{"embed_dims": 64, "num_layers": 2, "num_heads": 2, '
         '"feedforward_channels": 128}\'')
     parser.add_argument(
         '--img-size',
-        type=int,
+        type=positive_int,
         help="the backbone's img_size (default: the backbone's own)")
     parser.add_argument(
         '--method',
@@ -63,23 +66,29 @@ def parse_args(argv=None):
         help='methods to time, at their papers\' defaults (default: all)')
     parser.add_argument(
         '--batch-size',
-        type=int,
+        type=positive_int,
         nargs='+',
         help="batch sizes, columns of the one table; defaults to the "
         "--model's, else 1 and 8")
     parser.add_argument(
         '--rounds',
-        type=int,
+        type=positive_int,
         default=20,
         help='timed forwards per model and batch size (the median is shown)')
     parser.add_argument(
         '--warmup',
-        type=int,
+        type=non_negative_int,
         default=3,
         help='untimed forwards per model and batch size first')
-    parser.add_argument('--device', default='cpu')
-    parser.add_argument('--threads', type=int, default=None)
-    return parser.parse_args(argv)
+    parser.add_argument('--device', type=device, default='cpu')
+    parser.add_argument('--threads', type=positive_int, default=None)
+    args = parser.parse_args(argv)
+    if not args.model:
+        try:
+            check_arch(args.backbone, args.arch)
+        except InputError as e:
+            parser.error(str(e))
+    return args
 
 
 def build(cfg: dict) -> nn.Module:
@@ -163,18 +172,10 @@ def main(argv=None):
         batch_sizes = args.batch_size or [named['batch_size']]
         name = args.model
     else:
-        arch = args.arch
-        if arch.startswith('{'):
-            try:
-                arch = json.loads(arch)
-            except ValueError as error:
-                print(f'error: --arch {args.arch!r} is no JSON object '
-                      f'({error}); give an arch name or a JSON object of '
-                      'its fields', file=sys.stderr)
-                sys.exit(2)
-        backbone_cfg = dict(type=args.backbone, arch=arch)
+        backbone_cfg = dict(type=args.backbone, arch=args.arch)
         batch_sizes = args.batch_size or [1, 8]
-        name = f'{args.backbone} arch={args.arch}'
+        name = f'{args.backbone} arch=' + (
+            args.arch if isinstance(args.arch, str) else json.dumps(args.arch))
     if args.img_size:
         backbone_cfg['img_size'] = args.img_size
     models, unmerged, refused = build_models(backbone_cfg, args.method)

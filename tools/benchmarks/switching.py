@@ -17,7 +17,6 @@ were added: ``W U``, ``V^T``, folded biases; each switch writes
 ``W + (W U) V^T`` from the originals and copies the rest). Ratios are of
 medians over all rounds and tasks; the medians per method are printed too.
 """
-import argparse
 import statistics
 import tempfile
 import time
@@ -29,18 +28,29 @@ from mmengine.config import Config
 import mmpetl  # noqa: F401
 from mmpetl.apis.reparam import build_model, reparameterize_checkpoint
 from mmpetl.apis.serving import AdapterSwitcher, tensor_nbytes
-from mmpetl.fileio.checkpoint_io import load_checkpoint_file, model_state_dict
+from mmpetl.fileio.safe_load import load_checkpoint_file
+from mmpetl.fileio.state_dicts import model_state_dict
+from mmpetl.apis.tool_options import check_arch
+from mmpetl.utils import InputError
+from mmpetl.utils.arguments import ToolParser, arch, positive_int
 
 METHODS = (dict(type='mmpetl.RepAdapterBackbone'),
            dict(type='mmpetl.ARCBackbone'))
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--arch', default='b')
-    parser.add_argument('--tasks', type=int, default=3)
-    parser.add_argument('--rounds', type=int, default=5)
-    return parser.parse_args()
+    parser = ToolParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--arch', type=arch, default='b',
+                        help="the ViT's arch: a name, or a JSON object of its "
+                        'fields')
+    parser.add_argument('--tasks', type=positive_int, default=3)
+    parser.add_argument('--rounds', type=positive_int, default=5)
+    args = parser.parse_args()
+    try:
+        check_arch('mmpretrain.VisionTransformer', args.arch)
+    except InputError as e:
+        parser.error(str(e))
+    return args
 
 
 def write_tasks(root, arch, num_tasks):

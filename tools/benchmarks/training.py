@@ -34,7 +34,6 @@ depend on them). The JSON (one task): ``{method: {"train_memory_rel_full",
 "train_memory_bytes", "step_time_s", "trainable_backbone"}}``, the method
 named by its config folder (cls) or config name part (dense).
 """
-import argparse
 import copy
 import dataclasses
 import glob
@@ -55,9 +54,13 @@ from mmpetl.benchmarks.training_cost import (classification_batch, dense_batch,
                                              require_input_grad,
                                              saved_bytes_of_forward)
 from mmpetl.apis.reparam import build_model
-from mmpetl.fileio.checkpoint_io import atomic_output
+from mmpetl.fileio.configs import config_files
+from mmpetl.fileio.outputs import (check_output_path, protected_inputs,
+                                   write_text)
 from mmpetl.suites.task_suite import (method_folders, replace_backbone,
                                       stock_backbone)
+from mmpetl.utils.arguments import (ToolParser, device, non_negative_int,
+                                    positive_int)
 from mmpetl.utils.errors import InputError
 from mmpetl.utils.log_utils import log_to_file, temporary_log_file
 
@@ -97,7 +100,7 @@ ANCHOR_RATIO = dict(det=7639 / 7137, voc=4819 / 3967)
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[1])
+    parser = ToolParser(description=__doc__.split('\n')[1])
     parser.add_argument('--task', choices=['seg', 'det', 'voc', 'all', 'cls'],
                         default='all',
                         help='dense tasks (all: seg, det, voc) or cls')
@@ -116,16 +119,17 @@ def parse_args():
     parser.add_argument('--backbone',
                         help='cls: a backbone base (e.g. configs/vtab/_base_/'
                         'backbones/vit-b16.py) replacing the configs\' own')
-    parser.add_argument('--size', type=int, default=None,
+    parser.add_argument('--size', type=positive_int, default=None,
                         help='square input side (default 512; cls 224)')
-    parser.add_argument('--batch-size', type=int, default=None,
+    parser.add_argument('--batch-size', type=positive_int, default=None,
                         help='timed batch (default 2, the configs\' 8xb2; '
                         'cls 8)')
-    parser.add_argument('--memory-batch-size', type=int, default=64,
+    parser.add_argument('--memory-batch-size', type=positive_int, default=64,
                         help='cls: batch of the memory count (default 64, '
                         'the paper\'s)')
-    parser.add_argument('--rounds', type=int, default=3)
-    parser.add_argument('--profile', type=int, default=0, metavar='N',
+    parser.add_argument('--rounds', type=positive_int, default=3)
+    parser.add_argument('--profile', type=non_negative_int, default=0,
+                        metavar='N',
                         help='cls: profile one step of RepAdapter, ARC and '
                         'the input-gradient floor at the timed batch and '
                         'print the N largest per-operator differences to '
@@ -135,14 +139,32 @@ def parse_args():
                         '(works on CPU)')
     parser.add_argument('--out', metavar='FILE',
                         help='write the figures as JSON (one --task)')
-    parser.add_argument('--device', default='cpu')
-    parser.add_argument('--threads', type=int, default=None)
+    parser.add_argument('--force', action='store_true',
+                        help='replace --out if it exists (never an input)')
+    parser.add_argument('--device', type=device, default='cpu')
+    parser.add_argument('--threads', type=positive_int, default=None)
     args = parser.parse_args()
     if args.out and args.task == 'all':
         parser.error('--out takes the figures of one task: pass --task')
-    if args.out and not osp.isdir(osp.dirname(osp.abspath(args.out))):
-        parser.error(f'the folder of --out {args.out} does not exist')
+    if args.backbone and not osp.isfile(osp.join(ROOT, args.backbone)):
+        parser.error(f'--backbone {args.backbone} does not exist')
     return args
+
+
+def run_inputs(args):
+    """The files the run reads: every config it may build (of
+    ``--config-dir`` for cls, the shipped ones of the dense tasks), with
+    their bases, and ``--backbone``'s."""
+    if args.task == 'cls':
+        configs = glob.glob(osp.join(
+            ROOT, args.config_dir, '*',
+            f'{args.prefix}_*_{args.config_task}.py'))
+        configs += [osp.join(ROOT, args.backbone)] if args.backbone else []
+    else:
+        tasks = tuple(CONFIGS) if args.task == 'all' else (args.task, )
+        configs = [p for t in tasks for p in glob.glob(
+            osp.join(ROOT, CONFIGS[t].format('*')))]
+    return sorted({f for path in configs for f in config_files(path)})
 
 
 def fail(message: str):
@@ -389,15 +411,25 @@ def classification(args, device, log_file):
 def write_figures(figures, path):
     """``figures`` as JSON at ``path`` (atomically)."""
     try:
-        with atomic_output(path) as tmp, open(tmp, 'w') as f:
-            json.dump(figures, f, indent=1)
-    except InputError as e:  # an input of the run
+        write_text(path, json.dumps(figures, indent=1))
+    except InputError as e:  # an input of the run, a failed write
         fail(str(e))
     print(f'wrote {path}')
 
 
 def main():
     args = parse_args()
+    inputs = run_inputs(args)
+    try:  # before any work
+        if args.out:
+            check_output_path(args.out, args.force, *inputs)
+    except InputError as e:
+        fail(str(e))
+    with protected_inputs(inputs):
+        run(args)
+
+
+def run(args):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

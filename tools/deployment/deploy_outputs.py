@@ -1,50 +1,55 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
-"""The output checks and atomic writes of the deployment tools.
+"""mmpetl's output guard and argument types for the deployment tools,
+without importing mmpetl.
 
 The deployment tools run merged checkpoints without mmpetl (they show that
-the merged model is the stock one), so they cannot use
-``mmpetl.fileio.checkpoint_io``; this module keeps the same rules for them: an
-output never replaces an input (compared with ``os.path.samefile``, so
-links and linked folders are seen through), an existing output is replaced
-only with ``--force``, its folder must exist, and the file appears complete
-or not at all, with the usual mode (0666 less the umask).
+the merged model is the stock one: no mmpetl registry, no mmpetl fix is
+active), yet their outputs follow the one output guard of every mmpetl
+writer (``mmpetl/fileio/outputs.py``: never an input, an existing file
+only with ``--force``, atomic writes, one line on a failed write) and
+their flags the same argument types (``mmpetl/utils/arguments.py``). These
+modules use only the standard library, mmengine and torch, so they are
+loaded here from mmpetl's files as a private package
+(``_mmpetl_files``), and ``mmpetl/__init__.py``, which applies mmpetl's
+fixes and registers its modules, never runs.
 """
-import os
+import importlib
 import os.path as osp
-import tempfile
-from contextlib import contextmanager
-from typing import Iterable, Iterator
+import sys
+import types
+
+_PACKAGE = '_mmpetl_files'
 
 
-def output_problem(out: str, force: bool, inputs: Iterable[str]) -> str:
-    """Why ``out`` cannot be written (an empty string if it can)."""
-    for given in inputs:
-        if osp.exists(given) and osp.exists(out) and osp.samefile(given, out):
-            return f'output {out} is an input ({given}); choose another path'
-    if osp.isdir(out):
-        return f'output {out} is a directory'
-    if osp.exists(out) and not force:
-        return f'output {out} exists; pass --force to replace it'
-    if not osp.isdir(osp.dirname(osp.abspath(out))):
-        return f'output folder of {out} does not exist'
-    return ''
+def _package_dir() -> str:
+    """mmpetl's folder: beside ``tools/`` in a checkout, above
+    ``mmpetl/.mim/tools`` in an install, else on ``sys.path``."""
+    here = osp.dirname(osp.abspath(__file__))
+    candidates = [osp.join(here, '..', '..', 'mmpetl'),
+                  osp.join(here, '..', '..', '..')]
+    candidates += [osp.join(p or '.', 'mmpetl') for p in sys.path]
+    for candidate in candidates:
+        if osp.isfile(osp.join(candidate, 'fileio', 'outputs.py')):
+            return osp.abspath(candidate)
+    raise ImportError('cannot find mmpetl/fileio/outputs.py')
 
 
-@contextmanager
-def atomic_output(out: str) -> Iterator[str]:
-    """Yield a temporary path beside ``out``, renamed to ``out`` on success
-    (mode 0666 less the umask) and removed on failure."""
-    stem, ext = osp.splitext(osp.basename(out))
-    fd, tmp = tempfile.mkstemp(
-        dir=osp.dirname(osp.abspath(out)), prefix=f'.{stem}.',
-        suffix=f'.tmp{ext}')
-    os.close(fd)
-    try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, out)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+def _load(name: str) -> types.ModuleType:
+    if _PACKAGE not in sys.modules:
+        package = types.ModuleType(_PACKAGE)
+        package.__path__ = [_package_dir()]
+        sys.modules[_PACKAGE] = package
+    return importlib.import_module(f'{_PACKAGE}.{name}')
+
+
+outputs = _load('fileio.outputs')
+configs = _load('fileio.configs')
+arguments = _load('utils.arguments')
+#: The base of every error these modules raise (one line, exit status 2).
+InputError = _load('utils.errors').InputError
+
+
+def run_inputs(config: str, checkpoint: str, *others: str) -> list:
+    """The inputs of a deployment run: the config and all its bases, the
+    checkpoint and ``others`` (input images, videos, frame folders)."""
+    return [*configs.config_files(config), checkpoint, *others]

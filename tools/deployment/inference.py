@@ -14,11 +14,12 @@ it shows that the merged model is the stock one. A checkpoint that does not
 match the config key for key (e.g. an adapter checkpoint not merged yet) is
 refused, where the inferencers alone would only warn.
 
-Bad input: one error line, exit status 2; ``--out`` is written atomically,
-never over an input (config, checkpoint, input files) and over an existing
-file only with ``--force``.
+Bad input: one error line, exit status 2; ``--out`` goes through mmpetl's
+output guard (loaded without importing mmpetl, see ``deploy_outputs.py``):
+written atomically, never over an input (the config and its bases, the
+checkpoint, the input files and anything inside an input folder), over an
+existing file only with ``--force``.
 """
-import argparse
 import importlib
 import importlib.util
 import json
@@ -33,10 +34,11 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.runner import CheckpointLoader
 
-# The deployment tools' shared output checks, beside this file (which may be
-# run with runpy, which does not put its folder on the path).
+# The deployment tools' output guard and argument types, beside this file
+# (which may be run with runpy, which does not put its folder on the path).
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from deploy_outputs import atomic_output, output_problem  # noqa: E402
+from deploy_outputs import arguments, outputs, run_inputs  # noqa: E402
+from deploy_outputs import InputError as GuardError  # noqa: E402
 
 #: default_scope -> (module, inferencer class, checkpoint argument).
 INFERENCERS = {
@@ -49,18 +51,20 @@ INFERENCERS = {
 }
 
 
-class InputError(ValueError):
+class InputError(GuardError, ValueError):
     """An unusable input; the message says which and why."""
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = arguments.ToolParser(
         description='Run a merged checkpoint through a stock inferencer')
-    parser.add_argument('config', help='the stock (merged) config')
-    parser.add_argument('checkpoint', help='the merged checkpoint')
-    parser.add_argument('inputs', nargs='+',
+    parser.add_argument('config', type=arguments.existing_file,
+                        help='the stock (merged) config')
+    parser.add_argument('checkpoint', type=arguments.existing_file,
+                        help='the merged checkpoint')
+    parser.add_argument('inputs', nargs='+', type=arguments.existing_path,
                         help='images (videos, raw-frame folders for mmaction)')
-    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--device', type=arguments.device, default='cpu')
     parser.add_argument('--out', help='write the predictions here (JSON)')
     parser.add_argument(
         '--force', action='store_true',
@@ -186,22 +190,19 @@ def to_json(value):
 
 def main(argv=None):
     args = parse_args(argv)
+    inputs = run_inputs(args.config, args.checkpoint, *args.inputs)
     try:
-        problem = args.out and output_problem(
-            args.out, args.force,
-            [args.config, args.checkpoint, *args.inputs])
-        if problem:
-            raise InputError(problem)
-        predictions = run_inference(args.config, args.checkpoint,
-                                    args.inputs, args.device)
-    except InputError as e:
+        with outputs.protected_inputs(inputs):
+            if args.out:
+                outputs.check_output_path(args.out, args.force)
+            predictions = run_inference(args.config, args.checkpoint,
+                                        args.inputs, args.device)
+            if args.out:
+                outputs.write_text(
+                    args.out, json.dumps(dict(zip(args.inputs, predictions))))
+    except GuardError as e:
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)
-    text = json.dumps(dict(zip(args.inputs, predictions)))
-    if args.out:
-        with atomic_output(args.out) as tmp:
-            with open(tmp, 'w') as f:
-                f.write(text)
     for path, prediction in zip(args.inputs, predictions):
         print(path, _summary(prediction))
 

@@ -16,7 +16,6 @@ Bad input: one error line, exit status 2; the output is written atomically,
 never over the config or the checkpoint, and not replaced without
 ``--force``.
 """
-import argparse
 import os.path as osp
 import sys
 from typing import Optional
@@ -27,33 +26,38 @@ from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner import load_checkpoint
 from torch import nn
 
-# The deployment tools' shared output checks, beside this file (which may be
-# run with runpy, which does not put its folder on the path).
+# The deployment tools' output guard and argument types, beside this file
+# (which may be run with runpy, which does not put its folder on the path).
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from deploy_outputs import atomic_output, output_problem  # noqa: E402
+from deploy_outputs import InputError, arguments, outputs  # noqa: E402
+from deploy_outputs import run_inputs  # noqa: E402
 
 
-class ExportError(ValueError):
+class ExportError(InputError, ValueError):
     """An unusable input, or a failed check; the message says why."""
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = arguments.ToolParser(
         description='Export a merged checkpoint to ONNX')
-    parser.add_argument('config', help='the stock (merged) config')
-    parser.add_argument('checkpoint', help='the merged checkpoint')
+    parser.add_argument('config', type=arguments.existing_file,
+                        help='the stock (merged) config')
+    parser.add_argument('checkpoint', type=arguments.existing_file,
+                        help='the merged checkpoint')
     parser.add_argument('out', help='the .onnx file to write')
     parser.add_argument(
         '--shape',
-        type=int,
+        type=arguments.positive_int,
         nargs='+',
         default=[1, 3, 224, 224],
         help='input shape with the batch, e.g. 1 3 224 224 (video: '
         'N C T H W, or N clips C T H W as the recognizer takes them)')
-    parser.add_argument('--opset', type=int, default=17)
+    parser.add_argument('--opset', type=arguments.positive_int, default=17)
     parser.add_argument('--verify', action='store_true')
-    parser.add_argument('--tolerance', type=float, default=1e-4)
-    parser.add_argument('--force', action='store_true')
+    parser.add_argument('--tolerance', type=arguments.positive_float,
+                        default=1e-4)
+    parser.add_argument('--force', action='store_true',
+                        help='replace OUT if it exists (never an input)')
     return parser.parse_args(argv)
 
 
@@ -98,7 +102,7 @@ def export_onnx(model: nn.Module,
         float | None: With ``tolerance``, ``max |onnxruntime - PyTorch|``.
     """
     diff = None
-    with atomic_output(out) as tmp:
+    with outputs.atomic_output(out) as tmp:
         with torch.no_grad():
             torch.onnx.export(
                 model.eval(), (inputs, ),
@@ -152,10 +156,8 @@ def initializer_elements(path: str) -> int:
 def main(argv=None):
     args = parse_args(argv)
     try:
-        problem = output_problem(args.out, args.force,
-                                 [args.config, args.checkpoint])
-        if problem:
-            raise ExportError(problem)
+        outputs.check_output_path(args.out, args.force,
+                                  *run_inputs(args.config, args.checkpoint))
         model = load_stock_model(args.config, args.checkpoint)
         inputs = torch.randn(*args.shape,
                              generator=torch.Generator().manual_seed(0))
@@ -171,8 +173,11 @@ def main(argv=None):
                   'floating-point buffer elements')
             print(f'verified: max |onnxruntime - PyTorch| = {diff:.3g} <= '
                   f'{args.tolerance:g}')
-    except ExportError as e:
+    except InputError as e:
         print(f'error: {e}', file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:  # a full disk, a removed folder: nothing written
+        print(f'error: cannot write {args.out} ({e})', file=sys.stderr)
         sys.exit(2)
 
 

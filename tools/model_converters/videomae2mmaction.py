@@ -6,16 +6,17 @@ fine-tuned ViT) into an mmaction2 recognizer-layout checkpoint
 The input is never modified; the output is written atomically and not
 replaced without --force. Bad input: one error line, exit status 2.
 Loading unpickles the file: convert only checkpoints you trust."""
-import argparse
 import sys
 
 from mmpetl.model_converters.videomae import convert_videomae_checkpoint
 from mmpetl.utils import InputError
+from mmpetl.utils.arguments import ToolParser, existing_file
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('checkpoint', help='the VideoMAE checkpoint')
+    parser = ToolParser(description=__doc__.split('\n')[0])
+    parser.add_argument('checkpoint', type=existing_file,
+                        help='the VideoMAE checkpoint')
     parser.add_argument('out_checkpoint', help='the checkpoint to write')
     parser.add_argument(
         '--force', action='store_true', help='replace an existing output')

@@ -5,22 +5,23 @@
 for the key mapping. Never touches the input; writes atomically; refuses to
 replace an existing output without ``--force``. Bad input: one error line,
 exit status 2."""
-import argparse
 import os.path as osp
 import sys
 import zipfile
 
 import numpy as np
 
-from mmpetl.fileio.checkpoint_io import (CheckpointError, check_output_path,
-                                         save_checkpoint_atomic)
+from mmpetl.fileio.errors import CheckpointError
+from mmpetl.fileio.outputs import check_output_path, save_checkpoint
 from mmpetl.model_converters.vit_npz import NpzLayoutError, convert_vit_npz
 from mmpetl.utils import InputError
+from mmpetl.utils.arguments import ToolParser, existing_file
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('npz', help="Google's ViT .npz checkpoint")
+    parser = ToolParser(description=__doc__.split('\n')[0])
+    parser.add_argument('npz', type=existing_file,
+                        help="Google's ViT .npz checkpoint")
     parser.add_argument('out', help='output .pth checkpoint')
     parser.add_argument(
         '--with-head',
@@ -34,8 +35,6 @@ def parse_args():
 def main():
     args = parse_args()
     try:
-        if not osp.isfile(args.npz):
-            raise CheckpointError(f'{args.npz} does not exist')
         check_output_path(args.out, args.force, args.npz)
         try:
             arrays = np.load(args.npz, allow_pickle=False)
@@ -48,12 +47,12 @@ def main():
             state_dict = convert_vit_npz(arrays, with_head=args.with_head)
         except NpzLayoutError as e:
             raise CheckpointError(f'{args.npz}: {e}')
+        save_checkpoint(
+            dict(state_dict=state_dict,
+                 meta=dict(converted_from=osp.basename(args.npz))), args.out)
     except InputError as e:
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)
-    save_checkpoint_atomic(
-        dict(state_dict=state_dict,
-             meta=dict(converted_from=osp.basename(args.npz))), args.out)
     layers = sum(k.endswith('.ln1.weight') for k in state_dict) - 1
     params = sum(v.numel() for v in state_dict.values())
     print(f'{args.out}: {len(state_dict)} tensors, {params:,} parameters, '

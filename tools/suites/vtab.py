@@ -56,15 +56,19 @@ from mmengine.config import Config, DictAction
 
 from mmpetl.datasets import (FEWSHOT_SETS, FEWSHOT_SHOTS, FGVC_SETS,
                              VTAB1K_TASKS)
-from mmpetl.fileio.checkpoint_io import load_config_file
-from mmpetl.suites.protocol import Protocol, parse_search, write_search_table
+from mmpetl.fileio.configs import load_config_file
+from mmpetl.suites.protocol import (Protocol, parse_search, search_item,
+                                   write_search_table)
 from mmpetl.suites.task_suite import (add_costs, count_trainable, load_costs,
                                       load_results, method_folders,
                                       plot_accuracy_vs_parameters,
                                       replace_backbone, shrink_for_dry_run,
                                       summarize, write_standin_data,
                                       write_tables)
+from mmpetl.fileio.switches import check_env_flags
 from mmpetl.utils import InputError
+from mmpetl.utils.arguments import (ToolParser, existing_file, folder_or_new,
+                                    non_negative_int, positive_int)
 
 #: The checkout, or mmpetl/.mim of an installed wheel: configs/ and tools/.
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -86,7 +90,7 @@ METHODS = ('full-finetune', 'linear-probe', 'repadapter', 'repattn', 'arc',
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description='Run methods over tasks')
+    parser = ToolParser(description='Run methods over tasks')
     parser.add_argument('--methods', nargs='+',
                         default=['repadapter', 'arc'],
                         help='method folders of --config-dir, or "all" (every '
@@ -103,11 +107,12 @@ def parse_args():
                         'installed mmpetl')
     parser.add_argument('--prefix', default='vit-b16',
                         help='config names are {prefix}_{method}_{task}.py')
-    parser.add_argument('--work-dir', help='default: work_dirs/{suite}')
+    parser.add_argument('--work-dir', type=folder_or_new,
+                        help='default: work_dirs/{suite}')
     parser.add_argument('--data-root', help='replace the configs\' '
                         'data_root (e.g. the VTAB-1k folder)')
     parser.add_argument(
-        '--backbone',
+        '--backbone', type=existing_file,
         help='a backbone base (configs/vtab/_base_/backbones/vit-l16.py, '
         'swin-b.py) to run every method on instead of the configs\' own')
     parser.add_argument('--dry-run', action='store_true',
@@ -117,10 +122,10 @@ def parse_args():
                         help='only build each method (first task, real '
                         'size, no weights) and print trainable parameters')
     parser.add_argument(
-        '--search', nargs='+', metavar='KEY=V1,V2',
+        '--search', nargs='+', metavar='KEY=V1,V2', type=search_item,
         help='grid searched on the validation split per task: scale, lr, '
         'wd or a dotted config key (e.g. scale=0.1,0.5,1,5,10 lr=1e-3,5e-3)')
-    parser.add_argument('--seeds', type=int, metavar='N',
+    parser.add_argument('--seeds', type=positive_int, metavar='N',
                         help='final runs with seeds 0..N-1 (mean ± std); '
                         'default: one run with the config\'s seed')
     parser.add_argument(
@@ -128,21 +133,24 @@ def parse_args():
         help='run on data other than the benchmark\'s (counts not '
         'enforced); NAME is recorded next to each result')
     parser.add_argument(
-        '--costs', nargs='+', metavar='FILE',
+        '--costs', nargs='+', metavar='FILE', type=existing_file,
         help='JSON files of cost ratios per method (train_memory_rel_full, '
         'step_time_rel_full, latency_rel_stock) added to the table')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of every config')
     parser.add_argument('--launcher', default='none',
                         choices=['none', 'pytorch', 'slurm', 'mpi'])
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument('--local_rank', '--local-rank', type=non_negative_int,
+                        default=0)
     args = parser.parse_args()
+    try:  # MMPETL_TRUSTED_CHECKPOINTS=maybe: before any work
+        check_env_flags()
+    except InputError as e:
+        parser.error(str(e))
     config_dir, tasks = SUITES[args.suite]
     args.config_dir = args.config_dir or config_dir
     args.tasks = args.tasks or tasks
     args.work_dir = args.work_dir or f'work_dirs/{args.suite}'
-    if args.seeds is not None and args.seeds < 1:
-        parser.error('--seeds must be at least 1')
     if args.dry_run and args.data_variant is None:
         args.data_variant = 'standin'
     if 'LOCAL_RANK' not in os.environ:

@@ -20,6 +20,7 @@ from mmengine.logging import print_log
 from mmengine.runner import EpochBasedTrainLoop
 from torch.utils.data import Sampler
 
+from mmpetl.fileio.errors import CheckpointError
 from mmpetl.registry import HOOKS
 
 #: Checkpoint key of the resume state.
@@ -70,6 +71,48 @@ def set_rng_state(state: Dict[str, Any]) -> None:
     torch.set_rng_state(state['torch'].cpu())
     if 'cuda' in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])
+
+
+def check_resume_state(checkpoint: dict, source: str) -> None:
+    """Raise :class:`~mmpetl.fileio.errors.CheckpointError` in one line
+    unless the resume state of ``checkpoint`` (if any) is what
+    :class:`ExactResumeHook` writes: counters that are whole numbers >= 0,
+    and a non-empty list of random states each of which the Python, NumPy
+    and torch generators accept (tried on throwaway generators)."""
+    saved = checkpoint.get(RESUME_KEY)
+    if saved is None:
+        return
+
+    def refuse(what):
+        raise CheckpointError(f'checkpoint {source}: its resume state '
+                              f'({RESUME_KEY}) {what}; resume from a '
+                              'checkpoint that training wrote')
+
+    if not isinstance(saved, dict):
+        refuse(f'is a {type(saved).__name__}, not a dict')
+    for key in ('iter', 'batches_in_epoch'):
+        value = saved.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            refuse(f'has {key}={value!r:.40}, not a whole number >= 0')
+    seed = saved.get('sampler_seed')
+    if seed is not None and (isinstance(seed, bool)
+                             or not isinstance(seed, int)):
+        refuse(f'has sampler_seed={seed!r:.40}, not a whole number')
+    states = saved.get('rng')
+    if not isinstance(states, list) or not states:
+        refuse(f'has rng={states!r:.40}, not a list of random states')
+    for state in states:
+        try:
+            random.Random().setstate(state['python'])
+            np.random.RandomState().set_state(state['numpy'])
+            torch.Generator().set_state(state['torch'].cpu())
+            for cuda in state.get('cuda', ()):
+                if not (isinstance(cuda, torch.Tensor)
+                        and cuda.dtype == torch.uint8):
+                    raise TypeError('a CUDA state is not a byte tensor')
+        except Exception as e:  # each generator raises its own types
+            refuse(f'holds a random state that cannot be restored '
+                   f'({type(e).__name__}: {str(e).splitlines()[0][:80]})')
 
 
 class ResumeSampler(Sampler):
@@ -206,6 +249,8 @@ class ExactResumeHook(Hook):
 
     # ---------------------------------------------------------- resuming
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        check_resume_state(checkpoint, runner.cfg.get('load_from') or
+                           'resumed from')
         self._saved = checkpoint.get(RESUME_KEY)
 
     @staticmethod

@@ -3,15 +3,14 @@ import copy
 import os.path as osp
 from typing import Optional
 
-import torch
 from mmengine.dist import master_only
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import EpochBasedTrainLoop
 
-from mmpetl.apis.reparam import META_KEY, stock_config
-from mmpetl.fileio.checkpoint_io import atomic_output, check_finite
+from mmpetl.models import AdaptedSite
 from mmpetl.models.merge import merge_adapters, merge_blockers
+from mmpetl.models.stock_checkpoint import save_merged
 from mmpetl.registry import HOOKS
 
 
@@ -21,8 +20,11 @@ class ReparamCheckpointHook(Hook):
     ends, beside the adapter checkpoints.
 
     Writes ``{work_dir}/{stem}_merged.pth`` and ``{stem}_merged_config.py``
-    with ``stem`` the last checkpoint's name (``epoch_N`` / ``iter_N``), the
-    same files ``tools/reparam.py`` writes. A model that cannot be folded
+    with ``stem`` the last checkpoint's name (``epoch_N`` / ``iter_N``),
+    with :func:`~mmpetl.models.stock_checkpoint.save_merged`, as
+    ``tools/reparam.py`` does (the same metadata: the run's ``epoch``,
+    ``iter``, ``seed``, ``experiment_name`` and ``dataset_meta``, the stock
+    config, and ``meta['mmpetl']``). A model that cannot be folded
     (:func:`~mmpetl.models.merge.merge_blockers`: a site that does not fold,
     E3VA's highway) gets a warning saying why, and no merged files.
 
@@ -48,25 +50,22 @@ class ReparamCheckpointHook(Hook):
             return
         model = copy.deepcopy(model).cpu()
         model.eval()  # not chained: some backbones' train() returns None
+        adapters = sum(isinstance(m, AdaptedSite) for m in model.modules())
         merged = merge_adapters(model, inplace=True)  # on the copy
-        state_dict = merged.state_dict()
-        check_finite(state_dict, 'the merged model')  # training diverged
         stem = (f'epoch_{runner.epoch}' if isinstance(
             runner.train_loop, EpochBasedTrainLoop) else f'iter_{runner.iter}')
         out_dir = self.out_dir or runner.work_dir
         ckpt_path = osp.join(out_dir, f'{stem}_merged.pth')
         cfg_path = osp.join(out_dir, f'{stem}_merged_config.py')
-        stock = stock_config(runner.cfg)
         meta = dict(
             epoch=runner.epoch,
             iter=runner.iter,
-            cfg=stock.pretty_text,
+            seed=runner.seed,
+            experiment_name=runner.experiment_name,
             dataset_meta=getattr(runner.train_dataloader.dataset, 'metainfo',
-                                 None),
-            **{META_KEY: dict(merged=True, source='ReparamCheckpointHook')})
-        with atomic_output(ckpt_path) as tmp:
-            torch.save(dict(meta=meta, state_dict=state_dict), tmp)
-        with atomic_output(cfg_path) as tmp:
-            stock.dump(tmp)
+                                 None))
+        save_merged(merged.state_dict(), runner.cfg, ckpt_path, cfg_path,
+                    source=osp.join(runner.work_dir, f'{stem}.pth'),
+                    adapters=adapters, meta=meta)
         runner.logger.info(f'Saved merged checkpoint {ckpt_path} and stock '
                            f'config {cfg_path}')

@@ -11,6 +11,7 @@ import sys
 
 from mmengine.config import DictAction
 
+from mmpetl.apis.config_names import config_arg
 from mmpetl.apis.reparam import reparameterize_checkpoint
 from mmpetl.utils import InputError
 from mmpetl.utils.log_utils import log_to_file, temporary_log_file
@@ -19,7 +20,9 @@ from mmpetl.utils.log_utils import log_to_file, temporary_log_file
 def parse_args():
     parser = argparse.ArgumentParser(
         description='Merge adapters into a stock checkpoint')
-    parser.add_argument('config', help='the adapter config')
+    parser.add_argument(
+        'config', type=config_arg,
+        help='the adapter config: a file, pkg::path or a shipped name')
     parser.add_argument('checkpoint', help='the adapter checkpoint')
     parser.add_argument('out_checkpoint', help='the stock checkpoint to write')
     parser.add_argument(

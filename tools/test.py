@@ -12,6 +12,7 @@ from mmengine.config import DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from mmpetl.apis.config_names import config_arg
 from mmpetl.apis.reparam import (adapter_wrappers_in_config,
                                  is_merged_checkpoint)
 from mmpetl.apis.tool_options import (check_checkpoint_matches,
@@ -27,11 +28,14 @@ from mmpetl.fileio.checkpoint_io import (CheckpointError, check_env_flags,
                                          protected_inputs, run_input_files)
 from mmpetl.utils import InputError
 from mmpetl.utils.compat import cpu_distributed
+from mmpetl.utils.threads import set_thread_defaults
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Test a checkpoint')
-    parser.add_argument('config', help='test config file path')
+    parser.add_argument(
+        'config', type=config_arg,
+        help='test config file path, pkg::path or the name of a shipped config')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the dir to save logs')
     parser.add_argument(
@@ -141,6 +145,7 @@ def main():
     args = parse_args()
     try:
         cfg, checkpoint, inputs = check_inputs(args)
+        set_thread_defaults(cfg, fields=['test_dataloader'])
         check_checkpoint_matches(cfg, checkpoint, args.checkpoint)
         with protected_inputs(inputs), cpu_distributed(cfg, args.launcher):
             runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \

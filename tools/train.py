@@ -12,6 +12,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import find_latest_checkpoint
 
+from mmpetl.apis.config_names import config_arg
 from mmpetl.apis.tool_options import (check_checkpoint_matches,
                                       check_run_outputs,
                                       set_dataloader_defaults, set_work_dir)
@@ -23,11 +24,14 @@ from mmpetl.fileio.checkpoint_io import (CheckpointError, check_env_flags,
                                          run_input_files)
 from mmpetl.utils import InputError
 from mmpetl.utils.compat import cpu_distributed
+from mmpetl.utils.threads import set_thread_defaults
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Train a model')
-    parser.add_argument('config', help='train config file path')
+    parser.add_argument(
+        'config', type=config_arg,
+        help='train config file path, pkg::path or the name of a shipped config')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
         '--resume',
@@ -143,6 +147,7 @@ def main():
     args = parse_args()
     try:
         cfg, inputs = check_inputs(args)
+        set_thread_defaults(cfg)
         with protected_inputs(inputs), cpu_distributed(cfg, args.launcher):
             if 'runner_type' not in cfg:
                 runner = Runner.from_cfg(cfg)

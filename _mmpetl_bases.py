@@ -6,19 +6,24 @@ mmpetl before reading their config: the toolboxes' own ``tools/train.py``
 bases, so mmengine fails with "mmengine does not support to load mmpetl
 config".
 
-The wheel installs ``mmpetl_bases.pth``, which imports this module at
-interpreter start-up. It only waits (standard library only, no import of
-mmengine or torch): when ``mmengine.config.config`` is imported, it wraps
-``Config._get_cfg_path`` so that the first ``mmpetl::`` path imports mmpetl,
-whose :func:`mmpetl.utils.compat.register_config_package` resolves it (the one
-implementation of ``mmpetl::``), and every other path goes to mmengine as
-before.
+The wheel and the editable install (``setup.py``) put ``mmpetl_bases.pth``
+into site-packages. Its one line runs at every interpreter start-up, so it
+imports nothing: it puts a class named :data:`HOOK` first in
+``sys.meta_path`` whose ``find_spec`` compares the module name with
+``mmengine.config.config`` and returns None for every other import. Only
+when mmengine's config module is imported does it import this module, whose
+:func:`find_spec` removes the hook, finds the module with the other finders
+and wraps ``Config._get_cfg_path`` once the module has run, so that the
+first ``mmpetl::`` path imports mmpetl, whose
+:func:`mmpetl.utils.compat.register_config_package` resolves it (the one
+implementation of ``mmpetl::``); every other path goes to mmengine as before.
+A Python start that never imports mmengine pays for one line of ``exec``
+(``tools/benchmarks/startup.py`` measures it).
 """
 import sys
-from importlib.abc import MetaPathFinder
-from importlib.machinery import PathFinder
 
-_CONFIG_MODULE = 'mmengine.config.config'
+#: The name of the hook class that ``mmpetl_bases.pth`` creates.
+HOOK = '_MMPetlBasesHook'
 _PREFIX = 'mmpetl::'
 
 
@@ -35,29 +40,28 @@ def patch_config(config_cls) -> None:
     config_cls._get_cfg_path = staticmethod(_get_cfg_path)
 
 
-class _ConfigModuleFinder(MetaPathFinder):
-    """Patches mmengine's Config once its module has run, then leaves."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name != _CONFIG_MODULE:
-            return None
-        sys.meta_path.remove(self)
-        spec = PathFinder.find_spec(name, path)
-        if spec is None or spec.loader is None:
-            return spec
-        exec_module = spec.loader.exec_module
-
-        def exec_and_patch(module):
-            exec_module(module)
-            patch_config(module.Config)
-
-        spec.loader.exec_module = exec_and_patch
+def find_spec(name: str, path=None):
+    """The spec of mmengine's config module ``name`` as the other finders
+    of ``sys.meta_path`` give it, its loader patching ``Config`` after the
+    module has run. Called by the hook of ``mmpetl_bases.pth``, which is
+    removed here (every copy: a wheel and an editable install may both
+    have put one)."""
+    sys.meta_path[:] = [finder for finder in sys.meta_path
+                        if getattr(finder, '__name__', None) != HOOK]
+    for finder in sys.meta_path:
+        find = getattr(finder, 'find_spec', None)
+        spec = find(name, path) if find is not None else None
+        if spec is not None:
+            break
+    else:
+        return None
+    if spec.loader is None:
         return spec
+    exec_module = spec.loader.exec_module
 
+    def exec_and_patch(module):
+        exec_module(module)
+        patch_config(module.Config)
 
-def install() -> None:
-    """Called by ``mmpetl_bases.pth`` at start-up."""
-    if _CONFIG_MODULE in sys.modules:
-        patch_config(sys.modules[_CONFIG_MODULE].Config)
-    elif not any(isinstance(f, _ConfigModuleFinder) for f in sys.meta_path):
-        sys.meta_path.insert(0, _ConfigModuleFinder())
+    spec.loader.exec_module = exec_and_patch
+    return spec

@@ -5,6 +5,7 @@ import sys
 
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
+from setuptools.command.editable_wheel import editable_wheel
 
 ROOT = osp.dirname(osp.abspath(__file__))
 
@@ -43,23 +44,38 @@ def add_mim_extension():
             shutil.copyfile(src, dst)
 
 
-class BuildPyWithPth(build_py):
-    """Also put ``mmpetl_bases.pth`` at the top of the wheel: installed in
-    site-packages, it lets ``_base_ = 'mmpetl::...'`` resolve in programs
-    that do not import mmpetl first (``_mmpetl_bases.py``)."""
+#: The start-up hook that lets ``_base_ = 'mmpetl::...'`` resolve in programs
+#: that do not import mmpetl first (``_mmpetl_bases.py``): installed at the top
+#: of site-packages by the wheel and by the editable install.
+PTH = 'mmpetl_bases.pth'
 
-    PTH = 'mmpetl_bases.pth'
+
+class BuildPyWithPth(build_py):
+    """Also put :data:`PTH` at the top of the wheel."""
 
     def run(self):
         super().run()
-        self.copy_file(
-            osp.join(ROOT, self.PTH), osp.join(self.build_lib, self.PTH))
+        self.copy_file(osp.join(ROOT, PTH), osp.join(self.build_lib, PTH))
 
     def get_outputs(self, include_bytecode=True):
         return [
             *super().get_outputs(include_bytecode),
-            osp.join(self.build_lib, self.PTH)
+            osp.join(self.build_lib, PTH)
         ]
+
+
+class EditableWheelWithPth(editable_wheel):
+    """Also put :data:`PTH` at the top of the editable wheel (``pip install
+    -e .``): setuptools writes there only its own path hook, and ignores
+    what ``build_py`` copies (``_run_build_commands`` fills the wheel's
+    folder, setuptools >= 64)."""
+
+    def _run_build_commands(self, dist_name, unpacked_wheel, build_lib,
+                            tmp_dir):
+        outputs = super()._run_build_commands(dist_name, unpacked_wheel,
+                                              build_lib, tmp_dir)
+        shutil.copyfile(osp.join(ROOT, PTH), osp.join(unpacked_wheel, PTH))
+        return outputs
 
 
 def get_version() -> str:
@@ -81,6 +97,9 @@ DET = ['mmdet>=3.3.0']
 VIDEO = ['mmaction2>=1.2.0']
 ONNX = ['onnx', 'onnxruntime']
 DOCS = ['sphinx>=8.1', 'myst-parser>=4.0', 'furo']
+# `mim train mmpetl CONFIG` and friends (docs/en/get_started.md); openmim
+# brings pandas and openxlab, so it stays out of the tests' requirements.
+MIM = ['openmim']
 # What tools/setup_env.sh installs for the test suite (requirements.txt).
 TESTS = ['pytest', 'pytest-xdist', 'scikit-learn', 'scikit-image', *SEG,
          *DET, *VIDEO, *ONNX]
@@ -114,7 +133,10 @@ if __name__ == '__main__':
         ],
         packages=find_packages(include=['mmpetl', 'mmpetl.*']),
         py_modules=['_mmpetl_bases'],
-        cmdclass={'build_py': BuildPyWithPth},
+        cmdclass={
+            'build_py': BuildPyWithPth,
+            'editable_wheel': EditableWheelWithPth
+        },
         # mmpetl/.mim (MANIFEST.in): configs, tools, model-index.yml.
         include_package_data=True,
         # The pinned torch (tools/setup_env.sh) needs 3.10.
@@ -134,6 +156,7 @@ if __name__ == '__main__':
             'video': VIDEO,
             'onnx': ONNX,
             'docs': DOCS,
+            'mim': MIM,
             'tests': TESTS,
             'all': sorted({*SEG, *DET, *VIDEO, *ONNX}),
         },

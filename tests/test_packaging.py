@@ -123,6 +123,7 @@ def test_wheel_carries_configs_and_tools_and_resolves_mmpetl_bases(
                  'License-File: LICENSE', 'Requires-Python: >=3.10',
                  'Requires-Dist: scikit-learn', 'Provides-Extra: dense',
                  'Provides-Extra: video', 'Provides-Extra: docs',
+                 'Provides-Extra: mim', 'Requires-Dist: openmim; extra == "mim"',
                  'Provides-Extra: tests'):
         assert line in metadata.splitlines(), line
 
@@ -242,9 +243,52 @@ def test_editable_install_links_configs(tmp_path):
     for name in ('configs', 'tools', 'model-index.yml'):
         assert osp.islink(mim / name)
         assert osp.samefile(mim / name, source / name)
-    assert len(list(dist.glob('mmpetl-*.whl'))) == 1
+    editable, = dist.glob('mmpetl-*.whl')
+    # The start-up hook, as the wheel installs it, at the top of
+    # site-packages: stock tools read mmpetl:: bases in the editable
+    # install too (_mmpetl_bases.py is found through setuptools' finder).
+    with zipfile.ZipFile(editable) as files:
+        assert files.read('mmpetl_bases.pth') == (
+            source / 'mmpetl_bases.pth').read_bytes()
     # The checkout on the path, as the tools' scripts put it.
     check_user_model(use_mmpetl_from(source, tmp_path), source)
+
+
+STARTUP_CHECK = """
+import sys, site
+before = set(sys.modules)
+meta_path = len(sys.meta_path)
+site.addsitedir(sys.argv[1])
+# Nothing imported at start-up (but the codec site reads .pth files with),
+# one finder more.
+print(sorted(m for m in set(sys.modules) - before
+             if not m.startswith('encodings.')), len(sys.meta_path) - meta_path)
+# The environment's packages as plain path entries (none of their .pth
+# files run), and mmpetl itself, for the first mmpetl:: path.
+sys.path += [sys.argv[3], sys.argv[2]]
+from mmengine.config import Config
+print(len(sys.meta_path) - meta_path, 'mmpetl' in sys.modules)
+path, scope = Config._get_cfg_path(
+    'mmpetl::quickstart/vit-tiny_digits0-4_pretrain.py', 'my_config.py')
+print(path.endswith('configs/quickstart/vit-tiny_digits0-4_pretrain.py'),
+      scope, 'mmpetl' in sys.modules)
+"""
+
+
+def test_startup_hook_imports_nothing_until_mmengine_config(tmp_path):
+    """The start-up hook of every interpreter of the environment costs no
+    import (tools/benchmarks/startup.py times it): ``mmpetl_bases.pth``
+    imports nothing until mmengine's config module is imported, then
+    leaves ``sys.meta_path``, and the first ``mmpetl::`` path imports
+    mmpetl and resolves to the shipped config."""
+    site = tmp_path / 'site'
+    site.mkdir()
+    for name in ('mmpetl_bases.pth', '_mmpetl_bases.py'):
+        shutil.copyfile(osp.join(ROOT, name), site / name)
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    lines = run([sys.executable, '-S', '-c', STARTUP_CHECK, str(site), ROOT,
+                 sysconfig.get_paths()['purelib']], env=env).stdout.splitlines()
+    assert lines == ['[] 1', '0 False', 'True None True']
 
 
 def test_build_outputs_are_ignored_by_git(tmp_path):

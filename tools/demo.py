@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 import time
@@ -32,28 +33,71 @@ def step(title):
     print(f'\n=== {title}', flush=True)
 
 
-def run(tool, *args, log=None):
+#: A line of the runner's training log: epoch, iteration, iterations per
+#: epoch, and the rest (loss, eta).
+TRAIN_LINE = re.compile(r'Epoch\(train\)\s*\[(\d+)\]\[\s*(\d+)/(\d+)\]')
+ETA = re.compile(r'eta: (\S+)')
+LOSS = re.compile(r'\sloss: ([\d.]+)')
+
+
+def set_demo_threads():
+    """One PyTorch thread and no dataloader workers per process, for the
+    demo and its tools, unless the caller chose otherwise
+    (``MMPETL_NUM_THREADS``, ``OMP_NUM_THREADS``, ``MMPETL_NUM_WORKERS``;
+    :mod:`mmpetl.utils.threads`). The README's figures are measured at that
+    setting: a 4-layer ViT on 32x32 digits gains little from more threads,
+    a shared machine loses much, and the figures then do not depend on the
+    number of cores. Returns a line that says what was chosen."""
+    from mmpetl.utils.threads import set_thread_defaults
+    if not (os.environ.get('MMPETL_NUM_THREADS')
+            or os.environ.get('OMP_NUM_THREADS')):
+        os.environ['MMPETL_NUM_THREADS'] = '1'
+    os.environ.setdefault('MMPETL_NUM_WORKERS', '0')
+    threads = set_thread_defaults()
+    return (f'{threads} PyTorch thread(s) and '
+            f'{os.environ["MMPETL_NUM_WORKERS"]} dataloader worker(s) per '
+            f'process; {os.cpu_count()} CPUs, load average '
+            f'{os.getloadavg()[0]:.1f}')
+
+
+def run(tool, *args, log=None, epochs=None):
     """Run ``tools/<tool>`` of mmpetl in the current directory; its log goes
     to ``log`` (a file) to keep the demo readable, and is shown if it
-    fails."""
+    fails. A training (``epochs`` given) prints its progress about every
+    tenth of the way, with the runner's ETA."""
     command = [sys.executable, osp.join(ROOT, 'tools', tool), *args]
     shown = [osp.relpath(a) if osp.isabs(a) and not osp.relpath(a).startswith(
         '..') else a for a in args]
     print(f'$ python tools/{tool} ' + ' '.join(shown), flush=True)
     start = time.time()
-    with open(log, 'w') as f:
-        result = subprocess.run(command, stdout=f, stderr=subprocess.STDOUT)
-    if result.returncode:
+    shown_tenths = 0
+    with open(log, 'w') as f, subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True) as process:
+        for line in process.stdout:
+            f.write(line)
+            match = TRAIN_LINE.search(line) if epochs else None
+            if match is None:
+                continue
+            epoch, it, per_epoch = map(int, match.groups())
+            done = ((epoch - 1) * per_epoch + it) / (epochs * per_epoch)
+            if int(done * 10) > shown_tenths:
+                shown_tenths = int(done * 10)
+                eta, loss = ETA.search(line), LOSS.search(line)
+                print(f'  epoch {epoch}/{epochs} ({done:.0%})'
+                      + (f', loss {loss.group(1)}' if loss else '')
+                      + (f', eta {eta.group(1)}' if eta else ''), flush=True)
+    if process.returncode:
         print(open(log).read()[-5000:])
-        sys.exit(f'demo: tools/{tool} failed (exit {result.returncode}), '
+        sys.exit(f'demo: tools/{tool} failed (exit {process.returncode}), '
                  f'log: {log}')
     print(f'  done in {time.time() - start:.0f} s (log: {log})', flush=True)
 
 
-def train(config, work_dir):
+def train(config, work_dir, epochs):
     os.makedirs(work_dir, exist_ok=True)
     run('train.py', osp.join(CONFIGS, config), '--work-dir', work_dir,
-        log=osp.join(work_dir, 'train.log'))
+        log=osp.join(work_dir, 'train.log'), epochs=epochs)
 
 
 def test(config, checkpoint, work_dir):
@@ -71,6 +115,8 @@ def main():
     parser.add_argument('--fresh', action='store_true',
                         help='pre-train again even if a checkpoint exists')
     args = parser.parse_args()
+    start = time.time()
+    print(f'demo: {set_demo_threads()}', flush=True)
 
     from mmengine.config import Config
 
@@ -88,7 +134,8 @@ def main():
 
     step('2/5 pre-train a tiny ViT on digits 0-4')
     if args.fresh or not osp.exists(base.pretrained):
-        train('vit-tiny_digits0-4_pretrain.py', f'{WORK}/pretrain')
+        train('vit-tiny_digits0-4_pretrain.py', f'{WORK}/pretrain',
+              base.pretrain_epochs)
     else:
         print(f'  using {base.pretrained} (--fresh to redo)')
 
@@ -97,7 +144,7 @@ def main():
     for method in ('linear-probe', 'repadapter'):
         config = osp.join(CONFIGS, f'vit-tiny_digits5-9_{method}.py')
         work_dir = f'{WORK}/{method}'
-        train(config, work_dir)
+        train(config, work_dir, base.train_cfg.max_epochs)
         checkpoint = f'{work_dir}/epoch_{base.train_cfg.max_epochs}.pth'
         results[method] = dict(
             config=config,
@@ -120,6 +167,9 @@ def main():
 
     step('5/5 parameters, sizes and latency')
     print(report(results))
+    minutes, seconds = divmod(round(time.time() - start), 60)
+    print(f'\ndemo finished in {minutes} min {seconds:02d} s (load average '
+          f'{os.getloadavg()[0]:.1f} at the end)')
 
 
 def report(results):

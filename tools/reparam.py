@@ -10,6 +10,7 @@ import sys
 
 from mmengine.config import DictAction
 
+from mmpetl.apis.config_names import config_arg
 from mmpetl.apis.reparam import reparameterize_checkpoint
 from mmpetl.apis.tool_options import checked_log_file
 from mmpetl.fileio.configs import load_config_file, run_input_files
@@ -23,8 +24,9 @@ from mmpetl.utils.log_utils import log_to_file
 
 def parse_args():
     parser = ToolParser(description='Merge adapters into a stock checkpoint')
-    parser.add_argument('config', type=existing_file,
-                        help='the adapter config')
+    parser.add_argument(
+        'config', type=config_arg,
+        help='the adapter config: a file, pkg::path or a shipped name')
     parser.add_argument('checkpoint', type=existing_file,
                         help='the adapter checkpoint')
     parser.add_argument('out_checkpoint', help='the stock checkpoint to write')

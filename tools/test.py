@@ -11,6 +11,7 @@ from mmengine.config import DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from mmpetl.apis.config_names import config_arg
 from mmpetl.apis.tool_options import (check_checkpoint_matches,
                                       check_out_path, check_run_outputs,
                                       dump_predictions, enable_test_amp,
@@ -30,12 +31,14 @@ from mmpetl.utils.arguments import (ToolParser, existing_file, folder_or_new,
                                     non_negative_float, non_negative_int,
                                     positive_int)
 from mmpetl.utils.compat import cpu_distributed
+from mmpetl.utils.threads import set_thread_defaults
 
 
 def parse_args():
     parser = ToolParser(description='Test a checkpoint')
-    parser.add_argument('config', type=existing_file,
-                        help='test config file path')
+    parser.add_argument(
+        'config', type=config_arg,
+        help='test config file path, pkg::path or the name of a shipped config')
     parser.add_argument('checkpoint', type=existing_file,
                         help='checkpoint file')
     parser.add_argument('--work-dir', type=folder_or_new,
@@ -148,6 +151,7 @@ def main():
     args = parse_args()
     try:
         cfg, checkpoint, inputs = check_inputs(args)
+        set_thread_defaults(cfg, fields=['test_dataloader'])
         check_checkpoint_matches(cfg, checkpoint, args.checkpoint,
                                  inputs=inputs)
         with protected_inputs(inputs), cpu_distributed(cfg, args.launcher):

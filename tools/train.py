@@ -11,6 +11,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import find_latest_checkpoint
 
+from mmpetl.apis.config_names import config_arg
 from mmpetl.apis.tool_options import (check_checkpoint_matches,
                                       check_run_outputs,
                                       set_dataloader_defaults, set_work_dir)
@@ -23,15 +24,17 @@ from mmpetl.fileio.outputs import protected_inputs
 from mmpetl.fileio.safe_load import load_checkpoint_file
 from mmpetl.fileio.switches import check_env_flags
 from mmpetl.utils import InputError
-from mmpetl.utils.arguments import (ToolParser, existing_file, folder_or_new,
+from mmpetl.utils.arguments import (ToolParser, folder_or_new,
                                     non_negative_int)
 from mmpetl.utils.compat import cpu_distributed
+from mmpetl.utils.threads import set_thread_defaults
 
 
 def parse_args():
     parser = ToolParser(description='Train a model')
-    parser.add_argument('config', type=existing_file,
-                        help='train config file path')
+    parser.add_argument(
+        'config', type=config_arg,
+        help='train config file path, pkg::path or the name of a shipped config')
     parser.add_argument('--work-dir', type=folder_or_new,
                         help='the dir to save logs and models')
     parser.add_argument(
@@ -152,6 +155,7 @@ def main():
     args = parse_args()
     try:
         cfg, inputs = check_inputs(args)
+        set_thread_defaults(cfg)
         with protected_inputs(inputs), cpu_distributed(cfg, args.launcher):
             if 'runner_type' not in cfg:
                 runner = Runner.from_cfg(cfg)

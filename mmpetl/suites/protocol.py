@@ -24,10 +24,12 @@ recomputed from the search results, so a resumed protocol picks the same.
 """
 import ast
 import copy
+import datetime
 import itertools
 import json
 import math
 import os.path as osp
+import time
 from argparse import ArgumentTypeError
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -36,6 +38,7 @@ from mmengine.config import Config
 from mmpetl.datasets import check_split_data
 from mmpetl.fileio.outputs import atomic_output
 from mmpetl.suites.task_suite import RESULT_FILE, run_task, write_markdown_csv
+from mmpetl.utils.log_utils import console_warnings_only
 
 #: Short names for ``--search``; any other key is a dotted config path.
 SEARCH_ALIASES = {
@@ -331,26 +334,48 @@ class Protocol:
 
     def _execute(self, run: Run, where: str, task_dir: str,
                  launcher: str) -> dict:
+        """Run (or skip) one run, on one console line: ``run k of N``,
+        the run, the ETA of the suite before it starts (the mean time of
+        the runs trained so far times the runs left), then its result and
+        time. The Runner's own console log goes to its log file
+        (:func:`~mmpetl.utils.log_utils.console_warnings_only`)."""
         label = where if run.work_dir == task_dir else \
             f'{where} / {osp.relpath(run.work_dir, task_dir)}'
+        self.done += 1
+        head = f'run {self.done} of {self.total}, {label}'
         result = finished(run)
         if result is not None:
             if self.is_main:
-                print(f'{label}: done, skipped')
+                print(f'{head}: done, skipped', flush=True)
             return result
-        result = run_task(run.cfg, run.work_dir, launcher,
-                          data_variant=self.variants[run.work_dir],
-                          **run.record)
         if self.is_main:
-            print(f'{label}: top-1 {result["top1"]:.2f} ({run.record["split"]}'
+            left = self.unfinished - len(self.times)
+            eta = (datetime.timedelta(seconds=round(
+                sum(self.times) / len(self.times) * left))
+                   if self.times else '-')
+            print(f'{head} (ETA {eta})', end='', flush=True)
+        start = time.time()
+        with console_warnings_only():
+            result = run_task(run.cfg, run.work_dir, launcher,
+                              data_variant=self.variants[run.work_dir],
+                              **run.record)
+        self.times.append(time.time() - start)
+        if self.is_main:
+            print(f': top-1 {result["top1"]:.2f} ({run.record["split"]}'
                   f'), trainable {result["trainable"]:,} (backbone '
-                  f'{result["trainable_backbone"]:,}) of {result["total"]:,}')
+                  f'{result["trainable_backbone"]:,}) of {result["total"]:,}'
+                  f', {self.times[-1]:.0f} s', flush=True)
         return result
 
     def run(self, launcher: str = 'none') -> Dict[tuple, dict]:
         """Run everything; returns the pick summaries (``picked.json``)
         per ``(method, task)`` that searched."""
         grids = {}
+        self.done, self.times = 0, []
+        self.total = sum(len(searches) + len(self.seeds)
+                         for *_, searches in self.plans.values())
+        # Search runs and final runs without a result, as planned.
+        self.unfinished = len(self.variants)
         for (method, task), (where, task_dir, points, searches) in \
                 self.plans.items():
             picked = {}

@@ -418,6 +418,33 @@ def write_markdown_csv(rows: List[dict], columns: List[str],
     return paths
 
 
+def terminal_table(rows: List[dict], width: int = 100) -> str:
+    """The summary a terminal shows at the end of a suite: per method the
+    mean (of group means where there are groups, ± std over seeds), tasks
+    done, trainable backbone parameters, whether it folds and the cost
+    ratios, as many of those columns as fit in ``width`` characters (the
+    per-task figures are in the Markdown and CSV tables)."""
+    mean = 'mean_of_groups' if any(
+        r.get('mean_of_groups') is not None for r in rows) else 'mean'
+    columns = [('method', 'method'), (mean, HEADERS[mean]),
+               ('tasks_done', 'tasks'),
+               ('trainable_backbone', 'trainable (backbone)'),
+               ('folds', 'folds')] + [
+                   (c, h) for c, h in COST_COLUMNS.items()
+                   if any(c in r for r in rows)]
+    table = [[h for _, h in columns]] + [[
+        'n/a' if c in ('folds', *COST_COLUMNS) and r.get(c) is None else
+        _text(r.get(c), r.get(f'{c}_std')) for c, _ in columns] for r in rows]
+    widths = [max(len(line[i]) for line in table)
+              for i in range(len(columns))]
+    while len(widths) > 2 and sum(widths) + 3 * (len(widths) - 1) > width:
+        widths.pop()
+    lines = [' | '.join(cell.ljust(w) for cell, w in zip(line, widths))
+             for line in table]
+    lines.insert(1, '-+-'.join('-' * w for w in widths))
+    return '\n'.join(line.rstrip() for line in lines)
+
+
 def write_tables(rows: List[dict], tasks: Sequence[str],
                  out_stem: str) -> List[str]:
     """Write ``{out_stem}.md`` (``mean ± std`` where there are several
@@ -436,30 +463,3 @@ def write_tables(rows: List[dict], tasks: Sequence[str],
 
     return write_markdown_csv(rows, _columns(rows, tasks), cell, out_stem,
                               HEADERS)
-
-
-def plot_accuracy_vs_parameters(rows: List[dict], path: str) -> None:
-    """Mean accuracy (mean of group means where there are groups) against
-    trainable backbone parameters, one point per method, with error bars
-    of one standard deviation over seeds where there are several; written
-    atomically."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    figure, axes = plt.subplots(figsize=(5, 4))
-    for row in rows:
-        column = 'mean_of_groups' if 'mean_of_groups' in row else 'mean'
-        accuracy, std = row[column], row.get(f'{column}_std')
-        params = max(row['trainable_backbone'] or 0, 1)
-        axes.errorbar(params, accuracy, yerr=std, fmt='o', capsize=3)
-        axes.annotate(row['method'], (params, accuracy),
-                      textcoords='offset points', xytext=(4, 4))
-    axes.set_xscale('log')
-    axes.set_xlabel('trainable backbone parameters')
-    axes.set_ylabel('top-1 (%)' + (' (mean ± std over seeds)' if any(
-        r.get('seeds', 1) > 1 for r in rows) else ''))
-    axes.grid(True, alpha=0.3)
-    figure.tight_layout()
-    with atomic_output(path) as tmp:
-        figure.savefig(tmp, format=osp.splitext(path)[1][1:] or 'png')
-    plt.close(figure)

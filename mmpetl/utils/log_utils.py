@@ -14,6 +14,8 @@ import itertools
 import logging
 import os
 import os.path as osp
+import re
+import sys
 import tempfile
 from contextlib import ExitStack, contextmanager, redirect_stdout
 from typing import Iterator, Union
@@ -109,6 +111,43 @@ class _DebugLines(io.TextIOBase):
             if line.strip():
                 self.logger.debug(line)
         return len(text)
+
+
+#: A console log line of a warning or worse (colour codes removed).
+_WARNING_LINE = re.compile(r' - (WARNING|ERROR|CRITICAL) - ')
+_COLOUR = re.compile(r'\x1b\[[0-9;]*m')
+
+
+@contextmanager
+def console_warnings_only() -> Iterator[None]:
+    """Show on the console only the warnings and errors of what is written
+    to standard output while the context is active.
+
+    A Runner built inside logs to the console its environment, its whole
+    config and every logged iteration (hundreds of lines per run of a
+    suite); they stay in the Runner's own log file
+    (``{work_dir}/{timestamp}/{timestamp}.log``), and its warnings and
+    errors still show here.
+    """
+    with redirect_stdout(_WarningLines(sys.stdout)):
+        yield
+
+
+class _WarningLines(io.TextIOBase):
+    """A text stream that passes on the lines of warnings and errors."""
+
+    def __init__(self, stream):
+        self.stream, self.partial = stream, ''
+
+    def write(self, text: str) -> int:
+        *lines, self.partial = (self.partial + text).split('\n')
+        for line in lines:
+            if _WARNING_LINE.search(_COLOUR.sub('', line)):
+                self.stream.write(line + '\n')
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 def temporary_log_file(prefix: str) -> str:

@@ -10,10 +10,14 @@ and write one results table.
 Each method/task runs ``{config_dir}/{method}/{prefix}_{method}_{task}.py``
 with MMEngine's Runner, in ``{work_dir}/{method}/{task}``; finished tasks
 (``result.json``) are skipped and interrupted ones resume from their last
-checkpoint. Then ``{work_dir}/results.{md,csv}`` (per task, group means,
+checkpoint; one console line per run (``run k of N``, method, task, ETA,
+result), the Runner's own log (environment, config, iterations) in its
+log file. Then ``{work_dir}/results.{md,csv}`` (per task, group means,
 mean of group means, flat mean, trainable parameters, whether the method
 folds into the stock model) and ``results.png`` (accuracy against
-trainable parameters) are rewritten from every finished task.
+trainable parameters; with ``--costs`` also ``results_costs.png``) are
+rewritten from every finished task, and a summary sized for the terminal
+is printed.
 
 ``--methods all``: every method folder of ``--config-dir`` with a config
 for each task, in :data:`METHODS` order (``configs/fgvc`` and
@@ -48,6 +52,7 @@ real size and prints its trainable parameters.
 import argparse
 import os
 import os.path as osp
+import shutil
 import sys
 from typing import List
 
@@ -56,15 +61,16 @@ from mmengine.config import Config, DictAction
 
 from mmpetl.datasets import (FEWSHOT_SETS, FEWSHOT_SHOTS, FGVC_SETS,
                              VTAB1K_TASKS)
+from mmpetl.benchmarks.plots import plot_accuracy_vs_parameters, plot_costs
 from mmpetl.fileio.configs import load_config_file
 from mmpetl.suites.protocol import (Protocol, parse_search, search_item,
                                    write_search_table)
-from mmpetl.suites.task_suite import (add_costs, count_trainable, load_costs,
+from mmpetl.suites.task_suite import (COST_COLUMNS, add_costs,
+                                      count_trainable, load_costs,
                                       load_results, method_folders,
-                                      plot_accuracy_vs_parameters,
                                       replace_backbone, shrink_for_dry_run,
-                                      summarize, write_standin_data,
-                                      write_tables)
+                                      summarize, terminal_table,
+                                      write_standin_data, write_tables)
 from mmpetl.fileio.switches import check_env_flags
 from mmpetl.utils import InputError
 from mmpetl.utils.arguments import (ToolParser, existing_file, folder_or_new,
@@ -257,11 +263,18 @@ def main():
         stem = osp.join(args.work_dir, 'results')
         paths = write_tables(rows, args.tasks, stem)
         plot_accuracy_vs_parameters(rows, f'{stem}.png')
-        print(open(paths[0]).read())
+        paths.append(f'{stem}.png')
+        if costs is not None:
+            plot_costs({r['method']: r for r in rows},
+                       [(c, h, 1.0) for c, h in COST_COLUMNS.items()],
+                       f'{stem}_costs.png')
+            paths.append(f'{stem}_costs.png')
+        print('\n' + terminal_table(
+            rows, shutil.get_terminal_size().columns))
         if grids:
             paths += write_search_table(
                 grids, osp.join(args.work_dir, 'search'))
-        print(f'wrote {", ".join(paths)}, {stem}.png')
+        print(f'wrote {", ".join(paths)} (every task and column)')
 
 
 if __name__ == '__main__':

@@ -80,7 +80,7 @@ SEG = ['mmsegmentation>=1.2.0', 'ftfy', 'regex']
 DET = ['mmdet>=3.3.0']
 VIDEO = ['mmaction2>=1.2.0']
 ONNX = ['onnx', 'onnxruntime']
-DOCS = ['sphinx>=8.1', 'myst-parser>=4.0', 'furo']
+DOCS = ['sphinx>=8.1', 'myst-parser>=4.0', 'furo', 'sphinx-mathjax-offline']
 # What tools/setup_env.sh installs for the test suite (requirements.txt).
 TESTS = ['pytest', 'pytest-xdist', 'scikit-learn', 'scikit-image', *SEG,
          *DET, *VIDEO, *ONNX]

@@ -124,6 +124,21 @@ def wrapper_class(name: Any) -> type:
     return cls
 
 
+def accepted_arguments(cls: type) -> set:
+    """The keyword arguments ``cls(...)`` takes by name: those of its
+    ``__init__`` and, through ``**kwargs``, of its bases'."""
+    names = set()
+    for klass in cls.__mro__:
+        if '__init__' not in vars(klass):
+            continue
+        parameters = inspect.signature(klass.__init__).parameters.values()
+        names |= {p.name for p in parameters
+                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            break
+    return names
+
+
 def parse_adapter_config(record: Any) -> Tuple[type, Dict[str, Any],
                                                Dict[str, Any]]:
     """Check a record read from a file.
@@ -153,11 +168,9 @@ def parse_adapter_config(record: Any) -> Tuple[type, Dict[str, Any],
     args = record.get('args')
     if not isinstance(args, dict):
         raise AdapterConfigError('the adapter config has no args dict')
-    parameters = inspect.signature(cls.__init__).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD
-                    for p in parameters.values())
+    accepted = accepted_arguments(cls)
     for name in args:
-        if name in _NOT_RECORDED or (name not in parameters and not takes_any):
+        if name in _NOT_RECORDED or name not in accepted:
             raise AdapterConfigError(
                 f'{cls.__name__} takes no argument {name!r}')
     for key in ('sites', ):
@@ -188,7 +201,7 @@ def site_paths(wrapper: nn.Module) -> List[str]:
 
 __all__ = [
     'ADAPTER_CONFIG_KEY', 'ADAPTER_CONFIG_FORMAT', 'AdapterConfigError',
-    'adapter_config', 'as_data', 'find_adapter_configs', 'init_arguments',
+    'accepted_arguments', 'adapter_config', 'as_data', 'find_adapter_configs', 'init_arguments',
     'parse_adapter_config', 'record_adapter_config', 'registered_name',
     'site_paths', 'wrapper_class'
 ]

@@ -44,9 +44,7 @@ from .petl import adapted_sites
 DEFAULT_ADAPTER = 'default'
 
 #: The forward-hook tables of ``nn.Module`` that adapters register into.
-_HOOK_TABLES = ('_forward_pre_hooks', '_forward_hooks',
-                '_forward_pre_hooks_with_kwargs', '_forward_hooks_with_kwargs',
-                '_forward_hooks_always_called')
+_HOOK_TABLES = ('_forward_pre_hooks', '_forward_hooks')
 
 Swap = Tuple[nn.Module, str, nn.Module]
 

@@ -73,7 +73,7 @@ def test_image_folder_config_trains_loads_and_folds(tmp_path):
     # The merged files are a stock model computing the adapter model.
     merged_cfg = Config.fromfile(
         osp.join(cfg.work_dir, 'epoch_1_merged_config.py'))
-    assert merged_cfg.model.backbone.type == 'VisionTransformer'
+    assert merged_cfg.model.backbone.type == TINY_VIT_B16['type']
     stock = MODELS.build(merged_cfg.model).eval()
     merged = torch.load(osp.join(cfg.work_dir, 'epoch_1_merged.pth'),
                         weights_only=True)['state_dict']

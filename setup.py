@@ -96,7 +96,7 @@ SEG = ['mmsegmentation>=1.2.0', 'ftfy', 'regex']
 DET = ['mmdet>=3.3.0']
 VIDEO = ['mmaction2>=1.2.0']
 ONNX = ['onnx', 'onnxruntime']
-DOCS = ['sphinx>=8.1', 'myst-parser>=4.0', 'furo']
+DOCS = ['sphinx>=8.1', 'myst-parser>=4.0', 'furo', 'sphinx-mathjax-offline']
 # `mim train mmpetl CONFIG` and friends (docs/en/get_started.md); openmim
 # brings pandas and openxlab, so it stays out of the tests' requirements.
 MIM = ['openmim']

@@ -1,11 +1,14 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
-"""Write docs/en/api.md, the API reference, from the package tree.
+"""Write docs/en/api/, the API reference (one page per module and an
+index by package), from the package tree.
 
 Run ``python docs/gen_api.py`` after adding or moving a module of
-``mmpetl`` (``tests/test_docs.py`` checks that the page covers every public
-module). Each module gets an ``automodule`` under the group of its
+``mmpetl`` (``tests/test_docs.py`` checks that the pages cover every public
+module). Each module gets a page ``docs/en/api/<module>.md`` holding its
+``automodule``, listed in ``docs/en/api/index.md`` under the group of its
 subpackage; autodoc fills in the docstrings when Sphinx builds.
 """
+import os
 import os.path as osp
 import pkgutil
 import sys
@@ -57,32 +60,38 @@ def group_of(name):
 
 
 def main():
+    api = osp.join(ROOT, 'docs', 'en', 'api')
+    os.makedirs(api, exist_ok=True)
+    for old in os.listdir(api):
+        if old.endswith('.md'):
+            os.remove(osp.join(api, old))
     out = ['# API reference', '',
-           'Generated from the docstrings of the installed package. Each '
-           'object is',
-           'documented in the module that defines it; the packages re-export '
-           'the',
-           'public names (`from mmpetl import RepAdapterBackbone`,',
-           '`from mmpetl.models import AdapterBackbone`).', '',
+           'Generated from the docstrings of the installed package, one page '
+           'per module.', 'Each object is documented in the module that '
+           'defines it; the packages re-export', 'the public names (`from '
+           'mmpetl import RepAdapterBackbone`,', '`from mmpetl.models import '
+           'AdapterBackbone`).', '',
            'Outside the package: `configs/` (one folder per task, each '
            'method\'s', '`_base_` and per-task files), `tools/` (train, test, '
            'reparam, demo;', '`suites/`, `benchmarks/`, `deployment/`, '
-           '`model_converters/`; see [tools](tools.md))', 'and `tests/` (with '
-           'the shared fixtures in `tests/support/`).', '']
+           '`model_converters/`; see [tools](../tools.md))', 'and `tests/` '
+           '(with the shared fixtures in `tests/support/`).', '']
     by_group = {}
     for name in modules():
         by_group.setdefault(group_of(name), []).append(name)
+        with open(osp.join(api, f'{name}.md'), 'w',
+                  encoding='utf-8') as f:
+            f.write('\n'.join([f'# `{name}`', '', '```{eval-rst}',
+                               f'.. automodule:: {name}', '```', '']))
     for group in GROUPS:
         if group not in by_group:
             continue
         out += [f'## {group[1]}', '']
         if group[2]:
             out += [group[2], '']
-        for name in by_group[group]:
-            out += [f'### `{name}`', '', '```{eval-rst}',
-                    f'.. automodule:: {name}', '```', '']
-    with open(osp.join(ROOT, 'docs', 'en', 'api.md'), 'w',
-              encoding='utf-8') as f:
+        out += ['```{toctree}', ':maxdepth: 1', '',
+                *by_group[group], '```', '']
+    with open(osp.join(api, 'index.md'), 'w', encoding='utf-8') as f:
         f.write('\n'.join(out).rstrip('\n') + '\n')
     print(len(modules()), 'modules')
 

@@ -23,6 +23,7 @@ register_file_backend()
 read_checkpoint_configs_as_data()
 
 # The wrappers register themselves in the ``mmpetl`` scope as they load.
+from .apis.adapter_file import load_adapter  # noqa: E402
 from .apis.reparam import reparameterize_checkpoint  # noqa: E402
 from .apis.serving import AdapterSwitcher  # noqa: E402
 from .models import (AdapterBackbone, AdaptFormerBackbone,  # noqa: E402
@@ -42,5 +43,5 @@ __all__ = [
     'PfeifferAdapterBackbone', 'ConvpassBackbone', 'VPTBackbone',
     'MonaBackbone', 'merge_adapters', 'merge_blockers',
     'reparameterize_checkpoint', 'count_parameters',
-    'print_trainable_parameters', 'AdapterSwitcher'
+    'print_trainable_parameters', 'AdapterSwitcher', 'load_adapter'
 ]

@@ -24,6 +24,8 @@ extensions = [
     'sphinx.ext.autodoc',
     'sphinx.ext.napoleon',
     'sphinx.ext.mathjax',
+    # MathJax served from the built site (no CDN: formulas render offline).
+    'sphinx-mathjax-offline',
 ]
 source_suffix = {'.md': 'markdown'}
 root_doc = 'index'
@@ -157,4 +159,8 @@ def setup(app):
 
 html_theme = 'furo'
 html_title = f'mmpetl {release}'
-html_static_path = []
+# Wide tables scroll sideways; tables in a `sortable` container sort by a
+# clicked column.
+html_static_path = ['_static']
+html_css_files = ['mmpetl.css']
+html_js_files = ['sortable.js']

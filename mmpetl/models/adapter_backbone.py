@@ -1,6 +1,7 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 from typing import Any, Dict, List, Optional, Tuple, Union
 
+import torch
 from mmengine.config import ConfigDict
 from mmengine.logging import print_log
 from mmengine.model import BaseModule

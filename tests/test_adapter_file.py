@@ -9,7 +9,7 @@ from mmengine.config import ConfigDict
 
 import mmpetl
 from mmpetl.benchmarks.methods import METHODS
-from mmpetl.fileio.checkpoint_io import CheckpointError
+from mmpetl.fileio.errors import CheckpointError
 from mmpetl.models.adapter_config import ADAPTER_CONFIG_KEY
 from mmpetl.registry import MODELS
 from tests.support.helpers import (TINY_SEG_SWIN, TINY_SWIN, TINY_VIT,

@@ -29,9 +29,9 @@ from typing import Dict, Optional, Union
 
 from torch import nn
 
-from ..fileio.checkpoint_io import (CheckpointError, load_checkpoint_file,
-                                    load_matching_state_dict,
-                                    model_state_dict)
+from ..fileio.errors import CheckpointError
+from ..fileio.safe_load import load_checkpoint_file
+from ..fileio.state_dicts import load_matching_state_dict, model_state_dict
 from ..fileio.fingerprint import BackboneFingerprint, check_fingerprint
 from ..models import FrozenBackbone
 from ..models.adapter_config import (AdapterConfigError, as_data,

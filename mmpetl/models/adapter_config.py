@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from torch import nn
 
 from mmpetl.registry import MODELS
-from mmpetl.fileio.checkpoint_io import CheckpointError
+from mmpetl.fileio.errors import CheckpointError
 from mmpetl.version import __version__
 
 #: Key of the wrapper's settings in its state-dict metadata.

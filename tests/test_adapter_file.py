@@ -14,7 +14,8 @@ from mmpetl.models.adapter_config import ADAPTER_CONFIG_KEY
 from mmpetl.registry import MODELS
 from tests.support.helpers import (TINY_SEG_SWIN, TINY_SWIN, TINY_VIT,
                                    pretrained_cfg)
-from tests.support.rows import perturb, stock
+from tests.support.helpers import randomize_trainable
+from tests.support.rows import stock
 
 #: Method -> (tiny backbone, input shape); Mona adapts the Swin families,
 #: E3VA (not in the table: dense prediction only) mmseg's and mmdet's Swin.
@@ -46,7 +47,7 @@ def test_adapter_file_disable_unload_named(method, tmp_path):
     backbone_cfg, shape = CASES[method]
     stock_cfg = pretrained_cfg(backbone_cfg, tmp_path / 'pretrained.pth',
                                perturb=0.05)
-    trained = perturb(MODELS.build(ConfigDict(
+    trained = randomize_trainable(MODELS.build(ConfigDict(
         WRAPPERS[method], backbone=copy.deepcopy(stock_cfg)))).eval()
     x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
     out = outputs(trained, x)
@@ -74,7 +75,7 @@ def test_adapter_file_disable_unload_named(method, tmp_path):
     # Two named adapters, each its own output.
     loaded.add_adapter('other')
     loaded.set_adapter('other')
-    perturb(loaded, seed=1)
+    randomize_trainable(loaded, seed=1)
     other = outputs(loaded, x)
     assert_differs(other, out)
     loaded.set_adapter('default')
@@ -109,7 +110,7 @@ def test_load_adapter_through_a_config_and_as_a_named_set(tmp_path):
 
     files = []
     for seed in (0, 1):
-        model = perturb(classifier(dict(
+        model = randomize_trainable(classifier(dict(
             type='mmpetl.LoRABackbone', rank=2, sites=['qkv'],
             backbone=copy.deepcopy(stock_cfg))), seed=seed).eval()
         files.append(str(tmp_path / f'task{seed}.pth'))

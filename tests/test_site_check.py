@@ -108,3 +108,28 @@ def test_the_check_keeps_the_batch():
     finally:
         SparseHelper._cur_active = previous
     assert model.trainable_checked
+
+
+def test_a_site_that_never_runs_is_told_a_fix_for_its_form():
+    # VideoMAE with return_feat_map=True never runs fc_norm: SSF (output
+    # form) is told to leave the kind out or name modules, not to add a
+    # bias sink (the input form's fix).
+    from tests.support.video import TINY_VIDEO_VIT
+    videomae = dict(TINY_VIDEO_VIT, return_feat_map=True)
+    model = build(dict(type='mmpetl.SSFBackbone'), videomae)
+    with pytest.raises(AttachSiteError) as error:
+        first_step(model, 3, 4, 32, 32)
+    message = str(error.value)
+    assert 'fc_norm' in message and "['norm']" in message
+    assert 'bias_sink' not in message
+    # The fix it names works.
+    model = build(dict(type='mmpetl.SSFBackbone'), videomae,
+                  targets=dict(norm=r'blocks\.\d+\.norm\d'))
+    first_step(model, 3, 4, 32, 32)
+    assert model.trainable_checked
+
+
+def test_mona_honours_sites():
+    with pytest.raises(ValueError, match=r"kind 'block' .*not 'mlp'"):
+        build(dict(type='mmpetl.MonaBackbone', bottleneck=4), TINY_SWIN,
+              sites=('mlp', ))

@@ -199,6 +199,7 @@ class AdapterBackbone(FrozenBackbone):
             owner=type(self).__name__,
             form=self.site_form,
             mode_module=self,
+            kinds={site.path: site.kind for site in self.attach_sites},
             **kwargs)
         self.sites_checked = True
         return errors

@@ -158,6 +158,7 @@ def check_sites(backbone: nn.Module,
                 owner: str = 'adapter wrapper',
                 form: str = 'input',
                 mode_module: Optional[nn.Module] = None,
+                kinds: Optional[Dict[str, str]] = None,
                 **kwargs) -> Dict[str, float]:
     """Prove that every adapter in ``backbone`` runs on ``backbone(*args,
     **kwargs)`` and that every mergeable one folds exactly.
@@ -173,6 +174,8 @@ def check_sites(backbone: nn.Module,
             sets the modes (the wrapper, which re-applies what stays
             frozen: a backbone's own ``train()`` may freeze stages).
             Defaults to ``backbone``.
+        kinds (dict, optional): ``{site path: site kind}``, for the fix the
+            message gives.
 
     Returns:
         dict: ``{site path: fold error}`` of the mergeable sites.
@@ -187,12 +190,13 @@ def check_sites(backbone: nn.Module,
                       if t.is_cuda})
     with torch.random.fork_rng(devices=devices), torch.no_grad():
         return _check_sites(backbone, args, kwargs, tolerance, owner, form,
-                            mode_module or backbone)
+                            mode_module or backbone, kinds or {})
 
 
 def _check_sites(backbone: nn.Module, args: tuple, kwargs: dict,
                  tolerance: float, owner: str, form: str,
-                 mode_module: nn.Module) -> Dict[str, float]:
+                 mode_module: nn.Module,
+                 kinds_of: Dict[str, str]) -> Dict[str, float]:
     sites = adapted_sites(backbone)
     ran, errors = _run_and_fold(backbone, sites, args, kwargs, mode_module)
     silent = [path for path in sites if path not in ran]
@@ -205,11 +209,13 @@ def _check_sites(backbone: nn.Module, args: tuple, kwargs: dict,
             "attn=dict(module=r'...attn', linear='qkv', bias_sink=('q_bias',"
             " None, 'v_bias')))")
     if silent:
+        kinds = sorted({kinds_of.get(p, 'kind') for p in silent})
         raise AttachSiteError(
             f'{owner}: {len(silent)} of {len(sites)} adapters never run in '
             f'the forward: {_some(silent)}. The backbone does not call '
-            'their module with these options: leave their kind out with '
-            'sites=, or name modules it runs with targets=dict(kind=regex)')
+            f'their module with these options: leave site kind(s) {kinds} '
+            'out with sites=, or name the modules it runs with '
+            f'targets=dict({kinds[0]}=regex)')
     wrong = [path for path, error in errors.items() if not error <= tolerance]
     if wrong:
         raise AttachSiteError(

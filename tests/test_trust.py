@@ -1014,6 +1014,7 @@ def craft(trained, path, edit):
     ('meta', "default_scope = 'os'\nmodel = dict(type='system')\n"),
     ('meta', "custom_imports = dict(imports=['os'])\n"
      "model = dict(type='EncoderDecoder')\n"),
+    ('resume', "import os\nos.system('touch {marker}')\n"),
 ])
 def test_checkpoint_configs_name_only_registered_types(tmp_path, where,
                                                        text):
@@ -1026,12 +1027,19 @@ def test_checkpoint_configs_name_only_registered_types(tmp_path, where,
     checkpoint = dict(state_dict=dict(w=torch.ones(1)))
     if where == 'meta':
         checkpoint['meta'] = dict(cfg=cfg)
-    else:
+    elif where == 'message_hub':
         checkpoint['message_hub'] = dict(runtime_info=dict(cfg=cfg))
+    else:  # mmcv's key, which Runner.resume reads with Config.fromstring
+        checkpoint['meta'] = dict(config=cfg, epoch=1, iter=1)
     path = tmp_path / 'evil.pth'
     torch.save(checkpoint, path)
-    with pytest.raises(UnsafeCheckpointError, match='could run code') as e:
-        MMSegInferencer(model=None, weights=str(path))
+    with pytest.raises(CheckpointError, match='could run code|not data') \
+            as e:
+        if where == 'resume':
+            loaded = _load_checkpoint(str(path))
+            Config.fromstring(loaded['meta']['config'], file_format='.py')
+        else:
+            MMSegInferencer(model=None, weights=str(path))
     assert '\n' not in str(e.value)
     assert not marker.exists()
 

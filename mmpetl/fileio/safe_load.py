@@ -311,12 +311,19 @@ _CARRIED_CONFIGS: Dict[str, str] = {}
 _CARRIED_LIMIT = 16
 
 
+#: Keys under which checkpoints carry config texts: ``cfg`` (mmengine's
+#: ``meta`` and message hub, read by the inferencers), ``config`` (mmcv's
+#: ``meta``, read by ``Runner.resume``).
+CONFIG_KEYS = ('cfg', 'config')
+
+
 def _config_texts(obj: Any, depth: int = 0) -> Iterator[str]:
-    """Every ``cfg`` string in the dicts of ``obj`` outside tensors."""
+    """Every config string (:data:`CONFIG_KEYS`) in the dicts of ``obj``
+    outside the state dict."""
     if depth > 4 or not isinstance(obj, dict):
         return
     for key, value in obj.items():
-        if key == 'cfg' and isinstance(value, str):
+        if key in CONFIG_KEYS and isinstance(value, str):
             yield value
         elif isinstance(value, dict) and key != 'state_dict':
             yield from _config_texts(value, depth + 1)
@@ -334,7 +341,7 @@ def _record_configs(checkpoint: Any, source: str) -> Any:
 def carried_configs() -> Dict[str, str]:
     """``{config text: checkpoint}`` for the config texts of the checkpoints
     loaded last (``meta['cfg']``, ``message_hub['runtime_info']['cfg']``,
-    any ``cfg`` string in their metadata)."""
+    ``meta['config']``, any such string in their metadata)."""
     return dict(_CARRIED_CONFIGS)
 
 

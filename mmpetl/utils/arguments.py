@@ -109,7 +109,7 @@ def existing_file(text: str) -> str:
     """A file that exists."""
     if not osp.isfile(text):
         raise ArgumentTypeError(
-            f'{text} is a folder, not a file' if osp.isdir(text) else
+            f'{text} is a directory, not a file' if osp.isdir(text) else
             f'{text} does not exist')
     return text
 

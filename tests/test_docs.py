@@ -86,7 +86,7 @@ def test_built_pages_load_nothing_from_the_network(built_docs):
 PROBE = """<script>
 window.addEventListener('load', function () {
   setTimeout(function () {
-    var wrapper = document.querySelector('.wide-table');
+    var wrapper = document.querySelector('.wide-table .table-wrapper');
     var style = wrapper && getComputedStyle(wrapper);
     document.body.setAttribute('data-probe', JSON.stringify({
       math: document.querySelectorAll('mjx-container').length,

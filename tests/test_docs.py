@@ -83,10 +83,10 @@ def test_built_pages_load_nothing_from_the_network(built_docs):
 #: Appended to a copy of a built page: once the page's scripts ran, records
 #: on <body> what a reader sees (MathJax's rendered formulas, the first wide
 #: table's scrolling) for ``--dump-dom`` to show.
-PROBE = """<script>
+PROBE = r"""<script>
 window.addEventListener('load', function () {
   setTimeout(function () {
-    var wrapper = document.querySelector('.wide-table');
+    var wrapper = document.querySelector('.wide-table .table-wrapper');
     var style = wrapper && getComputedStyle(wrapper);
     document.body.setAttribute('data-probe', JSON.stringify({
       math: document.querySelectorAll('mjx-container').length,

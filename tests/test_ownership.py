@@ -164,15 +164,25 @@ def test_pretrained_keys_that_do_not_match_stop_the_build(tmp_path):
             _build(cfg, method=method)
 
 
-def test_dense_swin_new_output_norms_are_accepted(tmp_path):
+def test_dense_swin_new_output_norms_train(tmp_path):
     # A classification checkpoint lacks the dense Swin's per-stage output
-    # norms: they start as ones and zeros, the same for every seed.
+    # norms: new layers, which train like the head.
     cfg = pretrained_cfg(TINY_SEG_SWIN, tmp_path / 's.pth')
     state = torch.load(tmp_path / 's.pth')
-    state['state_dict'] = {k: v for k, v in state['state_dict'].items()
-                           if '.norm0.' not in k and '.norm1.' not in k}
+    state['state_dict'] = {
+        k: v for k, v in state['state_dict'].items()
+        if not k.startswith(('backbone.norm0.', 'backbone.norm1.'))}
     torch.save(state, tmp_path / 's.pth')
-    _build(cfg)
+    model = _build(cfg)
+    assert sorted(model.trained_new_layers()) == [
+        'norm0.bias', 'norm0.weight', 'norm1.bias', 'norm1.weight']
+    assert model.backbone.norm1.weight.requires_grad
+    # A block's norm1 is no new layer: missing, it stops the build.
+    state['state_dict'].pop('backbone.stages.0.blocks.0.norm1.weight')
+    torch.save(state, tmp_path / 's.pth')
+    with pytest.raises(PretrainedLoadError,
+                       match=r'stages\.0\.blocks\.0\.norm1\.weight stay'):
+        _build(cfg)
 
 
 def test_e3va_refuses_to_merge(seg_swin_cfg, tmp_path):

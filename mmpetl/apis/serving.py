@@ -109,7 +109,7 @@ def _shared_child(model: nn.Module) -> str:
 def _task_sites(model: nn.Module) -> Dict[str, nn.Module]:
     """Stock path -> module of everything a task changes in the backbone:
     its adapted sites, and the modules that own its selected stock
-    parameters (BitFit, LN-tuning)."""
+    parameters (BitFit, LN-tuning) and its trained new layers."""
     sites = OrderedDict((_stock_path(model, path), module)
                         for path, module in model.named_modules()
                         if isinstance(module, AdaptedSite))
@@ -117,7 +117,8 @@ def _task_sites(model: nn.Module) -> Dict[str, nn.Module]:
         if not isinstance(wrapper, FrozenBackbone):
             continue
         head = f'{prefix}.backbone' if prefix else 'backbone'
-        for name in wrapper.selected_parameters():
+        for name in {**wrapper.selected_parameters(),
+                     **wrapper.trained_new_layers()}:
             owner = name.rpartition('.')[0]
             path = f'{head}.{owner}' if owner else head
             sites[_stock_path(model, path)] = model.get_submodule(path)

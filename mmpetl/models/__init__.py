@@ -16,7 +16,7 @@ from .parameter_count import (count_parameters, print_trainable_parameters,
                               trainable_summary)
 from .petl import (AdaptedSite, MergedFold, PETLModule, PreparedFold,
                    adapted_sites)
-from .pretrained_check import PretrainedLoadError, check_pretrained_loaded
+from .pretrained_check import PretrainedLoadError, init_pretrained
 from .site_check import AttachSiteError, check_sites
 from .weight_delta import DeltaLinear, WeightDelta
 
@@ -27,7 +27,7 @@ __all__ = [
     'fold_adapter', 'FoldTarget', 'OutputAffineSite', 'ScaleShift',
     'WeightDelta', 'DeltaLinear', 'NonFoldableSite', 'ParallelSite',
     'StreamParallelSite', 'SequentialSite', 'AffineStandIn', 'AttachSiteError',
-    'check_sites', 'PretrainedLoadError', 'check_pretrained_loaded',
+    'check_sites', 'PretrainedLoadError', 'init_pretrained',
     'FrozenBackbone', 'AdapterBackbone', 'ATTACH_SITES', 'SITE_FORMS',
     'AttachSite', 'SiteSpec', 'find_attach_sites', 'BackboneArg',
     'count_parameters', 'print_trainable_parameters', 'trainable_summary',

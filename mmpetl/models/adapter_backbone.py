@@ -17,7 +17,8 @@ from .adapter_config import (adapter_config, init_arguments,
                              record_adapter_config)
 from .attach_sites import AttachSite
 from .petl import AdaptedSite, PETLModule, adapted_sites
-from .pretrained_check import PretrainedLoadError, check_pretrained_loaded
+from .pretrained_check import (PretrainedLoadError, check_built,
+                               init_pretrained)
 from .site_check import check_trainable_reached, first_forward_pre_hook
 
 __all__ = ['FrozenBackbone', 'AttachSite', 'BackboneArg']
@@ -109,6 +110,7 @@ class FrozenBackbone(BaseModule):
                  save_frozen: bool = False,
                  init_cfg: Optional[dict] = None,
                  settings: Optional[Dict[str, Any]] = None):
+        _refuse_pretrained_init_cfg(type(self).__name__, init_cfg)
         super().__init__(init_cfg)
         if not isinstance(backbone, (nn.Module, dict)):
             raise TypeError(
@@ -155,10 +157,10 @@ class FrozenBackbone(BaseModule):
         # init_cfg by attribute.
         self.backbone = MODELS.build(ConfigDict(cfg))
         self._pretrained_file = pretrained_file(cfg)
+        self.new_layers: Dict[str, nn.Parameter] = {}
         if hasattr(self.backbone, 'init_weights'):
-            self.backbone.init_weights()
-            check_pretrained_loaded(self.backbone, self._pretrained_file,
-                                    _init_prefix(cfg))
+            self.new_layers = init_pretrained(
+                self.backbone, self._pretrained_file, type(self).__name__)
 
     def _take_built(self, backbone: nn.Module) -> None:
         """Take a built backbone with its weights (see the class
@@ -178,8 +180,8 @@ class FrozenBackbone(BaseModule):
                 'init_cfg but was not initialised: call its init_weights() '
                 'before wrapping it (or set its init_cfg to None if it holds '
                 'weights loaded otherwise)')
-        check_pretrained_loaded(backbone, self._pretrained_file,
-                                _init_prefix(init_cfg))
+        self.new_layers = {} if self._pretrained_file is None else \
+            check_built(backbone, self._pretrained_file, type(self).__name__)
         if isinstance(backbone, BaseModule):
             # Its weights are final: a later init_weights() skips it.
             backbone._is_init = True
@@ -249,6 +251,14 @@ class FrozenBackbone(BaseModule):
         here."""
         return {}
 
+    def trained_new_layers(self) -> Dict[str, nn.Parameter]:
+        """Layers the toolbox adds that the pre-trained file has no values
+        for (:data:`~mmpetl.models.pretrained_check.NEW_LAYERS`), by name
+        inside the backbone: they train like the head. None where the
+        backbone runs without autograd (they keep their init)."""
+        return dict(self.new_layers) if self.backprop_through_backbone \
+            else {}
+
     def trainable_prefixes(self) -> Tuple[str, ...]:
         """Backbone-relative paths (ending in ``.``) of the trainable
         modules."""
@@ -264,6 +274,8 @@ class FrozenBackbone(BaseModule):
             if self.is_trainable_module(module):
                 module.requires_grad_(True)
         for param in self.selected_parameters().values():
+            param.requires_grad_(True)
+        for param in self.trained_new_layers().values():
             param.requires_grad_(True)
 
     def train(self, mode: bool = True) -> 'FrozenBackbone':
@@ -314,7 +326,7 @@ class FrozenBackbone(BaseModule):
     def frozen_state_keys(self) -> List[str]:
         """State-dict keys (relative to this module) of the frozen part."""
         trainable = self.trainable_prefixes()
-        selected = set(self.selected_parameters())
+        selected = {*self.selected_parameters(), *self.trained_new_layers()}
         return [
             f'backbone.{key}' for key in self.backbone.state_dict()
             if not key.startswith(trainable) and key not in selected
@@ -428,10 +440,15 @@ class FrozenBackbone(BaseModule):
         return adapter_control.adapter_names(self)
 
 
-def _init_prefix(backbone_cfg: dict) -> Optional[str]:
-    """The ``prefix`` of a Pretrained ``init_cfg``, if any."""
-    init_cfgs = backbone_cfg.get('init_cfg') or []
-    for init_cfg in init_cfgs if isinstance(init_cfgs, list) else [init_cfgs]:
-        if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
-            return init_cfg.get('prefix')
-    return None
+def _refuse_pretrained_init_cfg(owner: str, init_cfg: Any) -> None:
+    """A ``Pretrained`` init_cfg on the wrapper would load after the build,
+    into nothing the check sees: refuse it."""
+    init_cfgs = init_cfg if isinstance(init_cfg, list) else [init_cfg]
+    if any(isinstance(c, dict) and c.get('type') == 'Pretrained'
+           for c in init_cfgs):
+        raise PretrainedLoadError(
+            f"{owner}: init_cfg=dict(type='Pretrained') on the wrapper is "
+            'not applied to the backbone: put it in the stock backbone\'s '
+            "config, backbone=dict(..., init_cfg=dict(type='Pretrained', "
+            'checkpoint=..., prefix=...))')
+

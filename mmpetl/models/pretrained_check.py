@@ -1,23 +1,38 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
-"""Proof that the pre-trained file filled the frozen backbone.
+"""Proof, by value, that the pre-trained file filled the frozen backbone.
 
-MMEngine's ``PretrainedInit`` loads with ``strict=False`` and logs the keys
-it could not place as one warning: a file whose keys do not match (an
-``init_cfg`` without ``prefix='backbone.'`` for a whole-model checkpoint)
-leaves the backbone at its random init, which a PETL wrapper then freezes
-and trains adapters on. :func:`check_pretrained_loaded` stops that at build
-time.
+Every toolbox loads pre-trained weights its own way: mmengine's
+``PretrainedInit`` (with a ``prefix``), mmseg's and mmdet's Swin and
+mmseg's ViT through their own ``init_weights`` (mmdet's converting official
+files with ``convert_weights=True``, which renames keys and re-orders the
+patch-merging channels), mmaction2's Video Swin inflating 2D files. All of
+them end in ``torch.nn.Module._load_from_state_dict`` of each module, and
+all of them load with ``strict=False``: keys that do not match, a
+``prefix`` the loader ignores, a file of another arch whose tensors have
+other shapes all leave the backbone at its random init with at most a
+warning, and a PETL wrapper would then freeze it.
 
-A backbone parameter counts as filled when the file holds a tensor of its
-name (after the ``prefix``), or one with its values (backbones that rename
-keys while loading: mmseg's and mmdet's Swin convert official checkpoints).
-A parameter with one value throughout (a new norm's ones and zeros, a zero
-token) does not depend on the seed, and is accepted too; any other is an
-error: one line naming the file, how many parameters it filled, and the
-likely fix.
+:func:`init_pretrained` therefore runs the backbone's ``init_weights()``
+while it *observes the load*: it wraps ``_load_from_state_dict`` of every
+module of the backbone, and records, for each tensor of the module, the
+tensor the loader offered under its key (after the toolbox's conversion and
+the module's own load pre-hooks, e.g. position-embedding resizing), or that
+the loader skipped it for its shape. After ``init_weights()`` every
+parameter must hold exactly the value it was given (nothing re-initialised
+it afterwards). Anything else stops the build with one line naming the
+first tensors, the file and what to do.
+
+*New layers*: some toolboxes add layers that no published file has
+(:data:`NEW_LAYERS`: the per-output norms ``norm0..3`` of mmseg's and
+mmdet's Swin, mmaction2's VideoMAE ``fc_norm``, ...). Left unfilled, they
+are returned as new layers, which the wrappers train like the head (a
+wrapper whose backbone runs without autograd, E3VA, keeps them at their
+init) and report in the trainable-parameter line. Filled by the file, they
+are frozen like the rest.
 """
-import hashlib
-from typing import Dict, Iterable, List, Optional
+import re
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 from mmengine.runner.checkpoint import _load_checkpoint
@@ -27,30 +42,169 @@ from mmpetl.fileio.errors import CheckpointError
 
 
 class PretrainedLoadError(CheckpointError):
-    """The pre-trained file left parameters of the backbone at random
-    init."""
+    """The pre-trained file left tensors of the backbone at random init, or
+    the loader skipped tensors of another shape."""
 
 
-def _content_digest(tensor: Tensor) -> str:
-    tensor = tensor.detach().cpu().float().contiguous()
-    digest = hashlib.sha1(str(tuple(tensor.shape)).encode())
-    digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()
+#: ``'<package>.<ClassName>'`` -> regex (full match) of the parameter names
+#: of layers the toolbox adds that no published checkpoint has. Subclasses
+#: are found through their MRO.
+NEW_LAYERS: Dict[str, str] = {
+    # One norm per output (the official file's last `norm` is not used).
+    'mmdet.SwinTransformer': r'norm\d+\.(?:weight|bias)',
+    'mmseg.SwinTransformer': r'norm\d+\.(?:weight|bias)',
+    # The model zoo files hold norm3 (the official `norm`) only.
+    'mmpretrain.SwinTransformer': r'norm\d+\.(?:weight|bias)',
+    'mmpretrain.SwinTransformerV2': r'norm\d+\.(?:weight|bias)',
+    'mmpretrain.ConvNeXt': r'norm\d+\.(?:weight|bias)',
+    'mmaction.SwinTransformer3D': r'norm\d*\.(?:weight|bias)',
+    # out_type='avg_featmap': a final norm of the pooled tokens.
+    'mmpretrain.VisionTransformer': r'ln2\.(?:weight|bias)',
+    # VideoMAE's mean pooling: a fresh fc_norm (its fine-tuning adds it).
+    'mmaction.VisionTransformer': r'fc_norm\.(?:weight|bias)',
+}
+
+#: How many tensor names one error line shows.
+_SHOWN = 3
 
 
-def _is_constant(tensor: Tensor) -> bool:
-    return tensor.numel() == 0 or bool((tensor == tensor.flatten()[0]).all())
+def _class_keys(module: nn.Module) -> List[str]:
+    """``'<package>.<ClassName>'`` of ``module``'s class and its bases."""
+    return [
+        f"{cls.__module__.split('.')[0]}.{cls.__name__}"
+        for cls in type(module).__mro__
+    ]
 
 
-def _prefix_hint(file_keys: Iterable[str], names: List[str]) -> str:
-    """The ``prefix`` that would make ``file_keys`` name ``names``."""
+def new_layer_pattern(backbone: nn.Module) -> Optional[str]:
+    """The :data:`NEW_LAYERS` regex of ``backbone``'s class, if any."""
+    for key in _class_keys(backbone):
+        if key in NEW_LAYERS:
+            return NEW_LAYERS[key]
+    return None
+
+
+class LoadRecord:
+    """What a load offered each tensor of a module tree.
+
+    Attributes:
+        offered (dict[str, Tensor]): Tensor name (relative to the observed
+            module) -> the tensor the loader offered under its key, shape
+            matching (what ``_load_from_state_dict`` copies).
+        skipped (dict[str, tuple]): Tensor name -> ``(file shape, model
+            shape)`` of the tensors the loader skipped for their shape.
+    """
+
+    def __init__(self):
+        self.offered: Dict[str, Tensor] = {}
+        self.skipped: Dict[str, Tuple[tuple, tuple]] = {}
+
+
+@contextmanager
+def observe_load(root: nn.Module) -> Iterator[LoadRecord]:
+    """Record, while inside, what every ``_load_from_state_dict`` call of a
+    module of ``root`` is offered (see :class:`LoadRecord`)."""
+    record = LoadRecord()
+    modules = list(root.named_modules())
+
+    def wrap(path: str, module: nn.Module):
+        load = module._load_from_state_dict  # bound: the class's own
+
+        def observed(state_dict, prefix, local_metadata, strict,
+                     missing_keys, unexpected_keys, error_msgs):
+            # Load pre-hooks run inside: read the state dict afterwards.
+            load(state_dict, prefix, local_metadata, strict, missing_keys,
+                 unexpected_keys, error_msgs)
+            own = [*module._parameters.items(), *(
+                (n, b) for n, b in module._buffers.items()
+                if n not in module._non_persistent_buffers_set)]
+            for name, tensor in own:
+                key = prefix + name
+                if tensor is None or key not in state_dict:
+                    continue
+                offered = state_dict[key]
+                full = f'{path}.{name}' if path else name
+                if not isinstance(offered, Tensor):
+                    continue
+                if offered.shape == tensor.shape:
+                    record.offered[full] = offered
+                    record.skipped.pop(full, None)
+                else:
+                    record.skipped[full] = (tuple(offered.shape),
+                                            tuple(tensor.shape))
+
+        return observed
+
+    for path, module in modules:
+        module._load_from_state_dict = wrap(path, module)
+    try:
+        yield record
+    finally:
+        for _, module in modules:
+            module.__dict__.pop('_load_from_state_dict', None)
+
+
+def _names(names: List[str]) -> str:
+    more = f' (+{len(names) - _SHOWN} more)' if len(names) > _SHOWN else ''
+    return ', '.join(names[:_SHOWN]) + more
+
+
+def _file_keys(file: str) -> List[str]:
+    """Tensor keys of ``file`` (its ``state_dict`` / ``model`` / ``module``
+    nesting removed), for the hint; empty if it cannot be read."""
+    try:
+        checkpoint = _load_checkpoint(file, map_location='cpu')
+    except Exception:  # the hint is best effort; the error stands
+        return []
+    if not isinstance(checkpoint, dict):
+        return []
+    for key in ('state_dict', 'model', 'module'):
+        if isinstance(checkpoint.get(key), dict):
+            checkpoint = checkpoint[key]
+            break
+    return [k for k, v in checkpoint.items() if isinstance(v, Tensor)]
+
+
+def _hint(backbone: nn.Module, file: str, names: List[str],
+          skipped: bool) -> str:
+    """What to do: the likely fix for ``file`` on ``backbone``."""
+    cls = _class_keys(backbone)[0]
+    if file.endswith('.npz'):
+        return ("it is Google's .npz layout: convert it with python "
+                'tools/model_converters/vit_npz2mmpretrain.py')
+    keys = _file_keys(file)
+    if skipped:
+        return ('the file holds tensors of other shapes: a checkpoint of '
+                'another arch or size; use the file of the arch in the '
+                'config (type, arch, patch and window sizes)')
+    official_swin = any(k.startswith('layers.0.blocks.0.') for k in keys)
+    if official_swin and cls in ('mmdet.SwinTransformer',
+                                 'mmseg.SwinTransformer'):
+        return ('it is the official Swin layout (microsoft/Swin-Transformer):'
+                ' set convert_weights=True in the backbone config (mmdet), '
+                "or convert it once with mmseg's "
+                'tools/model_converters/swin2mmseg.py')
+    if official_swin:
+        return ("it is the official Swin layout: convert it with the "
+                "toolbox's converter (mmpretrain: tools/model_converters/"
+                'swin_to_mmpretrain.py)')
+    if any(k.startswith('blocks.0.') for k in keys):
+        return ('it is a timm / original-repository layout (blocks.N...): '
+                "convert it with the toolbox's converter (mmseg: tools/"
+                'model_converters/vit2mmseg.py; VideoMAE: python tools/'
+                'model_converters/videomae2mmaction.py)')
+    if cls == 'mmseg.VisionTransformer' and any(
+            k.startswith('backbone.') for k in keys):
+        return ("mmseg's VisionTransformer loads the file's keys as they "
+                "are and ignores prefix=: give it a file of backbone keys "
+                "(without 'backbone.')")
     wanted = set(names)
-    for key in file_keys:
+    for key in keys:
         for name in names[:50]:
-            if key.endswith('.' + name) and key[:-len(name)]:
+            if key.endswith('.' + name):
                 prefix = key[:-len(name)]
                 hits = sum(k.startswith(prefix) and k[len(prefix):] in wanted
-                           for k in file_keys)
+                           for k in keys)
                 if hits * 2 >= len(wanted):
                     return (f"its keys start with {prefix!r}: add prefix="
                             f"'{prefix}' to the backbone's init_cfg")
@@ -58,49 +212,115 @@ def _prefix_hint(file_keys: Iterable[str], names: List[str]) -> str:
             'the config)?')
 
 
-def _checkpoint_tensors(checkpoint: dict) -> Dict[str, Tensor]:
-    for key in ('state_dict', 'model', 'module'):
-        if isinstance(checkpoint.get(key), dict):
-            checkpoint = checkpoint[key]
-            break
-    return {k: v for k, v in checkpoint.items() if isinstance(v, Tensor)}
+@torch.no_grad()
+def check_load(backbone: nn.Module, record: LoadRecord, file: str,
+               owner: str = '') -> Dict[str, nn.Parameter]:
+    """Raise :class:`PretrainedLoadError` unless ``record`` (of a load of
+    ``file`` into ``backbone``) filled every parameter of it, with the
+    values they hold now, and skipped nothing for its shape.
+
+    Returns:
+        dict[str, nn.Parameter]: The new layers (:data:`NEW_LAYERS`) the
+        file did not fill, by name in ``backbone``.
+    """
+    params = dict(backbone.named_parameters())
+    pattern = new_layer_pattern(backbone)
+    new = {
+        n: p
+        for n, p in params.items() if n not in record.offered and pattern
+        and re.fullmatch(pattern, n)
+    }
+    unfilled = [n for n in params if n not in record.offered and n not in new]
+    changed = [
+        n for n, p in params.items() if n in record.offered and not
+        torch.equal(p.detach().cpu(), record.offered[n].detach().cpu().to(
+            p.dtype))
+    ]
+    skipped = [n for n in record.skipped if n not in record.offered]
+    if not (unfilled or changed or skipped):
+        return new
+    head = (f'{owner}: ' if owner else '') + (
+        f'pre-trained file {file} ')
+    name = type(backbone).__name__
+    if skipped:
+        shown = [f'{n} {record.skipped[n][0]} vs {record.skipped[n][1]}'
+                 for n in skipped]
+        what = (f'has {len(skipped)} tensor(s) of another shape than '
+                f'{name} (file vs model: {_names(shown)}), which the loader '
+                'skipped')
+    elif unfilled:
+        what = (f'filled {len(params) - len(unfilled) - len(new)} of '
+                f'{len(params) - len(new)} parameters of {name}; '
+                f'{_names(unfilled)} stay at random init and would be frozen')
+    else:
+        what = (f'loaded into {name}, but {_names(changed)} were changed '
+                'after loading (by its init_weights)')
+    raise PretrainedLoadError(
+        head + what + ': ' +
+        _hint(backbone, file, unfilled or skipped or changed, bool(skipped)))
+
+
+def init_pretrained(backbone: nn.Module, file: Optional[str],
+                    owner: str = '') -> Dict[str, nn.Parameter]:
+    """Run ``backbone.init_weights()`` and, when it names a pre-trained
+    ``file``, prove the load by value (:func:`check_load`).
+
+    A loader that stops on the file itself (``nn.Module.load_state_dict``
+    raises on other shapes even with ``strict=False``; mmdet's Swin and
+    mmengine's ``prefix`` find no key at all; not a checkpoint) is the same
+    one-line error.
+
+    Returns:
+        dict[str, nn.Parameter]: The new layers the file did not fill.
+    """
+    if file is None:
+        backbone.init_weights()
+        return {}
+    with observe_load(backbone) as record:
+        try:
+            backbone.init_weights()
+        except PretrainedLoadError:
+            raise
+        except CheckpointError as e:  # not a checkpoint: say what it is
+            raise PretrainedLoadError(
+                (f'{owner}: ' if owner else '') + f'{e}: ' +
+                _hint(backbone, file, [], False)) from e
+        except (RuntimeError, IndexError, KeyError, AssertionError) as e:
+            # Other shapes: said below, with the tensors the loader skipped.
+            if not record.skipped:
+                if isinstance(e, RuntimeError):
+                    raise
+                raise PretrainedLoadError(
+                    (f'{owner}: ' if owner else '') +
+                    f'{type(backbone).__name__} found nothing to load in '
+                    f'pre-trained file {file} ({type(e).__name__}: {e}): ' +
+                    _hint(backbone, file, [], False)) from e
+    return check_load(backbone, record, file, owner)
 
 
 @torch.no_grad()
-def check_pretrained_loaded(backbone: nn.Module, file: Optional[str],
-                            prefix: Optional[str] = None) -> None:
-    """Raise :class:`PretrainedLoadError` unless ``file`` filled every
-    parameter of ``backbone`` that its init drew at random.
-
-    Args:
-        backbone (nn.Module): The stock backbone, after ``init_weights()``.
-        file (str, optional): The pre-trained file its ``init_cfg`` names;
-            None: nothing to check.
-        prefix (str, optional): The ``init_cfg``'s ``prefix``.
-    """
-    if file is None:
-        return
-    tensors = _checkpoint_tensors(
-        _load_checkpoint(file, map_location='cpu', logger='current'))
-    names = set(tensors)
-    if prefix:
-        names |= {k[len(prefix):] for k in tensors if k.startswith(prefix)}
-    params = dict(backbone.named_parameters())
-    unnamed = [n for n in params if n not in names]
-    if not unnamed:
-        return
-    digests = {_content_digest(t) for t in tensors.values()}
-    # A constant tensor matches too easily to count as filled by content.
-    unmatched = [
-        n for n in unnamed if _is_constant(params[n])
-        or _content_digest(params[n]) not in digests
+def check_built(backbone: nn.Module, file: str,
+                owner: str = '') -> Dict[str, nn.Parameter]:
+    """Prove that a backbone given built (``init_weights()`` already run)
+    holds the weights of ``file``: load it again, observed, into a copy,
+    and compare. Returns the new layers, as :func:`init_pretrained`."""
+    import copy
+    probe = copy.deepcopy(backbone)
+    for module in probe.modules():
+        if hasattr(module, '_is_init'):
+            module._is_init = False
+    new = init_pretrained(probe, file, owner)
+    current = dict(backbone.named_parameters())
+    loaded = dict(probe.named_parameters())
+    differ = [
+        n for n, p in loaded.items()
+        if n not in new and not torch.equal(current[n], p)
     ]
-    unfilled = [n for n in unmatched if not _is_constant(params[n])]
-    if not unfilled:
-        return
-    more = f' (+{len(unfilled) - 3} more)' if len(unfilled) > 3 else ''
-    raise PretrainedLoadError(
-        f'pre-trained file {file} filled {len(params) - len(unmatched)} of '
-        f'{len(params)} parameters of {type(backbone).__name__}; '
-        f'{", ".join(unfilled[:3])}{more} stay at random init and would be '
-        f'frozen: {_prefix_hint(list(tensors), list(params))}')
+    if differ:
+        raise PretrainedLoadError(
+            (f'{owner}: ' if owner else '') +
+            f'the {type(backbone).__name__} given built does not hold the '
+            f'weights of pre-trained file {file} ({_names(differ)} differ): '
+            'call its init_weights() before wrapping it, or set its '
+            'init_cfg to None if it holds weights loaded otherwise')
+    return {n: current[n] for n in new}

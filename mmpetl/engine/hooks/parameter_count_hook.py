@@ -30,6 +30,23 @@ def site_lines(model: nn.Module) -> List[str]:
     ]
 
 
+def new_layers_note(model: nn.Module) -> str:
+    """``'; new layers ...'``: the layers the toolbox adds that the
+    pre-trained file has no values for, trained like the head (see
+    :mod:`mmpetl.models.pretrained_check`); empty if none."""
+    from mmpetl.models import FrozenBackbone
+    names = {
+        f'{prefix}.backbone.{name}'.lstrip('.'): param.numel()
+        for prefix, wrapper in model.named_modules()
+        if isinstance(wrapper, FrozenBackbone)
+        for name, param in wrapper.trained_new_layers().items()
+    }
+    if not names:
+        return ''
+    return (f'; new layers (no pre-trained value, trained like the head): '
+            f'{sum(names.values()):,} in {", ".join(sorted(names))}')
+
+
 @HOOKS.register_module()
 class ParameterCountHook(Hook):
     """Log trainable / total parameters when training starts, and where the
@@ -48,7 +65,7 @@ class ParameterCountHook(Hook):
             f'Trainable parameters: {counts["trainable"]:,} / '
             f'{counts["total"]:,} '
             f'({100 * counts["trainable"] / max(counts["total"], 1):.3f}%)'
-            f'{" - " + parts if parts else ""}')
+            f'{" - " + parts if parts else ""}{new_layers_note(model)}')
         lines = site_lines(model)
         if lines:
             runner.logger.info(f'Adapter sites ({len(lines) - 1}):\n' +

@@ -148,6 +148,12 @@ def parse_args():
         parser.error('--out takes the figures of one task: pass --task')
     if args.backbone and not osp.isfile(osp.join(ROOT, args.backbone)):
         parser.error(f'--backbone {args.backbone} does not exist')
+    args.inputs = run_inputs(args)
+    if args.out:  # before any work
+        try:
+            check_output_path(args.out, args.force, *args.inputs)
+        except InputError as e:
+            parser.error(str(e))
     return args
 
 
@@ -408,10 +414,12 @@ def classification(args, device, log_file):
     return figures
 
 
-def write_figures(figures, path):
-    """``figures`` as JSON at ``path`` (atomically)."""
+def write_figures(figures, path, inputs):
+    """``figures`` as JSON at ``path`` (atomically), never over one of
+    ``inputs``."""
     try:
-        write_text(path, json.dumps(figures, indent=1))
+        with protected_inputs(inputs):
+            write_text(path, json.dumps(figures, indent=1))
     except InputError as e:  # an input of the run, a failed write
         fail(str(e))
     print(f'wrote {path}')
@@ -419,17 +427,6 @@ def write_figures(figures, path):
 
 def main():
     args = parse_args()
-    inputs = run_inputs(args)
-    try:  # before any work
-        if args.out:
-            check_output_path(args.out, args.force, *inputs)
-    except InputError as e:
-        fail(str(e))
-    with protected_inputs(inputs):
-        run(args)
-
-
-def run(args):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -458,7 +455,7 @@ def run(args):
                 args)
             del models
     if args.out:
-        write_figures(figures, args.out)
+        write_figures(figures, args.out, args.inputs)
 
 
 if __name__ == '__main__':

@@ -386,3 +386,48 @@ def test_coco_voc_from_the_official_swin_converted_while_loading(
     _run_family(family, configs, tiny,
                 lambda: _det_data(with_mask=family == 'coco'),
                 torch.randn(2, 3, 64, 64), trained_new=norms)
+
+
+# ------------------------------------------------------------- real size
+
+
+@pytest.mark.skipif(not real_size(), reason='opt-in: MMPETL_REAL_SIZE=1 '
+                    '(files of the published sizes, about 2 GB, minutes)')
+def test_published_sizes_load(tmp_path):
+    """The published sizes, one file per loader: ViT-B/16 21k (.npz,
+    converted), Swin-B 22k official (mmdet converting while loading, mmseg
+    after swin2mmseg, mmaction2 inflating), VideoMAE ViT-B (converted)."""
+    vit = converted_vit_npz(str(tmp_path / 'vit.pth'))
+    official = tmp_path / 'swin_base_patch4_window7_224_22k.pth'
+    state = official_swin(official)
+    mmseg_file = tmp_path / 'swin_mmseg.pth'
+    torch.save(_swin2mmseg(state), mmseg_file)
+    del state
+    videomae_pretrain(tmp_path / 'videomae.pth')
+    videomae = tmp_path / 'videomae_mmaction.pth'
+    convert_videomae_checkpoint(str(tmp_path / 'videomae.pth'),
+                                str(videomae))
+    swin_b = dict(embed_dims=128, depths=(2, 2, 18, 2),
+                  num_heads=(4, 8, 16, 32), window_size=7)
+    cases = [
+        (dict(type='mmpretrain.VisionTransformer', arch='b', img_size=224,
+              patch_size=16, init_cfg=_pretrained(vit, 'backbone.')), ()),
+        (dict(type='mmdet.SwinTransformer', convert_weights=True,
+              init_cfg=_pretrained(official), **swin_b), 'norm0123'),
+        (dict(type='mmseg.SwinTransformer', init_cfg=_pretrained(mmseg_file),
+              **swin_b), 'norm0123'),
+        (dict(type='mmaction.SwinTransformer3D', arch='base',
+              pretrained=str(official), pretrained2d=True,
+              patch_size=(2, 4, 4), window_size=(8, 7, 7)), ()),
+        (dict(type='mmaction.VisionTransformer', img_size=224,
+              patch_size=16, embed_dims=768, depth=12, num_heads=12,
+              mlp_ratio=4, qkv_bias=True, num_frames=16,
+              norm_cfg=dict(type='LN', eps=1e-6),
+              init_cfg=_pretrained(videomae, 'backbone.')), 'fc_norm'),
+    ]
+    for backbone, new in cases:
+        model = FrozenBackbone(ConfigDict(copy.deepcopy(backbone)))
+        expected = [f'norm{i}.{p}' for i in range(4)
+                    for p in ('weight', 'bias')] if new == 'norm0123' else (
+                        ['fc_norm.weight', 'fc_norm.bias'] if new else [])
+        assert sorted(model.new_layers) == sorted(expected), backbone['type']

@@ -38,9 +38,12 @@ class FrozenBackbone(BaseModule):
     """A stock backbone, pre-trained and frozen.
 
     Builds ``backbone`` from its config and loads its pre-trained weights
-    (its ``init_cfg``) at construction, checks that they filled the
-    backbone (:mod:`~mmpetl.models.pretrained_check`), then freezes every
-    parameter of it. What trains is decided by type, never by parameter
+    (its ``init_cfg``) at construction, proves by value that they filled
+    the backbone (:mod:`~mmpetl.models.pretrained_check`: the load is
+    observed; layers the toolbox adds that the file lacks are new layers,
+    :meth:`trained_new_layers`, which train like the head), then freezes
+    every other parameter of it. A ``Pretrained`` ``init_cfg`` on the
+    wrapper itself is refused (it belongs in the backbone's config). What trains is decided by type, never by parameter
     names (:mod:`mmpetl.models.petl`): every :class:`PETLModule` inside the
     backbone and the stock parameters of :meth:`selected_parameters`; the
     modules the wrapper owns itself (E3VA's highway, ARC's shared

@@ -19,7 +19,7 @@ from .attach_sites import (DEFAULT_SITES, AttachSite, find_attach_sites,
                            normalize_sites)
 from .petl import AdaptedSite, PETLModule, adapted_sites
 from .pretrained_check import (PretrainedLoadError, check_built,
-                               init_pretrained)
+                               init_pretrained, refuse_wrapper_pretrained)
 from .site_check import (check_sites, check_trainable_reached,
                          first_forward_pre_hook)
 
@@ -43,8 +43,9 @@ class FrozenBackbone(BaseModule):
     observed; layers the toolbox adds that the file lacks are new layers,
     :meth:`trained_new_layers`, which train like the head), then freezes
     every other parameter of it. A ``Pretrained`` ``init_cfg`` on the
-    wrapper itself is refused (it belongs in the backbone's config). What trains is decided by type, never by parameter
-    names (:mod:`mmpetl.models.petl`): every :class:`PETLModule` inside the
+    wrapper itself is refused (it belongs in the backbone's config).
+    What trains is decided by type, never by parameter names
+    (:mod:`mmpetl.models.petl`): every :class:`PETLModule` inside the
     backbone and the stock parameters of :meth:`selected_parameters`; the
     modules the wrapper owns itself (E3VA's highway, ARC's shared
     projections) train as usual.
@@ -107,7 +108,7 @@ class FrozenBackbone(BaseModule):
                  backbone: BackboneArg,
                  save_frozen: bool = False,
                  init_cfg: Optional[dict] = None):
-        _refuse_pretrained_init_cfg(type(self).__name__, init_cfg)
+        refuse_wrapper_pretrained(type(self).__name__, init_cfg)
         super().__init__(init_cfg)
         if not isinstance(backbone, (nn.Module, dict)):
             raise TypeError(
@@ -314,19 +315,6 @@ class FrozenBackbone(BaseModule):
             return super().__getattr__(name)
         except AttributeError:
             return getattr(super().__getattr__('backbone'), name)
-
-
-def _refuse_pretrained_init_cfg(owner: str, init_cfg: Any) -> None:
-    """A ``Pretrained`` init_cfg on the wrapper would load after the build,
-    into nothing the check sees: refuse it."""
-    init_cfgs = init_cfg if isinstance(init_cfg, list) else [init_cfg]
-    if any(isinstance(c, dict) and c.get('type') == 'Pretrained'
-           for c in init_cfgs):
-        raise PretrainedLoadError(
-            f"{owner}: init_cfg=dict(type='Pretrained') on the wrapper is "
-            'not applied to the backbone: put it in the stock backbone\'s '
-            "config, backbone=dict(..., init_cfg=dict(type='Pretrained', "
-            'checkpoint=..., prefix=...))')
 
 
 class AdapterBackbone(FrozenBackbone):

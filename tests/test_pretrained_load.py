@@ -14,8 +14,8 @@ from mmengine.runner.checkpoint import _load_checkpoint
 from mmpetl.models import FrozenBackbone, PretrainedLoadError
 from mmpetl.registry import MODELS
 from tests.support.helpers import TINY_DET_SWIN, TINY_SEG_SWIN, TINY_VIT
-from tests.support.published import (TINY, converted_vit_npz,
-                                     official_swin, timm_vit)
+from tests.support.published import (TINY, converted_vit_npz, official_swin,
+                                     timm_vit)
 from tests.support.tools import ROOT, one_error_line, run_tool
 
 #: Every registered wrapper, at options that build on a tiny ViT.
@@ -45,9 +45,10 @@ SWIN_METHODS = [
 
 
 def _build(backbone, method=None):
-    return MODELS.build(ConfigDict(
-        dict(method or dict(type='mmpetl.FrozenBackbone'),
-             backbone=copy.deepcopy(backbone))))
+    return MODELS.build(
+        ConfigDict(
+            dict(method or dict(type='mmpetl.FrozenBackbone'),
+                 backbone=copy.deepcopy(backbone))))
 
 
 def _pretrained(cfg, path, prefix=None):
@@ -60,8 +61,10 @@ def _pretrained(cfg, path, prefix=None):
 def _converted_swin(official):
     """The official state dict as mmdet's own converter makes it."""
     from mmdet.models.backbones.swin import swin_converter
-    return {k[len('backbone.'):]: v
-            for k, v in swin_converter(official).items()}
+    return {
+        k[len('backbone.'):]: v
+        for k, v in swin_converter(official).items()
+    }
 
 
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
@@ -75,7 +78,6 @@ def test_official_swin_is_loaded_and_proved_by_value(tmp_path, scope):
     if scope == 'mmdet':
         cfg = _pretrained(dict(TINY_DET_SWIN, convert_weights=True), path)
     else:
-        from mmengine.runner import CheckpointLoader  # noqa: F401
         path = tmp_path / 'swin_mmseg.pth'
         torch.save(converted, path)
         cfg = _pretrained(TINY_SEG_SWIN, path)
@@ -92,10 +94,13 @@ def test_official_swin_is_loaded_and_proved_by_value(tmp_path, scope):
     # The per-output norms are no published layer: new, trained like the
     # head, and nothing else of the stock backbone trains.
     assert set(model.trained_new_layers()) == {
-        'norm0.weight', 'norm0.bias', 'norm1.weight', 'norm1.bias'}
+        'norm0.weight', 'norm0.bias', 'norm1.weight', 'norm1.bias'
+    }
     stock_trainable = {
-        n for n, p in model.backbone.named_parameters()
-        if p.requires_grad and '.adapter.' not in n}
+        n
+        for n, p in model.backbone.named_parameters()
+        if p.requires_grad and '.adapter.' not in n
+    }
     assert stock_trainable == set(model.trained_new_layers())
     assert 'backbone.norm0.weight' in model.state_dict()  # checkpointed
     assert 'backbone.norm0.weight' not in model.frozen_state_keys()
@@ -114,8 +119,13 @@ def _other_arch_vit(tmp_path):
     """A zoo file of a ViT with the same key names and other widths."""
     from tests.support.published import model_zoo
     path = tmp_path / 'vit-wider.pth'
-    model_zoo(path, dict(TINY_VIT, arch=dict(
-        embed_dims=48, num_layers=2, num_heads=2, feedforward_channels=96)))
+    model_zoo(
+        path,
+        dict(TINY_VIT,
+             arch=dict(embed_dims=48,
+                       num_layers=2,
+                       num_heads=2,
+                       feedforward_channels=96)))
     return path
 
 
@@ -124,8 +134,13 @@ def _cases(tmp_path):
     or other shapes, through each toolbox's loader."""
     vit_file = converted_vit_npz(tmp_path / 'vit.pth', **TINY['vit'])
     whole = tmp_path / 'seg_vit_whole.pth'
-    seg_vit = dict(type='mmseg.VisionTransformer', img_size=32, patch_size=8,
-                   embed_dims=32, num_layers=2, num_heads=2, mlp_ratio=2)
+    seg_vit = dict(type='mmseg.VisionTransformer',
+                   img_size=32,
+                   patch_size=8,
+                   embed_dims=32,
+                   num_layers=2,
+                   num_heads=2,
+                   mlp_ratio=2)
     from tests.support.published import model_zoo
     model_zoo(whole, seg_vit)  # backbone.* keys: mmseg ignores the prefix
     official = tmp_path / 'swin_official.pth'
@@ -133,7 +148,11 @@ def _cases(tmp_path):
     wider_swin = tmp_path / 'swin_wider.pth'
     official_swin(wider_swin, **dict(TINY['swin'], embed_dims=24))
     timm = tmp_path / 'timm_vit.pth'
-    timm_vit(timm, embed_dims=32, num_layers=2, mlp_dims=64, patch_size=8,
+    timm_vit(timm,
+             embed_dims=32,
+             num_layers=2,
+             mlp_dims=64,
+             patch_size=8,
              img_size=32)
     npz = tmp_path / 'vit.pth.npz'
     return [
@@ -145,8 +164,8 @@ def _cases(tmp_path):
          r"'backbone\.'"),
         (_pretrained(TINY_VIT, npz), r"Google's .npz layout"),
         (_pretrained(TINY_VIT, timm, 'backbone.'), r'timm'),
-        (_pretrained(dict(TINY_DET_SWIN, convert_weights=True), wider_swin),
-         r'another shape'),
+        (_pretrained(dict(TINY_DET_SWIN, convert_weights=True),
+                     wider_swin), r'another shape'),
         (_pretrained(TINY_DET_SWIN, official), r'convert_weights=True'),
         (_pretrained(TINY_SEG_SWIN, official), r'convert_weights=True.*'
          r'swin2mmseg'),
@@ -167,8 +186,9 @@ def test_every_method_refuses_a_file_of_other_shapes(tmp_path):
     wider_swin = tmp_path / 'swin_wider.pth'
     official_swin(wider_swin, **dict(TINY['swin'], embed_dims=24))
     swin = _pretrained(dict(TINY_DET_SWIN, convert_weights=True), wider_swin)
-    for backbone, methods in ((cfg, METHODS), (swin, SWIN_METHODS + [
-            dict(type='mmpetl.LoRABackbone')])):
+    for backbone, methods in ((cfg, METHODS),
+                              (swin, SWIN_METHODS +
+                               [dict(type='mmpetl.LoRABackbone')])):
         for method in methods:
             with pytest.raises(PretrainedLoadError, match='another shape'):
                 _build(backbone, method)
@@ -176,12 +196,15 @@ def test_every_method_refuses_a_file_of_other_shapes(tmp_path):
 
 def test_pretrained_init_cfg_on_the_wrapper_is_refused(tmp_path):
     path = converted_vit_npz(tmp_path / 'vit.pth', **TINY['vit'])
-    with pytest.raises(PretrainedLoadError, match='on the wrapper is not '
+    with pytest.raises(PretrainedLoadError,
+                       match='on the wrapper is not '
                        'applied to the backbone'):
-        MODELS.build(dict(
-            type='mmpetl.LoRABackbone', backbone=dict(TINY_VIT),
-            init_cfg=dict(type='Pretrained', checkpoint=path,
-                          prefix='backbone.backbone.')))
+        MODELS.build(
+            dict(type='mmpetl.LoRABackbone',
+                 backbone=dict(TINY_VIT),
+                 init_cfg=dict(type='Pretrained',
+                               checkpoint=path,
+                               prefix='backbone.backbone.')))
 
 
 def test_weights_changed_after_the_load_are_refused(tmp_path):
@@ -191,7 +214,8 @@ def test_weights_changed_after_the_load_are_refused(tmp_path):
     backbone.init_weights()
     with torch.no_grad():
         backbone.layers[1].attn.qkv.weight.add_(1)
-    with pytest.raises(PretrainedLoadError, match=r'layers\.1\.attn\.qkv'
+    with pytest.raises(PretrainedLoadError,
+                       match=r'layers\.1\.attn\.qkv'
                        r'\.weight differ'):
         FrozenBackbone(backbone)
     # The weights of the file: accepted, as when built from the config.
@@ -211,20 +235,33 @@ def test_train_refuses_a_file_that_loads_other_shapes(tmp_path):
     from tests.support.tools import QUICKSTART, QUICKSTART_CONFIG
     write_digits_task(str(tmp_path / 'data'), (5, 6, 7), train_fraction=0.1)
     narrow = tmp_path / 'vit-narrow.pth'
-    model_zoo(narrow, dict(TINY_VIT, arch=dict(
-        embed_dims=32, num_layers=4, num_heads=4, feedforward_channels=256),
-        img_size=32, patch_size=4))
+    model_zoo(
+        narrow,
+        dict(TINY_VIT,
+             arch=dict(embed_dims=32,
+                       num_layers=4,
+                       num_heads=4,
+                       feedforward_channels=256),
+             img_size=32,
+             patch_size=4))
     config = tmp_path / 'lora.py'
-    config.write_text(QUICKSTART_CONFIG.format(
-        base=f'{QUICKSTART}/vit-tiny_digits5-9_lora.py',
-        data=tmp_path / 'data', pretrained=narrow))
+    config.write_text(
+        QUICKSTART_CONFIG.format(
+            base=f'{QUICKSTART}/vit-tiny_digits5-9_lora.py',
+            data=tmp_path / 'data',
+            pretrained=narrow))
     work_dir = tmp_path / 'work'
     # This checkout's mmpetl, not an installed one.
-    line = one_error_line(run_tool('tools/train.py', str(config),
-                                   '--work-dir', str(work_dir),
-                                   expect_ok=False, env=dict(PYTHONPATH=ROOT)))
-    assert re.search(r'vit-narrow\.pth has \d+ tensor\(s\) of another '
-                     r'shape than VisionTransformer', line), line
+    line = one_error_line(
+        run_tool('tools/train.py',
+                 str(config),
+                 '--work-dir',
+                 str(work_dir),
+                 expect_ok=False,
+                 env=dict(PYTHONPATH=ROOT)))
+    assert re.search(
+        r'vit-narrow\.pth has \d+ tensor\(s\) of another '
+        r'shape than VisionTransformer', line), line
     # Nothing but the log of the build check (no config, no checkpoint).
     written = {p.name for p in work_dir.rglob('*')} if work_dir.exists() \
         else set()

@@ -27,9 +27,8 @@ from mmpetl.models.merge import merge_adapters, merge_blockers
 from tests.support.dense import (TINY_VOC_SWIN, tiny_cascade_config,
                                  tiny_retinanet_config, tiny_upernet_config)
 from tests.support.helpers import TINY_DET_SWIN, TINY_SEG_SWIN
-from tests.support.published import (TINY, converted_vit_npz,
-                                     official_swin, real_size,
-                                     videomae_pretrain)
+from tests.support.published import (TINY, converted_vit_npz, official_swin,
+                                     real_size, videomae_pretrain)
 from tests.support.rows import perturb
 from tests.support.tools import ROOT
 
@@ -53,8 +52,7 @@ TRAINED = dict(
 def _configs(family, pattern='*/*.py'):
     """One config per method of ``family`` (its first, sorted)."""
     chosen = {}
-    for path in sorted(glob.glob(osp.join(ROOT, 'configs', family,
-                                          pattern))):
+    for path in sorted(glob.glob(osp.join(ROOT, 'configs', family, pattern))):
         if '_base_' in path:
             continue
         method = osp.basename(osp.dirname(path)) \
@@ -114,8 +112,8 @@ def _train_step_and_fold(model, data, inputs):
     params = dict(model.named_parameters())
     trainable = {n for n, p in params.items() if p.requires_grad}
     before = {n: p.detach().clone() for n, p in params.items()}
-    optimizer = OptimWrapper(torch.optim.SGD(
-        [params[n] for n in trainable], lr=0.1))
+    optimizer = OptimWrapper(
+        torch.optim.SGD([params[n] for n in trainable], lr=0.1))
     model.train()
     with DefaultScope.overwrite_default_scope(None):
         losses = model.train_step(data, optimizer)
@@ -152,14 +150,16 @@ def _run_family(family, configs, tiny, data, inputs, trained_new=()):
 
 def _cls_data(num_classes, size=32, frames=None):
     from mmpretrain.structures import DataSample
-    shape = (3, size, size) if frames is None else (1, 3, frames, size,
-                                                    size)
+    shape = (3, size, size) if frames is None else (1, 3, frames, size, size)
     generator = torch.Generator().manual_seed(0)
-    return dict(
-        inputs=[torch.randint(0, 256, shape, generator=generator,
-                              dtype=torch.uint8) for _ in range(2)],
-        data_samples=[DataSample().set_gt_label(i % num_classes)
-                      for i in range(2)])
+    return dict(inputs=[
+        torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8)
+        for _ in range(2)
+    ],
+                data_samples=[
+                    DataSample().set_gt_label(i % num_classes)
+                    for i in range(2)
+                ])
 
 
 def _tiny_vit(cfg, path, prefix='backbone.'):
@@ -169,7 +169,8 @@ def _tiny_vit(cfg, path, prefix='backbone.'):
                           num_layers=vit['num_layers'],
                           num_heads=vit['num_heads'],
                           feedforward_channels=vit['mlp_dims']),
-                img_size=vit['img_size'], patch_size=vit['patch_size'],
+                img_size=vit['img_size'],
+                patch_size=vit['patch_size'],
                 init_cfg=_pretrained(path, prefix))
     cfg.model.head.in_channels = vit['embed_dims']
 
@@ -187,18 +188,22 @@ def test_quickstart_from_the_pretraining_checkpoint(tmp_path):
     # pre-training config: a whole classifier, `state_dict` nesting, with
     # meta, message hub and optimizer state.
     from tests.support.published import model_zoo
-    pretrain = Config.fromfile(osp.join(
-        ROOT, 'configs/quickstart/vit-tiny_digits0-4_pretrain.py'))
+    pretrain = Config.fromfile(
+        osp.join(ROOT, 'configs/quickstart/vit-tiny_digits0-4_pretrain.py'))
     path = tmp_path / 'epoch_30.pth'
-    model_zoo(path, dict(pretrain.model.backbone,
-                         type='mmpretrain.VisionTransformer'),
-              head={'head.fc.weight': (5, 64), 'head.fc.bias': (5, )})
+    model_zoo(path,
+              dict(pretrain.model.backbone,
+                   type='mmpretrain.VisionTransformer'),
+              head={
+                  'head.fc.weight': (5, 64),
+                  'head.fc.bias': (5, )
+              })
 
     def tiny(cfg, method):
         _stock_node(cfg).init_cfg.checkpoint = str(path)
 
-    _run_family('quickstart', _configs('quickstart', '*_digits5-9_*.py'),
-                tiny, lambda: _cls_data(5), torch.randn(2, 3, 32, 32))
+    _run_family('quickstart', _configs('quickstart', '*_digits5-9_*.py'), tiny,
+                lambda: _cls_data(5), torch.randn(2, 3, 32, 32))
 
 
 def test_vtab_from_google_npz_and_official_swin(vit_file, tmp_path):
@@ -212,20 +217,23 @@ def test_vtab_from_google_npz_and_official_swin(vit_file, tmp_path):
     # Swin-B: the official file, converted as the classification page says
     # (mmseg's swin2mmseg, then the last norm renamed after its stage).
     swin_file = tmp_path / 'swin-b_in22k.pth'
-    state = _swin2mmseg(official_swin(tmp_path / 'official.pth',
-                                      **TINY['swin']))
+    state = _swin2mmseg(
+        official_swin(tmp_path / 'official.pth', **TINY['swin']))
     last = len(TINY['swin']['depths']) - 1
-    state = {k.replace('norm.', f'norm{last}.') if k.startswith('norm.')
-             else k: v for k, v in state.items()}
+    state = {
+        k.replace('norm.', f'norm{last}.') if k.startswith('norm.') else k: v
+        for k, v in state.items()
+    }
     torch.save(state, swin_file)
 
     def tiny_swin(cfg, method):
         swin = TINY['swin']
-        _stock_node(cfg).update(
-            arch=dict(embed_dims=swin['embed_dims'], depths=swin['depths'],
-                      num_heads=swin['num_heads']),
-            img_size=swin['img_size'], out_indices=(last, ),
-            init_cfg=_pretrained(swin_file))
+        _stock_node(cfg).update(arch=dict(embed_dims=swin['embed_dims'],
+                                          depths=swin['depths'],
+                                          num_heads=swin['num_heads']),
+                                img_size=swin['img_size'],
+                                out_indices=(last, ),
+                                init_cfg=_pretrained(swin_file))
         cfg.model.head.in_channels = swin['embed_dims'] * 2**last
 
     _run_family('vtab_swin', _configs('vtab', '*/swin-b_*.py'), tiny_swin,
@@ -233,6 +241,7 @@ def test_vtab_from_google_npz_and_official_swin(vit_file, tmp_path):
 
 
 def test_fgvc_fewshot_and_examples_from_google_npz(vit_file):
+
     def tiny(cfg, method):
         _tiny_vit(cfg, vit_file)
         if cfg.model.get('train_cfg'):  # few-shot: Mixup / CutMix
@@ -250,9 +259,10 @@ def _swin2mmseg(official):
     """mmseg's own converter (installed with it) on an official state
     dict."""
     import mmseg
-    spec = importlib.util.spec_from_file_location('swin2mmseg', osp.join(
-        osp.dirname(mmseg.__file__),
-        '.mim/tools/model_converters/swin2mmseg.py'))
+    spec = importlib.util.spec_from_file_location(
+        'swin2mmseg',
+        osp.join(osp.dirname(mmseg.__file__),
+                 '.mim/tools/model_converters/swin2mmseg.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.convert_swin(official)
@@ -277,10 +287,14 @@ def test_video_from_videomae_and_official_swin(tmp_path):
     def tiny(cfg, method):
         node = _stock_node(cfg)
         if node.type == 'VisionTransformer':
-            node.update(embed_dims=vit['embed_dims'], img_size=32,
+            node.update(embed_dims=vit['embed_dims'],
+                        img_size=32,
                         patch_size=vit['patch_size'],
-                        depth=vit['num_layers'], num_heads=2, mlp_ratio=2,
-                        num_frames=4, tubelet_size=vit['tubelet_size'])
+                        depth=vit['num_layers'],
+                        num_heads=2,
+                        mlp_ratio=2,
+                        num_frames=4,
+                        tubelet_size=vit['tubelet_size'])
             node.init_cfg.checkpoint = str(videomae)
             cfg.model.cls_head.in_channels = vit['embed_dims']
         else:
@@ -288,29 +302,41 @@ def test_video_from_videomae_and_official_swin(tmp_path):
             node.update(arch=dict(embed_dims=swin['embed_dims'],
                                   depths=swin['depths'],
                                   num_heads=swin['num_heads']),
-                        window_size=(2, 7, 7), out_indices=(last, ),
+                        window_size=(2, 7, 7),
+                        out_indices=(last, ),
                         pretrained=str(swin2d))
             cfg.model.cls_head.in_channels = swin['embed_dims'] * 2**last
 
-    for prefix, size, new in (('videomae-vit-b_hmdb51', 32, (
-            'fc_norm.weight', 'fc_norm.bias')), ('swin-b_k400', 56, (
-                f'norm{last}.weight', f'norm{last}.bias'))):
-        configs = {_method_of(osp.basename(p)): p for p in sorted(
-            glob.glob(osp.join(ROOT, 'configs/video', f'{prefix}_*.py')))}
-        _run_family(
-            'video', configs, tiny, lambda: _action_data(size),
-            torch.randn(2, 1, 3, 4, size, size)[:, 0], trained_new=new)
+    for prefix, size, new in (('videomae-vit-b_hmdb51', 32, ('fc_norm.weight',
+                                                             'fc_norm.bias')),
+                              ('swin-b_k400', 56, (f'norm{last}.weight',
+                                                   f'norm{last}.bias'))):
+        configs = {
+            _method_of(osp.basename(p)): p
+            for p in sorted(
+                glob.glob(osp.join(ROOT, 'configs/video', f'{prefix}_*.py')))
+        }
+        _run_family('video',
+                    configs,
+                    tiny,
+                    lambda: _action_data(size),
+                    torch.randn(2, 1, 3, 4, size, size)[:, 0],
+                    trained_new=new)
 
 
 def _action_data(size):
     from mmaction.structures import ActionDataSample
     generator = torch.Generator().manual_seed(0)
-    return dict(
-        inputs=[torch.randint(0, 256, (1, 3, 4, size, size),
-                              generator=generator, dtype=torch.uint8)
-                for _ in range(2)],
-        data_samples=[ActionDataSample().set_gt_label(
-            torch.LongTensor([i])) for i in range(2)])
+    return dict(inputs=[
+        torch.randint(0,
+                      256, (1, 3, 4, size, size),
+                      generator=generator,
+                      dtype=torch.uint8) for _ in range(2)
+    ],
+                data_samples=[
+                    ActionDataSample().set_gt_label(torch.LongTensor([i]))
+                    for i in range(2)
+                ])
 
 
 # ----------------------------------------------------------------- dense
@@ -322,31 +348,39 @@ def _seg_data(size=64):
     generator = torch.Generator().manual_seed(0)
     samples = []
     for _ in range(2):
-        sample = SegDataSample(metainfo=dict(
-            img_shape=(size, size), ori_shape=(size, size),
-            pad_shape=(size, size)))
-        sample.gt_sem_seg = PixelData(data=torch.randint(
-            0, 3, (1, size, size), generator=generator))
+        sample = SegDataSample(metainfo=dict(img_shape=(size, size),
+                                             ori_shape=(size, size),
+                                             pad_shape=(size, size)))
+        sample.gt_sem_seg = PixelData(
+            data=torch.randint(0, 3, (1, size, size), generator=generator))
         samples.append(sample)
-    return dict(inputs=[torch.randint(0, 256, (3, size, size),
-                                      generator=generator,
-                                      dtype=torch.uint8) for _ in range(2)],
+    return dict(inputs=[
+        torch.randint(0,
+                      256, (3, size, size),
+                      generator=generator,
+                      dtype=torch.uint8) for _ in range(2)
+    ],
                 data_samples=samples)
 
 
 def _det_data(with_mask):
     from mmdet.testing import demo_mm_inputs
     torch.manual_seed(0)
-    return demo_mm_inputs(2, (3, 64, 64), num_items=[3, 2], num_classes=3,
+    return demo_mm_inputs(2, (3, 64, 64),
+                          num_items=[3, 2],
+                          num_classes=3,
                           with_mask=with_mask)
 
 
 def _official_swin_file(tmp_path, swin, img_size):
     """The official file of ``swin``'s sizes, as released."""
     path = tmp_path / f'swin_official_{len(swin["depths"])}.pth'
-    official_swin(path, embed_dims=swin['embed_dims'],
-                  depths=swin['depths'], num_heads=swin['num_heads'],
-                  window_size=swin['window_size'], img_size=img_size)
+    official_swin(path,
+                  embed_dims=swin['embed_dims'],
+                  depths=swin['depths'],
+                  num_heads=swin['num_heads'],
+                  window_size=swin['window_size'],
+                  img_size=img_size)
     return path
 
 
@@ -360,7 +394,10 @@ def test_ade20k_from_the_official_swin_converted_by_mmseg(tmp_path):
         tiny_upernet_config(cfg, str(tmp_path), swin)
 
     configs = _configs('ade20k', 'upernet_*.py')
-    _run_family('ade20k', configs, tiny, _seg_data,
+    _run_family('ade20k',
+                configs,
+                tiny,
+                _seg_data,
                 torch.randn(2, 3, 64, 64),
                 trained_new=('norm0.weight', 'norm0.bias', 'norm1.weight',
                              'norm1.bias'))
@@ -371,8 +408,8 @@ def test_coco_voc_from_the_official_swin_converted_while_loading(
         tmp_path, family):
     # mmdet's Swin with convert_weights=True, as the configs ship.
     swin = TINY_DET_SWIN if family == 'coco' else TINY_VOC_SWIN
-    path = _official_swin_file(tmp_path, swin, 56 * 2**(
-        len(swin['depths']) - 2))
+    path = _official_swin_file(tmp_path, swin,
+                               56 * 2**(len(swin['depths']) - 2))
     make_tiny = dict(coco=tiny_cascade_config, voc=tiny_retinanet_config)
 
     def tiny(cfg, method):
@@ -380,9 +417,76 @@ def test_coco_voc_from_the_official_swin_converted_while_loading(
         _stock_node(cfg).update(convert_weights=True,
                                 init_cfg=_pretrained(path))
 
-    norms = [f'norm{i}.{p}' for i in swin['out_indices']
-             for p in ('weight', 'bias')]
+    norms = [
+        f'norm{i}.{p}' for i in swin['out_indices'] for p in ('weight', 'bias')
+    ]
     configs = _configs(family, '*.py')
-    _run_family(family, configs, tiny,
+    _run_family(family,
+                configs,
+                tiny,
                 lambda: _det_data(with_mask=family == 'coco'),
-                torch.randn(2, 3, 64, 64), trained_new=norms)
+                torch.randn(2, 3, 64, 64),
+                trained_new=norms)
+
+
+# ------------------------------------------------------------- real size
+
+
+@pytest.mark.skipif(not real_size(),
+                    reason='opt-in: MMPETL_REAL_SIZE=1 '
+                    '(files of the published sizes, about 2 GB, minutes)')
+def test_published_sizes_load(tmp_path):
+    """The published sizes, one file per loader: ViT-B/16 21k (.npz,
+    converted), Swin-B 22k official (mmdet converting while loading, mmseg
+    after swin2mmseg, mmaction2 inflating), VideoMAE ViT-B (converted)."""
+    vit = converted_vit_npz(str(tmp_path / 'vit.pth'))
+    official = tmp_path / 'swin_base_patch4_window7_224_22k.pth'
+    state = official_swin(official)
+    mmseg_file = tmp_path / 'swin_mmseg.pth'
+    torch.save(_swin2mmseg(state), mmseg_file)
+    del state
+    videomae_pretrain(tmp_path / 'videomae.pth')
+    videomae = tmp_path / 'videomae_mmaction.pth'
+    convert_videomae_checkpoint(str(tmp_path / 'videomae.pth'), str(videomae))
+    swin_b = dict(embed_dims=128,
+                  depths=(2, 2, 18, 2),
+                  num_heads=(4, 8, 16, 32),
+                  window_size=7)
+    cases = [
+        (dict(type='mmpretrain.VisionTransformer',
+              arch='b',
+              img_size=224,
+              patch_size=16,
+              init_cfg=_pretrained(vit, 'backbone.')), ()),
+        (dict(type='mmdet.SwinTransformer',
+              convert_weights=True,
+              init_cfg=_pretrained(official),
+              **swin_b), 'norm0123'),
+        (dict(type='mmseg.SwinTransformer',
+              init_cfg=_pretrained(mmseg_file),
+              **swin_b), 'norm0123'),
+        (dict(type='mmaction.SwinTransformer3D',
+              arch='base',
+              pretrained=str(official),
+              pretrained2d=True,
+              patch_size=(2, 4, 4),
+              window_size=(8, 7, 7)), ()),
+        (dict(type='mmaction.VisionTransformer',
+              img_size=224,
+              patch_size=16,
+              embed_dims=768,
+              depth=12,
+              num_heads=12,
+              mlp_ratio=4,
+              qkv_bias=True,
+              num_frames=16,
+              norm_cfg=dict(type='LN', eps=1e-6),
+              init_cfg=_pretrained(videomae, 'backbone.')), 'fc_norm'),
+    ]
+    for backbone, new in cases:
+        model = FrozenBackbone(ConfigDict(copy.deepcopy(backbone)))
+        expected = [
+            f'norm{i}.{p}' for i in range(4) for p in ('weight', 'bias')
+        ] if new == 'norm0123' else (
+            ['fc_norm.weight', 'fc_norm.bias'] if new else [])
+        assert sorted(model.new_layers) == sorted(expected), backbone['type']

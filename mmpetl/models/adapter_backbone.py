@@ -18,7 +18,7 @@ from .adapter_config import (adapter_config, init_arguments,
 from .attach_sites import AttachSite
 from .petl import AdaptedSite, PETLModule, adapted_sites
 from .pretrained_check import (PretrainedLoadError, check_built,
-                               init_pretrained)
+                               init_pretrained, refuse_wrapper_pretrained)
 from .site_check import check_trainable_reached, first_forward_pre_hook
 
 __all__ = ['FrozenBackbone', 'AttachSite', 'BackboneArg']
@@ -36,10 +36,14 @@ class FrozenBackbone(BaseModule):
     """A stock backbone, pre-trained and frozen.
 
     Builds ``backbone`` from its config and loads its pre-trained weights
-    (its ``init_cfg``) at construction, checks that they filled the
-    backbone (:mod:`~mmpetl.models.pretrained_check`), then freezes every
-    parameter of it. What trains is decided by type, never by parameter
-    names (:mod:`mmpetl.models.petl`): every :class:`PETLModule` inside the
+    (its ``init_cfg``) at construction, proves by value that they filled
+    the backbone (:mod:`~mmpetl.models.pretrained_check`: the load is
+    observed; layers the toolbox adds that the file lacks are new layers,
+    :meth:`trained_new_layers`, which train like the head), then freezes
+    every other parameter of it. A ``Pretrained`` ``init_cfg`` on the
+    wrapper itself is refused (it belongs in the backbone's config).
+    What trains is decided by type, never by parameter names
+    (:mod:`mmpetl.models.petl`): every :class:`PETLModule` inside the
     backbone and the stock parameters of :meth:`selected_parameters`; the
     modules the wrapper owns itself (E3VA's highway, ARC's shared
     projections) train as usual.
@@ -110,7 +114,7 @@ class FrozenBackbone(BaseModule):
                  save_frozen: bool = False,
                  init_cfg: Optional[dict] = None,
                  settings: Optional[Dict[str, Any]] = None):
-        _refuse_pretrained_init_cfg(type(self).__name__, init_cfg)
+        refuse_wrapper_pretrained(type(self).__name__, init_cfg)
         super().__init__(init_cfg)
         if not isinstance(backbone, (nn.Module, dict)):
             raise TypeError(
@@ -438,17 +442,3 @@ class FrozenBackbone(BaseModule):
     def adapter_names(self) -> List[str]:
         """The names of the adapter sets, the active one first."""
         return adapter_control.adapter_names(self)
-
-
-def _refuse_pretrained_init_cfg(owner: str, init_cfg: Any) -> None:
-    """A ``Pretrained`` init_cfg on the wrapper would load after the build,
-    into nothing the check sees: refuse it."""
-    init_cfgs = init_cfg if isinstance(init_cfg, list) else [init_cfg]
-    if any(isinstance(c, dict) and c.get('type') == 'Pretrained'
-           for c in init_cfgs):
-        raise PretrainedLoadError(
-            f"{owner}: init_cfg=dict(type='Pretrained') on the wrapper is "
-            'not applied to the backbone: put it in the stock backbone\'s '
-            "config, backbone=dict(..., init_cfg=dict(type='Pretrained', "
-            'checkpoint=..., prefix=...))')
-

@@ -30,9 +30,10 @@ wrapper whose backbone runs without autograd, E3VA, keeps them at their
 init) and report in the trainable-parameter line. Filled by the file, they
 are frozen like the rest.
 """
+import copy
 import re
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from mmengine.runner.checkpoint import _load_checkpoint
@@ -110,14 +111,16 @@ def observe_load(root: nn.Module) -> Iterator[LoadRecord]:
     def wrap(path: str, module: nn.Module):
         load = module._load_from_state_dict  # bound: the class's own
 
-        def observed(state_dict, prefix, local_metadata, strict,
-                     missing_keys, unexpected_keys, error_msgs):
+        def observed(state_dict, prefix, local_metadata, strict, missing_keys,
+                     unexpected_keys, error_msgs):
             # Load pre-hooks run inside: read the state dict afterwards.
             load(state_dict, prefix, local_metadata, strict, missing_keys,
                  unexpected_keys, error_msgs)
-            own = [*module._parameters.items(), *(
-                (n, b) for n, b in module._buffers.items()
-                if n not in module._non_persistent_buffers_set)]
+            own = [
+                *module._parameters.items(),
+                *((n, b) for n, b in module._buffers.items()
+                  if n not in module._non_persistent_buffers_set)
+            ]
             for name, tensor in own:
                 key = prefix + name
                 if tensor is None or key not in state_dict:
@@ -203,8 +206,9 @@ def _hint(backbone: nn.Module, file: str, names: List[str],
         for name in names[:50]:
             if key.endswith('.' + name):
                 prefix = key[:-len(name)]
-                hits = sum(k.startswith(prefix) and k[len(prefix):] in wanted
-                           for k in keys)
+                hits = sum(
+                    k.startswith(prefix) and k[len(prefix):] in wanted
+                    for k in keys)
                 if hits * 2 >= len(wanted):
                     return (f"its keys start with {prefix!r}: add prefix="
                             f"'{prefix}' to the backbone's init_cfg")
@@ -213,7 +217,9 @@ def _hint(backbone: nn.Module, file: str, names: List[str],
 
 
 @torch.no_grad()
-def check_load(backbone: nn.Module, record: LoadRecord, file: str,
+def check_load(backbone: nn.Module,
+               record: LoadRecord,
+               file: str,
                owner: str = '') -> Dict[str, nn.Parameter]:
     """Raise :class:`PretrainedLoadError` unless ``record`` (of a load of
     ``file`` into ``backbone``) filled every parameter of it, with the
@@ -227,24 +233,25 @@ def check_load(backbone: nn.Module, record: LoadRecord, file: str,
     pattern = new_layer_pattern(backbone)
     new = {
         n: p
-        for n, p in params.items() if n not in record.offered and pattern
-        and re.fullmatch(pattern, n)
+        for n, p in params.items()
+        if n not in record.offered and pattern and re.fullmatch(pattern, n)
     }
     unfilled = [n for n in params if n not in record.offered and n not in new]
     changed = [
-        n for n, p in params.items() if n in record.offered and not
-        torch.equal(p.detach().cpu(), record.offered[n].detach().cpu().to(
-            p.dtype))
+        n for n, p in params.items()
+        if n in record.offered and not torch.equal(
+            p.detach().cpu(), record.offered[n].detach().cpu().to(p.dtype))
     ]
     skipped = [n for n in record.skipped if n not in record.offered]
     if not (unfilled or changed or skipped):
         return new
-    head = (f'{owner}: ' if owner else '') + (
-        f'pre-trained file {file} ')
+    head = (f'{owner}: ' if owner else '') + (f'pre-trained file {file} ')
     name = type(backbone).__name__
     if skipped:
-        shown = [f'{n} {record.skipped[n][0]} vs {record.skipped[n][1]}'
-                 for n in skipped]
+        shown = [
+            f'{n} {record.skipped[n][0]} vs {record.skipped[n][1]}'
+            for n in skipped
+        ]
         what = (f'has {len(skipped)} tensor(s) of another shape than '
                 f'{name} (file vs model: {_names(shown)}), which the loader '
                 'skipped')
@@ -260,7 +267,8 @@ def check_load(backbone: nn.Module, record: LoadRecord, file: str,
         _hint(backbone, file, unfilled or skipped or changed, bool(skipped)))
 
 
-def init_pretrained(backbone: nn.Module, file: Optional[str],
+def init_pretrained(backbone: nn.Module,
+                    file: Optional[str],
                     owner: str = '') -> Dict[str, nn.Parameter]:
     """Run ``backbone.init_weights()`` and, when it names a pre-trained
     ``file``, prove the load by value (:func:`check_load`).
@@ -282,9 +290,9 @@ def init_pretrained(backbone: nn.Module, file: Optional[str],
         except PretrainedLoadError:
             raise
         except CheckpointError as e:  # not a checkpoint: say what it is
-            raise PretrainedLoadError(
-                (f'{owner}: ' if owner else '') + f'{e}: ' +
-                _hint(backbone, file, [], False)) from e
+            raise PretrainedLoadError((f'{owner}: ' if owner else '') +
+                                      f'{e}: ' +
+                                      _hint(backbone, file, [], False)) from e
         except (RuntimeError, IndexError, KeyError, AssertionError) as e:
             # Other shapes: said below, with the tensors the loader skipped.
             if not record.skipped:
@@ -299,12 +307,12 @@ def init_pretrained(backbone: nn.Module, file: Optional[str],
 
 
 @torch.no_grad()
-def check_built(backbone: nn.Module, file: str,
+def check_built(backbone: nn.Module,
+                file: str,
                 owner: str = '') -> Dict[str, nn.Parameter]:
     """Prove that a backbone given built (``init_weights()`` already run)
     holds the weights of ``file``: load it again, observed, into a copy,
     and compare. Returns the new layers, as :func:`init_pretrained`."""
-    import copy
     probe = copy.deepcopy(backbone)
     for module in probe.modules():
         if hasattr(module, '_is_init'):
@@ -324,3 +332,16 @@ def check_built(backbone: nn.Module, file: str,
             'call its init_weights() before wrapping it, or set its '
             'init_cfg to None if it holds weights loaded otherwise')
     return {n: current[n] for n in new}
+
+
+def refuse_wrapper_pretrained(owner: str, init_cfg: Any) -> None:
+    """A ``Pretrained`` init_cfg on the wrapper would load after the build,
+    into nothing the check sees: refuse it."""
+    init_cfgs = init_cfg if isinstance(init_cfg, list) else [init_cfg]
+    if any(isinstance(c, dict) and c.get('type') == 'Pretrained'
+           for c in init_cfgs):
+        raise PretrainedLoadError(
+            f"{owner}: init_cfg=dict(type='Pretrained') on the wrapper is "
+            'not applied to the backbone: put it in the stock backbone\'s '
+            "config, backbone=dict(..., init_cfg=dict(type='Pretrained', "
+            'checkpoint=..., prefix=...))')

@@ -34,6 +34,12 @@ def pretrained_cfg(backbone_cfg, path, seed=1, perturb=0.):
         with torch.no_grad():
             for param in backbone.parameters():
                 param.add_(perturb * torch.randn_like(param))
+    if backbone_cfg['type'] == 'mmseg.VisionTransformer':
+        # mmseg's ViT loads the file's keys as they are (no prefix): the
+        # backbone's own keys, as mmseg's vit2mmseg writes them.
+        torch.save(dict(state_dict=backbone.state_dict()), path)
+        return dict(copy.deepcopy(backbone_cfg),
+                    init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     # Laid out as a whole model's checkpoint, which every toolbox's Swin
     # and mmengine's PretrainedInit (with prefix) accept.
     torch.save(

@@ -63,7 +63,8 @@ def _relative_position_index(window: int) -> torch.Tensor:
     """Swin's ``relative_position_index`` (W², W²) for a square window, as
     microsoft/Swin-Transformer's WindowAttention computes it."""
     coords = torch.stack(
-        torch.meshgrid(torch.arange(window), torch.arange(window),
+        torch.meshgrid(torch.arange(window),
+                       torch.arange(window),
                        indexing='ij')).flatten(1)
     relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)
     relative = relative.contiguous()
@@ -123,8 +124,8 @@ def official_swin(path: str,
             # PatchMerging: norm over cat(x0, x1, x2, x3), 4C -> 2C.
             state[f'layers.{i}.downsample.reduction.weight'] = rand(
                 2 * dims, 4 * dims)
-            state[f'layers.{i}.downsample.norm.weight'] = rand(
-                4 * dims, norm=True)
+            state[f'layers.{i}.downsample.norm.weight'] = rand(4 * dims,
+                                                               norm=True)
             state[f'layers.{i}.downsample.norm.bias'] = rand(4 * dims)
             dims, resolution = 2 * dims, resolution // 2
     state['norm.weight'] = rand(dims, norm=True)
@@ -185,7 +186,8 @@ def vit_npz(path: str,
     return arrays
 
 
-def converted_vit_npz(path: str, npz_path: Optional[str] = None,
+def converted_vit_npz(path: str,
+                      npz_path: Optional[str] = None,
                       **sizes) -> str:
     """:func:`vit_npz`, converted as ``tools/model_converters/
     vit_npz2mmpretrain.py`` writes it (``backbone.`` keys); returns
@@ -284,10 +286,13 @@ def videomae_pretrain(path: str,
     return state
 
 
-def model_zoo(path: str, backbone_cfg: dict, head: Optional[Dict] = None,
-              seed: int = 0, prefix: str = 'backbone.',
-              nesting: Optional[str] = 'state_dict'
-              ) -> Dict[str, torch.Tensor]:
+def model_zoo(
+        path: str,
+        backbone_cfg: dict,
+        head: Optional[Dict] = None,
+        seed: int = 0,
+        prefix: str = 'backbone.',
+        nesting: Optional[str] = 'state_dict') -> Dict[str, torch.Tensor]:
     """Write an OpenMMLab model-zoo file of the stock backbone of
     ``backbone_cfg`` (its own state-dict keys, shapes and order) with random
     values, under ``prefix`` and ``nesting``, with ``head`` tensors (names
@@ -303,19 +308,32 @@ def model_zoo(path: str, backbone_cfg: dict, head: Optional[Dict] = None,
     for key, shape in (head or {}).items():
         state[key] = rand(*shape)
     meta = dict(mmengine_version='0.10.0', epoch=300)
-    torch.save(dict(meta=meta, **{nesting: state}) if nesting else state,
-               path)
+    torch.save(dict(meta=meta, **{nesting: state}) if nesting else state, path)
     return state
 
 
 #: Tiny sizes of each layout, and the published ones.
 TINY = dict(
-    swin=dict(embed_dims=16, depths=(2, 2), num_heads=(2, 2),
-              window_size=7, img_size=56, num_classes=10),
-    vit=dict(embed_dims=32, num_layers=2, num_heads=2, mlp_dims=64,
-             patch_size=8, img_size=32, num_classes=10),
-    videomae=dict(embed_dims=32, num_layers=2, mlp_dims=64, patch_size=8,
-                  tubelet_size=2, decoder_dims=16, decoder_layers=1),
+    swin=dict(embed_dims=16,
+              depths=(2, 2),
+              num_heads=(2, 2),
+              window_size=7,
+              img_size=56,
+              num_classes=10),
+    vit=dict(embed_dims=32,
+             num_layers=2,
+             num_heads=2,
+             mlp_dims=64,
+             patch_size=8,
+             img_size=32,
+             num_classes=10),
+    videomae=dict(embed_dims=32,
+                  num_layers=2,
+                  mlp_dims=64,
+                  patch_size=8,
+                  tubelet_size=2,
+                  decoder_dims=16,
+                  decoder_layers=1),
 )
 REAL = dict(
     swin=dict(),  # Swin-B 22k

@@ -1,10 +1,9 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 """Turning a wrapper's adapters off, taking them out, and switching between
 several named sets of them: the model side of
-:meth:`~mmpetl.FrozenBackbone.disable_adapters`,
-:meth:`~mmpetl.FrozenBackbone.unload`,
-:meth:`~mmpetl.FrozenBackbone.add_adapter` and
-:meth:`~mmpetl.FrozenBackbone.set_adapter`.
+:class:`AdapterControlMixin`, a base of every
+:class:`~mmpetl.FrozenBackbone`: ``disable_adapters()``, ``unload()``,
+``add_adapter()`` and ``set_adapter()``.
 
 *Disabled* means the stock backbone's output, exactly, for every method:
 
@@ -276,7 +275,8 @@ class AdapterControlMixin:
 
     def disable_adapters(self):
         """Context in which the wrapper computes the stock backbone's
-        output exactly (:func:`disabled`)::
+        output exactly
+        (:func:`~mmpetl.models.adapter_control.disabled`)::
 
             with wrapper.disable_adapters():
                 stock_out = wrapper(x)
@@ -285,7 +285,8 @@ class AdapterControlMixin:
 
     def unload(self) -> nn.Module:
         """Remove every adapter without folding and return the stock
-        backbone (:func:`unload`); the wrapper is spent."""
+        backbone (:func:`~mmpetl.models.adapter_control.unload`); the
+        wrapper is spent."""
         return unload(self)
 
     def add_adapter(self, name: str,

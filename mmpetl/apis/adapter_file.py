@@ -20,7 +20,7 @@ The same from a config (the file's head is loaded as usual, e.g. with
                  ...)
 
 And into a model that has its adapters already, as a second named set
-(:meth:`~mmpetl.FrozenBackbone.set_adapter` switches)::
+(``set_adapter(name)`` switches)::
 
     load_adapter('dtd.pth', wrapper, adapter_name='dtd')
 """

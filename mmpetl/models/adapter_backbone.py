@@ -1,7 +1,6 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-import torch
 from mmengine.config import ConfigDict
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
@@ -12,9 +11,8 @@ from mmpetl.fileio.fingerprint import (BackboneFingerprint, pretrained_file,
                                        weights_digest)
 from mmpetl.registry import MODELS
 from mmpetl.utils.log_utils import init_records_at_debug
-from . import adapter_control
-from .adapter_config import (adapter_config, init_arguments,
-                             record_adapter_config)
+from .adapter_config import record_adapter_config
+from .adapter_control import AdapterControlMixin, keep_stock_selected
 from .attach_sites import AttachSite
 from .petl import AdaptedSite, PETLModule, adapted_sites
 from .pretrained_check import (PretrainedLoadError, check_built,
@@ -32,7 +30,7 @@ _STATEFUL_NORMS = (nn.modules.batchnorm._NormBase, )
 
 
 @MODELS.register_module()
-class FrozenBackbone(BaseModule):
+class FrozenBackbone(AdapterControlMixin, BaseModule):
     """A stock backbone, pre-trained and frozen.
 
     Builds ``backbone`` from its config and loads its pre-trained weights
@@ -71,7 +69,10 @@ class FrozenBackbone(BaseModule):
     adapter checkpoint onto the pre-trained backbone restores the model.
     They also hold the backbone's fingerprint (digest of the frozen weights
     as loaded, and the pre-trained file's name), checked when a state dict
-    is loaded: see :mod:`mmpetl.fileio.fingerprint`.
+    is loaded: see :mod:`mmpetl.fileio.fingerprint`, and the wrapper's
+    settings, from which :func:`mmpetl.load_adapter` rebuilds it (see
+    :class:`~mmpetl.models.adapter_control.AdapterControlMixin` for
+    ``disable_adapters()``, ``unload()`` and named adapters).
 
     With no adapters this is the linear-probe baseline, and the floor that
     no adapter method's training cost can go below.
@@ -373,7 +374,7 @@ class FrozenBackbone(BaseModule):
         self.register_load_state_dict_post_hook(accept_missing_frozen)
         register_fingerprint_hooks(self)
         self._register_state_dict_hook(record_adapter_config)
-        adapter_control.keep_stock_selected(self)
+        keep_stock_selected(self)
 
     def forward(self, *args, **kwargs):
         return self.backbone(*args, **kwargs)
@@ -384,61 +385,3 @@ class FrozenBackbone(BaseModule):
             return super().__getattr__(name)
         except AttributeError:
             return getattr(super().__getattr__('backbone'), name)
-
-    # Adapter files, disabling, unloading and named adapters: see
-    # mmpetl.models.adapter_config and mmpetl.models.adapter_control.
-
-    def __new__(cls, *args, **kwargs):
-        wrapper = super().__new__(cls)
-        # The settings every checkpoint of it records (adapter_config()).
-        object.__setattr__(wrapper, '_adapter_arguments',
-                           init_arguments(cls, args, kwargs))
-        return wrapper
-
-    def adapter_config(self) -> Dict[str, Any]:
-        """The settings its checkpoints record, as plain data: method type,
-        arguments, adapted sites, backbone type and fingerprint (see
-        :mod:`~mmpetl.models.adapter_config`); what
-        :func:`mmpetl.load_adapter` rebuilds the model from."""
-        return adapter_config(self)
-
-    def disable_adapters(self):
-        """Context in which this wrapper computes the stock backbone's
-        output exactly (see :func:`~mmpetl.models.adapter_control.disabled`)::
-
-            with wrapper.disable_adapters():
-                stock_out = wrapper(x)
-        """
-        return adapter_control.disabled(self)
-
-    def unload(self) -> nn.Module:
-        """Remove every adapter without folding and return the stock
-        backbone (stock keys, pre-trained values); the wrapper is spent."""
-        return adapter_control.unload(self)
-
-    def add_adapter(self, name: str,
-                    state_dict: Optional[Dict[str, torch.Tensor]] = None
-                    ) -> None:
-        """Add a named adapter set: a copy of the active one, or the
-        trained entries of ``state_dict`` (keys relative to the wrapper).
-        From a file: :func:`mmpetl.load_adapter` with ``adapter_name``."""
-        adapter_control.add_adapter(self, name, state_dict)
-
-    def set_adapter(self, name: str) -> None:
-        """Make the named adapter set the live one (its tensors, no
-        copy)."""
-        adapter_control.set_adapter(self, name)
-
-    def delete_adapter(self, name: str) -> None:
-        """Drop an inactive named adapter set."""
-        adapter_control.delete_adapter(self, name)
-
-    @property
-    def active_adapter(self) -> str:
-        """The name of the live adapter set (``'default'`` as built)."""
-        return adapter_control.active_adapter(self)
-
-    @property
-    def adapter_names(self) -> List[str]:
-        """The names of the adapter sets, the active one first."""
-        return adapter_control.adapter_names(self)

@@ -1,10 +1,9 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 """Turning a wrapper's adapters off, taking them out, and switching between
 several named sets of them: the model side of
-:meth:`~mmpetl.FrozenBackbone.disable_adapters`,
-:meth:`~mmpetl.FrozenBackbone.unload`,
-:meth:`~mmpetl.FrozenBackbone.add_adapter` and
-:meth:`~mmpetl.FrozenBackbone.set_adapter`.
+:class:`AdapterControlMixin`, a base of every
+:class:`~mmpetl.FrozenBackbone`: ``disable_adapters()``, ``unload()``,
+``add_adapter()`` and ``set_adapter()``.
 
 *Disabled* means the stock backbone's output, exactly, for every method:
 
@@ -31,13 +30,14 @@ is shared: build one per set to train several). To serve several folded
 tasks at stock speed, see :class:`~mmpetl.apis.serving.AdapterSwitcher`.
 """
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from mmpetl.utils.errors import UnknownNameError
 from .adapted_module import ModuleSite
+from .adapter_config import adapter_config, init_arguments
 from .petl import adapted_sites
 
 #: The name of the adapter set a wrapper is built with.
@@ -251,8 +251,73 @@ def delete_adapter(wrapper: nn.Module, name: str) -> None:
                                f'{adapter_names(wrapper)}')
 
 
+class AdapterControlMixin:
+    """What every :class:`~mmpetl.FrozenBackbone` adds to a stock backbone
+    besides its adapters: the settings its checkpoints record
+    (:meth:`adapter_config`), turning the adapters off
+    (:meth:`disable_adapters`) or out (:meth:`unload`), and named adapter
+    sets (:meth:`add_adapter`, :meth:`set_adapter`); see the module
+    docstring."""
+
+    def __new__(cls, *args, **kwargs):
+        wrapper = super().__new__(cls)
+        # The settings every checkpoint of it records (adapter_config()).
+        object.__setattr__(wrapper, '_adapter_arguments',
+                           init_arguments(cls, args, kwargs))
+        return wrapper
+
+    def adapter_config(self) -> Dict[str, Any]:
+        """The settings its checkpoints record, as plain data: method type,
+        arguments, adapted sites, backbone type and fingerprint (see
+        :mod:`~mmpetl.models.adapter_config`); what
+        :func:`mmpetl.load_adapter` rebuilds the model from."""
+        return adapter_config(self)
+
+    def disable_adapters(self):
+        """Context in which the wrapper computes the stock backbone's
+        output exactly
+        (:func:`~mmpetl.models.adapter_control.disabled`)::
+
+            with wrapper.disable_adapters():
+                stock_out = wrapper(x)
+        """
+        return disabled(self)
+
+    def unload(self) -> nn.Module:
+        """Remove every adapter without folding and return the stock
+        backbone (:func:`~mmpetl.models.adapter_control.unload`); the
+        wrapper is spent."""
+        return unload(self)
+
+    def add_adapter(self, name: str,
+                    state_dict: Optional[Dict[str, Tensor]] = None) -> None:
+        """Add a named adapter set: a copy of the active one, or the
+        trained entries of ``state_dict`` (keys relative to the wrapper).
+        From a file: :func:`mmpetl.load_adapter` with ``adapter_name``."""
+        add_adapter(self, name, state_dict)
+
+    def set_adapter(self, name: str) -> None:
+        """Make the named adapter set the live one (its tensors, no
+        copy)."""
+        set_adapter(self, name)
+
+    def delete_adapter(self, name: str) -> None:
+        """Drop an inactive named adapter set."""
+        delete_adapter(self, name)
+
+    @property
+    def active_adapter(self) -> str:
+        """The name of the live adapter set (``'default'`` as built)."""
+        return active_adapter(self)
+
+    @property
+    def adapter_names(self) -> List[str]:
+        """The names of the adapter sets, the active one first."""
+        return adapter_names(self)
+
+
 __all__ = [
-    'DEFAULT_ADAPTER', 'active_adapter', 'adapter_names', 'adapter_tensors',
+    'AdapterControlMixin', 'DEFAULT_ADAPTER', 'active_adapter', 'adapter_names', 'adapter_tensors',
     'add_adapter', 'delete_adapter', 'disabled', 'keep_stock_selected',
     'set_adapter', 'stock_selected', 'stock_swaps', 'unload'
 ]

@@ -294,25 +294,25 @@ class Protocol:
     def _execute(self, run: Run, where: str, task_dir: str,
                  launcher: str) -> dict:
         """Run (or skip) one run, on one console line: ``run k of N``,
-        the run, the ETA of the suite before it starts (the mean time of
-        the runs trained so far times the runs left), then its result and
+        the ETA of the suite as the run starts (the mean time of the runs
+        trained so far times the runs left), the run, then its result and
         time. The Runner's own console log goes to its log file
         (:func:`~mmpetl.utils.log_utils.console_warnings_only`)."""
         label = where if run.work_dir == task_dir else \
             f'{where} / {osp.relpath(run.work_dir, task_dir)}'
         self.done += 1
-        head = f'run {self.done} of {self.total}, {label}'
+        head = f'run {self.done} of {self.total}'
         result = finished(run)
         if result is not None:
             if self.is_main:
-                print(f'{head}: done, skipped', flush=True)
+                print(f'{head} {label}: done, skipped', flush=True)
             return result
         if self.is_main:
             left = self.unfinished - len(self.times)
             eta = (datetime.timedelta(seconds=round(
                 sum(self.times) / len(self.times) * left))
                    if self.times else '-')
-            print(f'{head} (ETA {eta})', end='', flush=True)
+            print(f'{head} (ETA {eta}) {label}', end='', flush=True)
         start = time.time()
         with console_warnings_only():
             result = run_task(run.cfg, run.work_dir, launcher,

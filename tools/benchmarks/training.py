@@ -55,6 +55,7 @@ from mmpetl.benchmarks.training_cost import (classification_batch, dense_batch,
                                              require_input_grad,
                                              saved_bytes_of_forward)
 from mmpetl.apis.reparam import build_model
+from mmpetl.benchmarks.plots import plot_costs
 from mmpetl.fileio.checkpoint_io import atomic_output
 from mmpetl.suites.task_suite import (method_folders, replace_backbone,
                                       stock_backbone)
@@ -386,14 +387,22 @@ def classification(args, device, log_file):
     return figures
 
 
+#: The bar charts next to ``--out``: (figure key, axis label, scale).
+COST_PANELS = (('train_memory_bytes', 'training memory (MiB)', 2**-20),
+               ('step_time_s', 'training step time (ms)', 1e3))
+
+
 def write_figures(figures, path):
-    """``figures`` as JSON at ``path`` (atomically)."""
+    """``figures`` as JSON at ``path`` and as bar charts of memory and step
+    time per method next to it (``.png``), atomically."""
+    chart = osp.splitext(path)[0] + '.png'
     try:
         with atomic_output(path) as tmp, open(tmp, 'w') as f:
             json.dump(figures, f, indent=1)
+        plot_costs(figures, COST_PANELS, chart)
     except InputError as e:  # an input of the run
         fail(str(e))
-    print(f'wrote {path}')
+    print(f'wrote {path}, {chart}')
 
 
 def main():

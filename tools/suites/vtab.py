@@ -71,6 +71,7 @@ from mmpetl.suites.task_suite import (COST_COLUMNS, add_costs,
                                       summarize, terminal_table,
                                       write_standin_data, write_tables)
 from mmpetl.utils import InputError
+from mmpetl.utils.threads import set_thread_defaults
 
 #: The checkout, or mmpetl/.mim of an installed wheel: configs/ and tools/.
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -220,6 +221,8 @@ def main():
         # Every config first: a typo fails now, not after hours of training.
         configs = {(m, t): task_config(args, m, t, standin_root)
                    for m in args.methods for t in args.tasks}
+        for cfg in configs.values():  # MMPETL_NUM_WORKERS, torch threads
+            set_thread_defaults(cfg)
     except (InputError, KeyError, ValueError) as e:
         fail(e)
     if args.count_params:

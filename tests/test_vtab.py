@@ -341,8 +341,8 @@ def test_all_methods_one_table_with_folding_and_costs(tmp_path):
     assert 'System environment' not in out and 'Config:' not in out
     log, = glob.glob(str(work / 'lora' / 'dtd' / '*' / '*.log'))
     assert 'System environment' in open(log).read()
-    summary = out[out.rindex('\nmethod'):].strip().splitlines()
-    assert len(summary) == 2 + total
+    *summary, wrote = out[out.rindex('\nmethod'):].strip().splitlines()
+    assert len(summary) == 2 + total and wrote.startswith('wrote ')
     assert max(map(len, summary)) <= int(os.environ.get('COLUMNS', 80))
     for name in ('results.png', 'results_costs.png'):
         assert (work / name).read_bytes()[:4] == b'\x89PNG'

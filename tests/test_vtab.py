@@ -330,6 +330,22 @@ def test_all_methods_one_table_with_folding_and_costs(tmp_path):
     rows = {r['method']: r for r in csv.DictReader(open(work /
                                                         'results.csv'))}
     assert list(rows) == list(ALL_METHODS)
+    # One line per run; the Runners' environment and config go to their
+    # log files; a summary as wide as the terminal (80 without one).
+    total = len(ALL_METHODS)
+    runs = [line for line in out.splitlines() if line.startswith('run ')]
+    assert len(runs) == total
+    assert runs[0].startswith(f'run 1 of {total}, full-finetune / dtd: top-1')
+    assert re.search(r', \d+ s, ETA \d+:\d\d:\d\d$', runs[0])
+    assert runs[-1].endswith(', ETA 0:00:00')
+    assert 'System environment' not in out and 'Config:' not in out
+    log, = glob.glob(str(work / 'lora' / 'dtd' / '*' / '*.log'))
+    assert 'System environment' in open(log).read()
+    *summary, wrote = out[out.rindex('\nmethod'):].strip().splitlines()
+    assert len(summary) == 2 + total and wrote.startswith('wrote ')
+    assert max(map(len, summary)) <= int(os.environ.get('COLUMNS', 80))
+    for name in ('results.png', 'results_costs.png'):
+        assert (work / name).read_bytes()[:4] == b'\x89PNG'
     for method, row in rows.items():
         assert f'{method} / dtd: top-1' in out
         assert row['folds'] == ('no' if method in NOT_FOLDING else 'yes')

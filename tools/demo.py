@@ -73,7 +73,8 @@ def run(tool, *args, log=None, epochs=None):
     shown_tenths = 0
     with open(log, 'w') as f, subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True) as process:
+            text=True, env=dict(os.environ, PYTHONUNBUFFERED='1')) \
+            as process:  # unbuffered: the progress as it happens
         for line in process.stdout:
             f.write(line)
             match = TRAIN_LINE.search(line) if epochs else None

@@ -103,7 +103,8 @@ def plot_costs(costs: Dict[str, Dict[str, float]],
         ax.barh(names, [v for v, _ in values],
                 color=[style(order[m])[0] for m in names])
         for y, (value, _) in enumerate(values):
-            ax.annotate(f'{value:.3g}', (value, y), xytext=(3, 0),
+            ax.annotate(f'{value:.3g}' if value < 1000 else f'{value:,.0f}',
+                        (value, y), xytext=(3, 0),
                         textcoords='offset points', va='center', fontsize=8)
         ax.set_xlabel(label)
         ax.margins(x=0.15)

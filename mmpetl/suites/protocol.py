@@ -29,6 +29,7 @@ import itertools
 import json
 import math
 import os.path as osp
+import sys
 import time
 from argparse import ArgumentTypeError
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
@@ -334,10 +335,11 @@ class Protocol:
 
     def _execute(self, run: Run, where: str, task_dir: str,
                  launcher: str) -> dict:
-        """Run (or skip) one run, on one console line: ``run k of N``,
-        the run, the ETA of the suite before it starts (the mean time of
-        the runs trained so far times the runs left), then its result and
-        time. The Runner's own console log goes to its log file
+        """Run (or skip) one run and print one line for it: ``run k of
+        N``, the run, its result and time, and the ETA of the suite (the
+        mean time of the runs trained so far times the runs left); on a
+        terminal the line starts as the run starts. The Runner's own
+        console log goes to its log file
         (:func:`~mmpetl.utils.log_utils.console_warnings_only`)."""
         label = where if run.work_dir == task_dir else \
             f'{where} / {osp.relpath(run.work_dir, task_dir)}'
@@ -348,12 +350,9 @@ class Protocol:
             if self.is_main:
                 print(f'{head}: done, skipped', flush=True)
             return result
-        if self.is_main:
-            left = self.unfinished - len(self.times)
-            eta = (datetime.timedelta(seconds=round(
-                sum(self.times) / len(self.times) * left))
-                   if self.times else '-')
-            print(f'{head} (ETA {eta})', end='', flush=True)
+        live = self.is_main and sys.stdout.isatty()
+        if live:
+            print(head, end='', flush=True)
         start = time.time()
         with console_warnings_only():
             result = run_task(run.cfg, run.work_dir, launcher,
@@ -361,10 +360,14 @@ class Protocol:
                               **run.record)
         self.times.append(time.time() - start)
         if self.is_main:
-            print(f': top-1 {result["top1"]:.2f} ({run.record["split"]}'
-                  f'), trainable {result["trainable"]:,} (backbone '
+            left = self.unfinished - len(self.times)
+            eta = datetime.timedelta(seconds=round(
+                sum(self.times) / len(self.times) * left))
+            print(f'{chr(13) if live else ""}{head}: top-1 '
+                  f'{result["top1"]:.2f} ({run.record["split"]}), trainable '
+                  f'{result["trainable"]:,} (backbone '
                   f'{result["trainable_backbone"]:,}) of {result["total"]:,}'
-                  f', {self.times[-1]:.0f} s', flush=True)
+                  f', {self.times[-1]:.0f} s, ETA {eta}', flush=True)
         return result
 
     def run(self, launcher: str = 'none') -> Dict[tuple, dict]:

@@ -113,8 +113,11 @@ class _DebugLines(io.TextIOBase):
         return len(text)
 
 
-#: A console log line of a warning or worse (colour codes removed).
+#: A console log line of a warning or worse (colour codes removed), and
+#: mmengine's notices of its own deprecated internals (FileClient, ...),
+#: which its hooks trigger in every run and a user cannot act on.
 _WARNING_LINE = re.compile(r' - (WARNING|ERROR|CRITICAL) - ')
+_INTERNAL_NOTICE = re.compile(r'will be deprecated in future|is the alias of')
 _COLOUR = re.compile(r'\x1b\[[0-9;]*m')
 
 
@@ -127,7 +130,8 @@ def console_warnings_only() -> Iterator[None]:
     config and every logged iteration (hundreds of lines per run of a
     suite); they stay in the Runner's own log file
     (``{work_dir}/{timestamp}/{timestamp}.log``), and its warnings and
-    errors still show here.
+    errors still show here (but mmengine's notices about its own
+    deprecated internals).
     """
     with redirect_stdout(_WarningLines(sys.stdout)):
         yield
@@ -141,8 +145,9 @@ class _WarningLines(io.TextIOBase):
 
     def write(self, text: str) -> int:
         *lines, self.partial = (self.partial + text).split('\n')
-        for line in lines:
-            if _WARNING_LINE.search(_COLOUR.sub('', line)):
+        for line in map(_COLOUR.sub, itertools.repeat(''), lines):
+            if _WARNING_LINE.search(line) and \
+                    not _INTERNAL_NOTICE.search(line):
                 self.stream.write(line + '\n')
         return len(text)
 

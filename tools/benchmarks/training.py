@@ -54,8 +54,9 @@ from mmpetl.benchmarks.training_cost import (classification_batch, dense_batch,
                                              require_input_grad,
                                              saved_bytes_of_forward)
 from mmpetl.apis.reparam import build_model
+from mmpetl.benchmarks.plots import plot_costs
 from mmpetl.fileio.configs import config_files
-from mmpetl.fileio.outputs import (check_output_path, protected_inputs,
+from mmpetl.fileio.outputs import (check_output_paths, protected_inputs,
                                    write_text)
 from mmpetl.suites.task_suite import (method_folders, replace_backbone,
                                       stock_backbone)
@@ -151,7 +152,9 @@ def parse_args():
     args.inputs = run_inputs(args)
     if args.out:  # before any work
         try:
-            check_output_path(args.out, args.force, *args.inputs)
+            check_output_paths(
+                [args.out, osp.splitext(args.out)[0] + '.png'], args.force,
+                args.inputs)
         except InputError as e:
             parser.error(str(e))
     return args
@@ -414,15 +417,23 @@ def classification(args, device, log_file):
     return figures
 
 
+#: The bar charts next to ``--out``: (figure key, axis label, scale).
+COST_PANELS = (('train_memory_bytes', 'training memory (MiB)', 2**-20),
+               ('step_time_s', 'training step time (ms)', 1e3))
+
+
 def write_figures(figures, path, inputs):
-    """``figures`` as JSON at ``path`` (atomically), never over one of
+    """``figures`` as JSON at ``path`` and as bar charts of memory and step
+    time per method next to it (``.png``), atomically, never over one of
     ``inputs``."""
+    chart = osp.splitext(path)[0] + '.png'
     try:
         with protected_inputs(inputs):
             write_text(path, json.dumps(figures, indent=1))
+            plot_costs(figures, COST_PANELS, chart)
     except InputError as e:  # an input of the run, a failed write
         fail(str(e))
-    print(f'wrote {path}')
+    print(f'wrote {path}, {chart}')
 
 
 def main():

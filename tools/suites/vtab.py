@@ -75,6 +75,7 @@ from mmpetl.fileio.switches import check_env_flags
 from mmpetl.utils import InputError
 from mmpetl.utils.arguments import (ToolParser, existing_file, folder_or_new,
                                     non_negative_int, positive_int)
+from mmpetl.utils.threads import set_thread_defaults
 
 #: The checkout, or mmpetl/.mim of an installed wheel: configs/ and tools/.
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -228,6 +229,8 @@ def main():
         # Every config first: a typo fails now, not after hours of training.
         configs = {(m, t): task_config(args, m, t, standin_root)
                    for m in args.methods for t in args.tasks}
+        for cfg in configs.values():  # MMPETL_NUM_WORKERS, torch threads
+            set_thread_defaults(cfg)
     except (InputError, KeyError, ValueError) as e:
         fail(e)
     if args.count_params:

@@ -88,6 +88,11 @@ class ModuleInputSite:
 #: Every norm layer whose name ends in ``norm``/``ln`` (+ digits),
 #: ``fc_norm`` or ``pre_norm``; disabled norms (``nn.Identity``) are skipped.
 _NORMS = r'(?:.*\.)?(?:norm|ln|fc_norm|pre_norm)\d*'
+#: Swin's patch-merging norms (``downsample.norm``): their own kind
+#: ``merging_norm``, out of ``norm`` (SSF's reference never applies its
+#: scale and shift there).
+_MERGING_NORMS = r'(?:.*\.)?downsample\.norm'
+_SWIN_NORMS = r'(?!(?:.*\.)?downsample\.)' + _NORMS
 
 _SWIN_BLOCK = r'stages\.(?P<stage>\d+)\.blocks\.\d+'
 _SWIN_SITES = dict(
@@ -100,7 +105,8 @@ _SWIN_SITES = dict(
     mlp=_SWIN_BLOCK + r'\.ffn',
     stream=_SWIN_BLOCK + r'\.norm2',
     block=_SWIN_BLOCK,
-    norm=_NORMS,
+    norm=_SWIN_NORMS,
+    merging_norm=_MERGING_NORMS,
     patch_embed=r'patch_embed\.projection')
 # q and v biases live beside a bias-free qkv linear (k bias: a constant
 # zero); a bias folded into k changes q.k by a constant per query, which the
@@ -138,8 +144,10 @@ _VIT_FFN = dict(
 #: BEiT's relative position bias, EVA-02's RoPE, windowed attention). A
 #: module that
 #: applies its weight itself (``F.linear(x, qkv.weight, ...)`` in BEiT,
-#: Swin V2 and VideoMAE attention, ``nn.MultiheadAttention``) has no ``qkv``
-#: kind: only ``attn`` reaches it.
+#: Swin V2 and VideoMAE attention, ``nn.MultiheadAttention``) is named by a
+#: :class:`ModuleInputSite` for ``attn`` (input-affine) and ``qkv`` (a weight
+#: delta on that weight: LoRA, DoRA, FacT); the output-affine and
+#: module-wide forms do not take it.
 ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
     # + DeiT3, CLIP (pre-norm), DINOv2 (layer scale; SwiGLU FFN: w12).
     'mmpretrain.VisionTransformer':
@@ -170,6 +178,7 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
     dict(
         attn=ModuleInputSite(
             module=_VIT_LAYER + r'\.attn', linear='qkv', bias_sink=_QV_BIAS),
+        qkv=ModuleInputSite(module=_VIT_LAYER + r'\.attn', linear='qkv'),
         ffn=_VIT_LAYER + r'\.ffn\.layers\.0\.0',
         proj=_VIT_LAYER + r'\.attn\.proj',
         attention=_VIT_LAYER + r'\.attn',
@@ -199,6 +208,8 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
             module=_SWIN_BLOCK + r'\.attn\.w_msa',
             linear='qkv',
             shift=False),
+        qkv=ModuleInputSite(
+            module=_SWIN_BLOCK + r'\.attn\.w_msa', linear='qkv'),
         stream=_SWIN_BLOCK + r'\.ffn',
         **{k: v for k, v in _SWIN_SITES.items()
            if k not in ('attn', 'qkv', 'block', 'stream')}),
@@ -234,6 +245,8 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
             weight='in_proj_weight',
             bias_sink='in_proj_bias',
             inputs=('query', 'key', 'value')),
+        qkv=ModuleInputSite(
+            module=_VIT_LAYER + r'\.attn\.attn', weight='in_proj_weight'),
         ffn=_VIT_LAYER + r'\.ffn\.layers\.0\.0',
         layer=_VIT_LAYER,
         attention=_VIT_LAYER + r'\.attn',
@@ -244,6 +257,7 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
     dict(
         attn=ModuleInputSite(
             module=r'blocks\.\d+\.attn', linear='qkv', bias_sink=_QV_BIAS),
+        qkv=ModuleInputSite(module=r'blocks\.\d+\.attn', linear='qkv'),
         ffn=r'blocks\.\d+\.mlp\.layers\.0\.0',
         proj=r'blocks\.\d+\.attn\.proj',
         fc1=r'blocks\.\d+\.mlp\.layers\.0\.0',
@@ -265,7 +279,8 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
         fc2=r'layers\.(?P<stage>\d+)\.blocks\.\d+\.mlp\.fc2',
         mlp=r'layers\.(?P<stage>\d+)\.blocks\.\d+\.mlp',
         stream=r'layers\.(?P<stage>\d+)\.blocks\.\d+\.norm2',
-        norm=_NORMS,
+        norm=_SWIN_NORMS,
+        merging_norm=_MERGING_NORMS,
         patch_embed=r'patch_embed\.proj'),
 }
 
@@ -402,10 +417,22 @@ def _make_output_site(path: str, kind: str, group: str,
         channel_dim=1 if channel_first else -1)
 
 
-def _make_delta_site(path: str, kind: str, group: str,
-                     module: nn.Module) -> AttachSite:
+def _make_delta_site(path: str, kind: str, group: str, module: nn.Module,
+                     spec: ModuleInputSite) -> AttachSite:
     """A weight-delta site: an ``nn.Linear`` whose forward its block
-    calls."""
+    calls, or (a spec naming ``linear`` / ``weight``) a module that applies
+    that weight itself (``fold_target.weight`` is its path; ``linear``
+    False)."""
+    if _applies_weight(spec):
+        target = spec.fold_target()
+        weight = find_parameter(module, target.weight)
+        if weight is None or weight.dim() != 2:
+            raise TypeError(f'site {path!r} ({kind}): '
+                            f'{type(module).__name__} has no (out, in) '
+                            f'weight {target.weight!r}')
+        return AttachSite(
+            path, kind, group, weight.shape[1], target, form='delta',
+            out_features=weight.shape[0])
     if not isinstance(module, nn.Linear):
         raise TypeError(
             f'site {path!r} ({kind}): a weight delta needs an nn.Linear, '
@@ -446,13 +473,25 @@ def _make_module_site(path: str, kind: str, group: str,
         path, kind, group, width, None, form='module', out_features=out)
 
 
+def _applies_weight(spec: Union[str, ModuleInputSite]) -> bool:
+    """Whether a table spec names a module that applies a weight itself
+    (its ``linear`` / ``weight``), rather than the module to adapt."""
+    return isinstance(spec, ModuleInputSite) and bool(spec.linear
+                                                      or spec.weight)
+
+
+def _takes_form(spec: Union[str, ModuleInputSite], form: str) -> bool:
+    """Whether a site kind's spec can take ``form``: a module that applies
+    a weight itself takes an input-affine adapter or a weight delta on that
+    weight, not an output-affine one or a module-wide method."""
+    return form in ('input', 'delta') or not _applies_weight(spec)
+
+
 #: The fold forms a site is found for (``'module'``: a whole module, for
 #: the methods that do not fold).
 SITE_FORMS = ('input', 'output', 'delta', 'module')
 
-_MAKE_SITE = dict(
-    output=_make_output_site, delta=_make_delta_site,
-    module=_make_module_site)
+_MAKE_SITE = dict(output=_make_output_site, module=_make_module_site)
 
 
 def find_attach_sites(backbone: nn.Module,
@@ -490,8 +529,9 @@ def find_attach_sites(backbone: nn.Module,
         table = site_patterns(backbone)
         explicit = sites is not None
         if sites is None:
-            sites = [kind for kind in default_sites if kind in table]
-            left_out = [k for k in default_sites if k not in table]
+            sites = [kind for kind in default_sites
+                     if kind in table and _takes_form(table[kind], form)]
+            left_out = [k for k in default_sites if k not in sites]
             if sites and left_out:
                 print_log(
                     f'{method}: {_table_key(type(backbone))} has no site '
@@ -509,6 +549,13 @@ def find_attach_sites(backbone: nn.Module,
                 f'{missing} in the attach-site table (it has '
                 f'{sorted(table)}){"" if explicit else " by default"}; '
                 'choose sites= among those, or name modules with targets=')
+        wrong = [k for k in sites if not _takes_form(table[k], form)]
+        if wrong:
+            raise UnknownNameError(
+                f'{method}: site kind(s) {wrong} of '
+                f'{_table_key(type(backbone))} name a module that applies '
+                f'its weight itself; a {form} site cannot take it: leave '
+                'them out of sites=')
         targets = {kind: table[kind] for kind in sites}
     specs = {kind: _as_site_spec(spec) for kind, spec in targets.items()}
     patterns = {kind: re.compile(s.module) for kind, s in specs.items()}
@@ -524,6 +571,9 @@ def find_attach_sites(backbone: nn.Module,
             if form == 'input':
                 found.append(
                     _make_site(path, kind, group, module, specs[kind]))
+            elif form == 'delta':
+                found.append(
+                    _make_delta_site(path, kind, group, module, specs[kind]))
             elif not isinstance(module, nn.Identity):  # a norm turned off
                 found.append(_MAKE_SITE[form](path, kind, group, module))
     missing = set(patterns) - {site.kind for site in found}

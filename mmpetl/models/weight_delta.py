@@ -1,12 +1,16 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 """The weight-delta fold form: a linear computed with ``W + ΔW`` (LoRA,
-DoRA, FacT)."""
+DoRA, FacT), on an ``nn.Linear`` the block calls (:class:`DeltaLinear`) or
+on a weight a module applies itself (:class:`DeltaModuleSite`)."""
 from abc import abstractmethod
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from .adapted_linear import adopt_linear, stock_linear
+from .adapted_module import ModuleSite
 from .petl import AdaptedSite, PETLModule
 
 
@@ -15,14 +19,27 @@ class WeightDelta(PETLModule):
 
     A subclass computes the adapted linear's whole output in its
     :meth:`forward` (so that it can keep a low-rank branch low-rank, or
-    rescale rows as DoRA does), and gives the folded weight in
-    :meth:`merged_weight`. In evaluation mode (dropout off) both describe
-    the same linear map: ``forward(x, W, c) = x @ merged_weight(W).T + c``.
+    rescale rows as DoRA does), gives the adapted weight itself in
+    :meth:`adapted_weight` (for a module that applies the weight itself)
+    and the folded weight in :meth:`merged_weight`. In evaluation mode
+    (dropout off) the three describe the same linear map:
+    ``forward(x, W, c) = x @ adapted_weight(W).T + c =
+    x @ merged_weight(W).T + c``.
+
+    ``forward(None, W, None)`` returns :meth:`adapted_weight` ``(W)``: a
+    :class:`DeltaModuleSite` calls the adapter that way, so that the
+    adapter's forward runs (and its hooks fire) on every site.
     """
 
     @abstractmethod
-    def forward(self, x: Tensor, weight: Tensor, bias) -> Tensor:
-        """The adapted linear's output on ``x`` (..., in)."""
+    def forward(self, x: Optional[Tensor], weight: Tensor, bias) -> Tensor:
+        """The adapted linear's output on ``x`` (..., in); with ``x`` None,
+        :meth:`adapted_weight` ``(weight)``."""
+
+    @abstractmethod
+    def adapted_weight(self, weight: Tensor) -> Tensor:
+        """The weight (out, in) the adapted linear applies, in ``weight``'s
+        dtype and differentiable; no dropout (it acts on inputs)."""
 
     @abstractmethod
     def merged_weight(self, weight: Tensor) -> Tensor:
@@ -70,3 +87,78 @@ class DeltaLinear(nn.Linear, AdaptedSite):
 
     def describe_fold(self) -> str:
         return 'weight + delta'
+
+
+class DeltaModuleSite(ModuleSite):
+    """A frozen module that applies a weight itself, with a
+    :class:`WeightDelta` on that weight.
+
+    For the attention of BEiT, Swin V2 and VideoMAE
+    (``F.linear(x, qkv.weight, cat(q_bias, 0, v_bias))``) and
+    ``nn.MultiheadAttention`` (``in_proj_weight``): the block never calls a
+    linear's ``forward``, so the delta acts on the weight. Each forward runs
+    the module with ``W`` replaced by ``adapted_weight(W)``
+    (``torch.func.functional_call``), whatever the module does with its
+    bias; folding writes ``merged_weight(W)`` into a copy of the stock
+    module, its biases unchanged, so the fold is exact whatever stores them.
+
+    The module applies the weight to one input, so a dropout on the delta's
+    own input (LoRA's ``drop(x)``, FacT's dropped code) cannot act here
+    (``B A drop(x)`` does not factor out of ``x``; peft refuses dropout on
+    such weights for the same reason): these sites run without it, and the
+    wrapper says so in one warning line at build (:func:`dropout_note`).
+
+    Args:
+        module (nn.Module): The stock module. Not copied.
+        adapter (WeightDelta): The delta.
+        weight (str): Path of the weight (out, in) inside the module, e.g.
+            ``'qkv.weight'``, ``'in_proj_weight'``.
+    """
+
+    fold_form = 'weight delta'
+
+    def __init__(self, module: nn.Module, adapter: WeightDelta, weight: str):
+        super().__init__(module, adapter)
+        self.weight_name = weight
+
+    def forward(self, *args, **kwargs):
+        stock = self.module.get_parameter(self.weight_name)
+        return functional_call(self.module,
+                               {self.weight_name: self.adapter(
+                                   None, stock, None)}, args, kwargs)
+
+    @torch.no_grad()
+    def merged(self) -> nn.Module:
+        module = self.stock_module()
+        weight = module.get_parameter(self.weight_name)
+        weight.copy_(self.adapter.merged_weight(weight.double()))
+        return module
+
+    def describe_fold(self) -> str:
+        return f'{self.weight_name} + delta'
+
+
+def delta_site(module: nn.Module, adapter: WeightDelta,
+               weight: Optional[str]) -> AdaptedSite:
+    """The weight-delta site of ``module``: a :class:`DeltaLinear` for an
+    ``nn.Linear`` the block calls (``weight`` None), else a
+    :class:`DeltaModuleSite` on the module's weight at path ``weight``."""
+    if weight is None:
+        return DeltaLinear(module, adapter)
+    return DeltaModuleSite(module, adapter, weight)
+
+
+def dropout_note(wrapper: nn.Module, dropout: float) -> Optional[str]:
+    """One line saying which sites of ``wrapper`` run without the delta's
+    dropout (:class:`DeltaModuleSite`), or None when none does (or
+    ``dropout`` is 0)."""
+    paths = [
+        name for name, m in wrapper.named_modules()
+        if isinstance(m, DeltaModuleSite)
+    ]
+    if not paths or not dropout:
+        return None
+    return (f'{type(wrapper).__name__}: {len(paths)} site(s) apply their '
+            f'weight inside the module (e.g. {paths[0]}): the delta acts on '
+            f'the weight there and its dropout ({dropout:g}) cannot act on '
+            'its own input; those sites run without dropout')

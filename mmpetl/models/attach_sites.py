@@ -56,7 +56,10 @@ class ModuleInputSite:
             parameters fall back to the linear's own bias.
         weight (str, optional): Path of the weight parameter (out, in)
             inside the module, when it is no linear's
-            (``'in_proj_weight'``). Overrides ``linear``.
+            (``'in_proj_weight'``). Overrides ``linear``. ``'weight'`` on an
+            ``nn.Linear`` (weight-delta form): a linear whose block reads
+            its weight (``F.linear(x, qkv.weight, ...)``) rather than
+            calling it.
         inputs (tuple[str]): Forward arguments of the module to adapt,
             e.g. ``('query', 'key', 'value')``. Empty: the first.
         shift (bool): Whether the adapters may have a shift ``m``. False
@@ -105,6 +108,10 @@ _SWIN_SITES = dict(
     mlp=_SWIN_BLOCK + r'\.ffn',
     stream=_SWIN_BLOCK + r'\.norm2',
     block=_SWIN_BLOCK,
+    # The drop path ending each residual branch (its output is what the
+    # block adds to the stream): LoRand's places.
+    attn_branch=_SWIN_BLOCK + r'\.attn\.drop',
+    ffn_branch=_SWIN_BLOCK + r'\.ffn\.dropout_layer',
     norm=_SWIN_NORMS,
     merging_norm=_MERGING_NORMS,
     patch_embed=r'patch_embed\.projection')
@@ -145,9 +152,10 @@ _VIT_FFN = dict(
 #: module that
 #: applies its weight itself (``F.linear(x, qkv.weight, ...)`` in BEiT,
 #: Swin V2 and VideoMAE attention, ``nn.MultiheadAttention``) is named by a
-#: :class:`ModuleInputSite` for ``attn`` (input-affine) and ``qkv`` (a weight
-#: delta on that weight: LoRA, DoRA, FacT); the output-affine and
-#: module-wide forms do not take it.
+#: :class:`ModuleInputSite` for ``attn`` (input-affine: the module and its
+#: bias sink) and for ``qkv`` (a weight delta: the linear whose weight the
+#: module reads, ``weight='weight'``, or the module and ``in_proj_weight``);
+#: the output-affine and module-wide forms do not take it.
 ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
     # + DeiT3, CLIP (pre-norm), DINOv2 (layer scale; SwiGLU FFN: w12).
     'mmpretrain.VisionTransformer':
@@ -178,7 +186,8 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
     dict(
         attn=ModuleInputSite(
             module=_VIT_LAYER + r'\.attn', linear='qkv', bias_sink=_QV_BIAS),
-        qkv=ModuleInputSite(module=_VIT_LAYER + r'\.attn', linear='qkv'),
+        qkv=ModuleInputSite(module=_VIT_LAYER + r'\.attn\.qkv',
+                            weight='weight'),
         ffn=_VIT_LAYER + r'\.ffn\.layers\.0\.0',
         proj=_VIT_LAYER + r'\.attn\.proj',
         attention=_VIT_LAYER + r'\.attn',
@@ -209,10 +218,11 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
             linear='qkv',
             shift=False),
         qkv=ModuleInputSite(
-            module=_SWIN_BLOCK + r'\.attn\.w_msa', linear='qkv'),
+            module=_SWIN_BLOCK + r'\.attn\.w_msa\.qkv', weight='weight'),
         stream=_SWIN_BLOCK + r'\.ffn',
         **{k: v for k, v in _SWIN_SITES.items()
-           if k not in ('attn', 'qkv', 'block', 'stream')}),
+           if k not in ('attn', 'qkv', 'block', 'stream', 'attn_branch',
+                        'ffn_branch')}),
     # SAM: windows are padded after the norm, before the attention: qkv
     # sees the padded tokens; decomposed rel-pos terms use q (bias folded
     # into qkv.bias exactly).
@@ -257,7 +267,8 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
     dict(
         attn=ModuleInputSite(
             module=r'blocks\.\d+\.attn', linear='qkv', bias_sink=_QV_BIAS),
-        qkv=ModuleInputSite(module=r'blocks\.\d+\.attn', linear='qkv'),
+        qkv=ModuleInputSite(module=r'blocks\.\d+\.attn\.qkv',
+                            weight='weight'),
         ffn=r'blocks\.\d+\.mlp\.layers\.0\.0',
         proj=r'blocks\.\d+\.attn\.proj',
         fc1=r'blocks\.\d+\.mlp\.layers\.0\.0',
@@ -451,14 +462,21 @@ def _output_width(module: nn.Module) -> Optional[int]:
     return None
 
 
-def _make_module_site(path: str, kind: str, group: str,
-                      module: nn.Module) -> AttachSite:
+def _make_module_site(path: str, kind: str, group: str, module: nn.Module,
+                      parent: Optional[nn.Module] = None) -> AttachSite:
     """A site on a whole module, for the methods that do not fold (a branch
     beside it, an adapter after it). Its widths come from its config
     attributes (``in_features`` / ``embed_dims`` / ``in_channels``, and
     ``out_features`` / ``embed_dims`` / ``out_channels``), else from its
     first and last ``nn.Linear`` (a timm-style MLP, a transformer block);
-    the output width is the input width when nothing gives it."""
+    the output width is the input width when nothing gives it. A module
+    with no width of its own (a drop path) takes its ``parent``'s (the
+    module that holds it)."""
+    if parent is not None and _input_width(module) is None and not any(
+            isinstance(m, nn.Linear) for m in module.modules()):
+        site = _make_module_site(path, kind, group, parent)
+        return AttachSite(path, kind, group, site.out_features, None,
+                          form='module', out_features=site.out_features)
     linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
     width = _input_width(module) or (linears[0].in_features
                                      if linears else None)
@@ -490,9 +508,6 @@ def _takes_form(spec: Union[str, ModuleInputSite], form: str) -> bool:
 #: The fold forms a site is found for (``'module'``: a whole module, for
 #: the methods that do not fold).
 SITE_FORMS = ('input', 'output', 'delta', 'module')
-
-_MAKE_SITE = dict(output=_make_output_site, module=_make_module_site)
-
 
 def find_attach_sites(backbone: nn.Module,
                       sites: Optional[Sequence[str]] = None,
@@ -574,8 +589,14 @@ def find_attach_sites(backbone: nn.Module,
             elif form == 'delta':
                 found.append(
                     _make_delta_site(path, kind, group, module, specs[kind]))
-            elif not isinstance(module, nn.Identity):  # a norm turned off
-                found.append(_MAKE_SITE[form](path, kind, group, module))
+            elif isinstance(module, nn.Identity):  # a norm turned off
+                continue
+            elif form == 'module':
+                parent = backbone.get_submodule(path.rpartition('.')[0])
+                found.append(
+                    _make_module_site(path, kind, group, module, parent))
+            else:
+                found.append(_make_output_site(path, kind, group, module))
     missing = set(patterns) - {site.kind for site in found}
     if missing:
         raise ValueError(f'site kinds {sorted(missing)} match no module of '

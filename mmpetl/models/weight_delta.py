@@ -89,14 +89,83 @@ class DeltaLinear(nn.Linear, AdaptedSite):
         return 'weight + delta'
 
 
+class DeltaWeightLinear(DeltaLinear):
+    """A :class:`DeltaLinear` whose block reads its ``weight`` rather than
+    calling it (BEiT, Swin V2 and VideoMAE attention:
+    ``F.linear(x, qkv.weight, cat(q_bias, 0, v_bias))``): reading
+    ``.weight`` gives ``adapted_weight(W)``, so the block applies the
+    adapted weight whatever it does with the bias, and the fold (the stock
+    ``W`` under the stock key, ``merged_weight(W)`` when merged) is exact.
+    A block that calls it gets :class:`DeltaLinear`'s forward.
+
+    Read that way, the delta cannot see its own input, so a dropout on it
+    (LoRA's ``drop(x)``, FacT's dropped code) cannot act there:
+    ``B A drop(x)`` does not factor out of ``x`` (peft refuses dropout on
+    such weights for the same reason); the wrapper says so in one warning
+    line at build (:func:`dropout_note`).
+
+    Args:
+        linear (nn.Linear): The target linear. Not copied.
+        adapter (WeightDelta): Its delta.
+    """
+
+    def __init__(self, linear: nn.Linear, adapter: WeightDelta):
+        nn.Module.__init__(self)
+        # ``weight`` is a property here: the stock weight is registered
+        # directly, under its stock key.
+        self._parameters['weight'] = linear.weight
+        self.bias = linear.bias
+        self.in_features = linear.in_features
+        self.out_features = linear.out_features
+        self.linear_type = type(linear)
+        self.adapter = adapter.to(linear.weight.device)
+        self.train(linear.training)
+
+    @property
+    def weight(self) -> Tensor:
+        return self.adapter(None, self._parameters['weight'], None)
+
+    def probe_input(self) -> tuple:
+        """``(args, kwargs)`` of a random input (2, in) for the first-step
+        fold check, which cannot capture one: the block reads the weight
+        and never calls this site."""
+        stock = self._parameters['weight']
+        x = torch.randn(2, self.in_features,
+                        generator=torch.Generator().manual_seed(0))
+        return (x.to(stock.device, stock.dtype), ), {}
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.adapter(x, self._parameters['weight'], self.bias)
+
+    @torch.no_grad()
+    def stock_module(self) -> nn.Linear:
+        linear = torch.nn.utils.skip_init(
+            self.linear_type,
+            self.in_features,
+            self.out_features,
+            bias=self.bias is not None,
+            device=self._parameters['weight'].device,
+            dtype=self._parameters['weight'].dtype)
+        linear.load_state_dict(self.state_dict(keep_vars=False),
+                               strict=False)
+        linear.requires_grad_(False)
+        return linear
+
+    @torch.no_grad()
+    def merged(self) -> nn.Linear:
+        linear = self.stock_module()
+        linear.weight.copy_(
+            self.adapter.merged_weight(linear.weight.double()))
+        return linear
+
+
 class DeltaModuleSite(ModuleSite):
     """A frozen module that applies a weight itself, with a
     :class:`WeightDelta` on that weight.
 
-    For the attention of BEiT, Swin V2 and VideoMAE
-    (``F.linear(x, qkv.weight, cat(q_bias, 0, v_bias))``) and
-    ``nn.MultiheadAttention`` (``in_proj_weight``): the block never calls a
-    linear's ``forward``, so the delta acts on the weight. Each forward runs
+    For ``nn.MultiheadAttention`` (``in_proj_weight``, a parameter of the
+    module itself, applied inside ``F.multi_head_attention_forward``): no
+    linear's ``forward`` is called, so the delta acts on the weight. Each forward runs
     the module with ``W`` replaced by ``adapted_weight(W)``
     (``torch.func.functional_call``), whatever the module does with its
     bias; folding writes ``merged_weight(W)`` into a copy of the stock
@@ -141,24 +210,29 @@ class DeltaModuleSite(ModuleSite):
 def delta_site(module: nn.Module, adapter: WeightDelta,
                weight: Optional[str]) -> AdaptedSite:
     """The weight-delta site of ``module``: a :class:`DeltaLinear` for an
-    ``nn.Linear`` the block calls (``weight`` None), else a
-    :class:`DeltaModuleSite` on the module's weight at path ``weight``."""
+    ``nn.Linear`` the block calls (``weight`` None), a
+    :class:`DeltaWeightLinear` for one whose block reads its ``weight``
+    (``weight='weight'``), else a :class:`DeltaModuleSite` on the module's
+    weight at path ``weight``."""
     if weight is None:
         return DeltaLinear(module, adapter)
+    if isinstance(module, nn.Linear) and weight == 'weight':
+        return DeltaWeightLinear(module, adapter)
     return DeltaModuleSite(module, adapter, weight)
 
 
 def dropout_note(wrapper: nn.Module, dropout: float) -> Optional[str]:
     """One line saying which sites of ``wrapper`` run without the delta's
-    dropout (:class:`DeltaModuleSite`), or None when none does (or
+    dropout (:class:`DeltaModuleSite`, :class:`DeltaWeightLinear`), or None when none does (or
     ``dropout`` is 0)."""
     paths = [
-        name for name, m in wrapper.named_modules()
-        if isinstance(m, DeltaModuleSite)
+        name for name, m in wrapper.backbone.named_modules()
+        if isinstance(m, (DeltaModuleSite, DeltaWeightLinear))
     ]
     if not paths or not dropout:
         return None
-    return (f'{type(wrapper).__name__}: {len(paths)} site(s) apply their '
-            f'weight inside the module (e.g. {paths[0]}): the delta acts on '
-            f'the weight there and its dropout ({dropout:g}) cannot act on '
-            'its own input; those sites run without dropout')
+    return (f'{type(wrapper).__name__}: {len(paths)} site(s) have their '
+            f'weight applied by the enclosing module (e.g. {paths[0]}): '
+            f'the delta acts on the weight there and its dropout '
+            f'({dropout:g}) cannot act on its own input; those sites run '
+            'without dropout')

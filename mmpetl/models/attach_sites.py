@@ -121,6 +121,11 @@ _SWIN_SITES = dict(
 _QV_BIAS = ('q_bias', None, 'v_bias')
 
 _VIT_LAYER = r'layers\.\d+'
+# mmpretrain's attention and FFN end with their drop path (after the layer
+# scale), before the layer's residual add.
+_VIT_BRANCHES = dict(
+    attn_branch=_VIT_LAYER + r'\.attn\.out_drop',
+    ffn_branch=_VIT_LAYER + r'\.ffn\.dropout_layer')
 # mmcv / mmpretrain FFN: layers.0.0 is fc1 (with its activation), layers.1
 # fc2; DINOv2's SwiGLU FFN: w12 (fused gate and value), w3.
 _VIT_FFN = dict(
@@ -166,6 +171,7 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
         proj=_VIT_LAYER + r'\.attn\.proj',
         layer=_VIT_LAYER,
         attention=_VIT_LAYER + r'\.attn',
+        **_VIT_BRANCHES,
         **_VIT_FFN),
     # DeiT3 (mmpretrain 1.2) applies each layer's ln1 before the FFN too
     # and never runs ln2: no site on ln2.
@@ -177,6 +183,7 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
         proj=_VIT_LAYER + r'\.attn\.proj',
         layer=_VIT_LAYER,
         attention=_VIT_LAYER + r'\.attn',
+        **_VIT_BRANCHES,
         **dict(_VIT_FFN, norm=r'(?:layers\.\d+\.)?ln1|ln2',
                stream=_VIT_LAYER + r'\.ln1')),
     # BEiT / BEiT v2: with bias='qv_bias' (default) the attention computes
@@ -260,6 +267,8 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
         ffn=_VIT_LAYER + r'\.ffn\.layers\.0\.0',
         layer=_VIT_LAYER,
         attention=_VIT_LAYER + r'\.attn',
+        attn_branch=_VIT_LAYER + r'\.attn\.dropout_layer',
+        ffn_branch=_VIT_LAYER + r'\.ffn\.dropout_layer',
         **_VIT_FFN),
     # VideoMAE ViT (vit_mae.py): with qkv_bias=True, q and v biases are the
     # attention's q_bias / v_bias and the k bias is a constant zero.
@@ -589,13 +598,13 @@ def find_attach_sites(backbone: nn.Module,
             elif form == 'delta':
                 found.append(
                     _make_delta_site(path, kind, group, module, specs[kind]))
-            elif isinstance(module, nn.Identity):  # a norm turned off
-                continue
             elif form == 'module':
+                # An identity stands for a module turned off (a drop path
+                # at rate 0): the site stays, with its parent's width.
                 parent = backbone.get_submodule(path.rpartition('.')[0])
                 found.append(
                     _make_module_site(path, kind, group, module, parent))
-            else:
+            elif not isinstance(module, nn.Identity):  # a norm turned off
                 found.append(_make_output_site(path, kind, group, module))
     missing = set(patterns) - {site.kind for site in found}
     if missing:

@@ -1,5 +1,5 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 from torch import nn
 
@@ -26,8 +26,10 @@ class Partial1Backbone(FrozenBackbone):
     last stage has two blocks and no patch merging). A parameter-selection
     method: it adds no module, its checkpoint holds the tuned stock
     weights, and its merged model is the stock backbone with them (nothing
-    to fold). For the Swin families of mmseg, mmdet and mmpretrain
-    (``stages[-1].blocks``); others are refused at build in one line.
+    to fold). The last block is found by structure (:func:`last_unit`):
+    Swin's ``stages[-1].blocks[-1]`` (mmseg, mmdet, mmpretrain, V2, Video
+    Swin), ConvNeXt's last block, a ViT's last layer (VPT's ``partial-1``
+    on ViT, the same definition).
 
     Trainable parameters (one Swin block of width ``d``, ``n`` heads,
     window ``w``, MLP ratio 4): ``12 d^2 + 13 d + (2 w - 1)^2 n``. Swin-B
@@ -55,19 +57,39 @@ class Partial1Backbone(FrozenBackbone):
         super().__init__(backbone, save_frozen=save_frozen, init_cfg=init_cfg)
 
     def selected_parameters(self) -> Dict[str, nn.Parameter]:
-        stages = getattr(self.backbone, 'stages', None)
-        blocks = getattr(stages[-1], 'blocks', None) if stages else None
-        if not blocks:
-            raise ValueError(
-                f'Partial1Backbone does not support '
-                f'{type(self.backbone).__name__}: it needs Swin stages '
-                '(stages[-1].blocks) to train the last one of')
-        prefix = f'stages.{len(stages) - 1}.'
-        module: nn.Module = stages[-1]
-        if self.unit == 'block':
-            prefix += f'blocks.{len(blocks) - 1}.'
-            module = blocks[-1]
+        prefix, module = last_unit(self.backbone, self.unit)
         return {
             prefix + name: param
             for name, param in module.named_parameters()
         }
+
+
+def last_unit(backbone: nn.Module, unit: str) -> Tuple[str, nn.Module]:
+    """``(path prefix, module)`` of the backbone's last block (``unit=
+    'block'``) or last stage (``'stage'``): the last of its ``stages`` /
+    ``layers`` / ``blocks``, and in a stage of blocks (Swin's ``blocks``,
+    ConvNeXt's sequence) its last block."""
+    for attr in ('stages', 'layers', 'blocks'):
+        seq = getattr(backbone, attr, None)
+        if isinstance(seq, (nn.ModuleList, nn.Sequential)) and len(seq):
+            break
+    else:
+        raise ValueError(
+            f'Partial1Backbone does not support {type(backbone).__name__}: '
+            'it has no stages, layers or blocks to train the last one of')
+    prefix, last = f'{attr}.{len(seq) - 1}.', seq[-1]
+    blocks = getattr(last, 'blocks', None)
+    if blocks is None and isinstance(last, nn.Sequential):
+        blocks, name = last, ''
+    else:
+        name = 'blocks.'
+    if blocks is None:  # a plain transformer: its layers are the blocks
+        if unit == 'stage':
+            raise ValueError(
+                f"Partial1Backbone: unit='stage' needs stages; "
+                f"{type(backbone).__name__} has a plain sequence of layers "
+                "(use unit='block': its last layer)")
+        return prefix, last
+    if unit == 'stage':
+        return prefix, last
+    return f'{prefix}{name}{len(blocks) - 1}.', blocks[-1]

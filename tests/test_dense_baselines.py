@@ -15,8 +15,8 @@ from mmpetl.models import ParallelSite, SequentialSite
 from mmpetl.models.adapters import LoRADelta
 from mmpetl.models.merge import merge_adapters
 from mmpetl.registry import MODELS
-from tests.support.helpers import TINY_VIT
-from tests.support.rows import ROWS, SWIN_B, perturb, trainable
+from tests.support.helpers import TINY_VIT, randomize_trainable
+from tests.support.rows import ROWS, SWIN_B, trainable
 
 #: Real-size mmseg Swin-B and Swin-L (window 7), structure only.
 SEG_SWIN = dict(
@@ -93,9 +93,18 @@ def test_lorand_computes_the_reference_block(row):
         merge_adapters(model)
 
 
-def test_lorand_refuses_backbones_without_swin_blocks():
-    with pytest.raises(KeyError, match='attn_branch'):
-        MODELS.build(dict(type='mmpetl.LoRandBackbone', backbone=TINY_VIT))
+def test_lorand_on_vit_and_refusals():
+    model = MODELS.build(dict(type='mmpetl.LoRandBackbone', backbone=TINY_VIT))
+    d = 32  # two blocks of width 32: the same formula as Swin's blocks
+    assert sum(p.numel() for p in trainable(model).values()) == \
+        lorand_count((d, ), depths=(2, ))
+    model.train()
+    model(torch.randn(1, 3, 32, 32))  # every adapter runs
+    # BEiT applies one drop-path module to both branches of a layer.
+    with pytest.raises(ValueError, match='LoRandBackbone does not support '
+                       'mmpretrain.BEiTViT: LoRand sits where each'):
+        MODELS.build(dict(type='mmpetl.LoRandBackbone',
+                          backbone=ROWS['beit'][0]))
 
 
 @pytest.mark.parametrize('unit', ['block', 'stage'])
@@ -113,16 +122,27 @@ def test_partial1_trains_the_last_block_only_and_merges(unit):
     for name, param in model.backbone.named_parameters():
         assert (param.grad is not None) == (name in names), name
     assert set(model.state_dict()) == {f'backbone.{n}' for n in names}
-    perturb(model)
+    randomize_trainable(model)
     merged = merge_adapters(model)
     assert type(merged).__module__.startswith('mmseg')
     assert max_relative_difference(model, merged,
                                    torch.randn(1, *shapes[0])) == 0
 
 
-def test_partial1_refuses_backbones_without_stages():
-    with pytest.raises(ValueError, match='Partial1Backbone does not support'):
-        MODELS.build(dict(type='mmpetl.Partial1Backbone', backbone=TINY_VIT))
+def test_partial1_on_a_vit_and_refusals():
+    model = MODELS.build(dict(type='mmpetl.Partial1Backbone',
+                              backbone=TINY_VIT))
+    assert set(trainable(model)) == {
+        f'backbone.layers.1.{n}'
+        for n, _ in model.backbone.layers[1].named_parameters()
+    }
+    with pytest.raises(ValueError, match="unit='stage' needs stages"):
+        MODELS.build(dict(type='mmpetl.Partial1Backbone', unit='stage',
+                          backbone=TINY_VIT))
+    with pytest.raises(ValueError, match='Partial1Backbone does not support'
+                       ' ResNet: it has no stages, layers or blocks'):
+        MODELS.build(dict(type='mmpetl.Partial1Backbone',
+                          backbone=dict(type='mmpretrain.ResNet', depth=18)))
 
 
 @pytest.mark.parametrize('dora_dropout', ['reference', 'branch'])
@@ -132,7 +152,7 @@ def test_dora_with_dropout_is_the_reference_formula(dora_dropout):
     weight, bias = torch.randn(12, 8), torch.randn(12)
     delta = LoRADelta(8, 12, rank=2, alpha=4., dropout=0.3, dora=True,
                       weight=weight, dora_dropout=dora_dropout).train()
-    perturb(delta)
+    randomize_trainable(delta)
     x = torch.randn(5, 8)
     torch.manual_seed(0)
     out = delta(x, weight, bias)
@@ -205,7 +225,7 @@ def test_convpass_drops_the_bypass_as_the_reference():
     assert isinstance(site, ParallelSite)
     rate = site.module.out_drop.drop_prob
     assert rate > 0 and site.adapter.drop_path.drop_prob == rate
-    perturb(model)
+    randomize_trainable(model)
     model.backbone.patch_embed(torch.randn(16, 3, 32, 32))  # the grid
     x = torch.randn(16, 17, 32)
     branch = site.adapter.eval()

@@ -11,7 +11,7 @@ applies to that input, and the parameters that take the folded bias (its
   the adapter wraps the linear itself (:class:`AdaptedLinear`), so whatever
   the block does before it (norms, padding of Swin and SAM windows) it sees
   exactly what the linear sees.
-- A :class:`ModuleInputSite` names a module that applies the weight itself
+- A :class:`SiteSpec` names a module that applies the weight itself
   (``F.linear(x, qkv.weight, cat(q_bias, 0, v_bias))``, a fused
   ``in_proj_weight``): the adapter wraps that module
   (:class:`AdaptedModule`).
@@ -40,8 +40,10 @@ DEFAULT_SITES = ('attn', 'ffn')
 
 
 @dataclass(frozen=True)
-class ModuleInputSite:
-    """A site kind whose adapter sits on the input of a module.
+class SiteSpec:
+    """One site kind of the table (or of ``targets``): the modules it names
+    and, for the input-affine form, where their adapter folds. Only
+    ``module`` applies to the other forms.
 
     Attributes:
         module (str): Regex of the module paths (whole-path match; a named
@@ -137,7 +139,7 @@ _VIT_FFN = dict(
     patch_embed=r'patch_embed\.projection')
 
 #: ``'<package>.<ClassName>'`` -> {site kind: module path pattern, or a
-#: :class:`ModuleInputSite`}. Subclasses are found through their MRO.
+#: :class:`SiteSpec`}. Subclasses are found through their MRO.
 #:
 #: Kinds: ``attn`` / ``ffn`` are the inputs of the attention's and the FFN's
 #: first linear map (input-affine adapters: RepAdapter, ARC); ``qkv``,
@@ -157,11 +159,11 @@ _VIT_FFN = dict(
 #: module that
 #: applies its weight itself (``F.linear(x, qkv.weight, ...)`` in BEiT,
 #: Swin V2 and VideoMAE attention, ``nn.MultiheadAttention``) is named by a
-#: :class:`ModuleInputSite` for ``attn`` (input-affine: the module and its
-#: bias sink) and for ``qkv`` (a weight delta: the linear whose weight the
+#: :class:`SiteSpec` for ``attn`` (input-affine: the module and its bias
+#: sink) and for ``qkv`` (a weight delta: the linear whose weight the
 #: module reads, ``weight='weight'``, or the module and ``in_proj_weight``);
 #: the output-affine and module-wide forms do not take it.
-ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
+ATTACH_SITES: Dict[str, Dict[str, Union[str, SiteSpec]]] = {
     # + DeiT3, CLIP (pre-norm), DINOv2 (layer scale; SwiGLU FFN: w12).
     'mmpretrain.VisionTransformer':
     dict(
@@ -191,9 +193,9 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
     # bias does not involve k. Other bias modes use qkv.bias.
     'mmpretrain.BEiTViT':
     dict(
-        attn=ModuleInputSite(
+        attn=SiteSpec(
             module=_VIT_LAYER + r'\.attn', linear='qkv', bias_sink=_QV_BIAS),
-        qkv=ModuleInputSite(module=_VIT_LAYER + r'\.attn\.qkv',
+        qkv=SiteSpec(module=_VIT_LAYER + r'\.attn\.qkv',
                             weight='weight'),
         ffn=_VIT_LAYER + r'\.ffn\.layers\.0\.0',
         proj=_VIT_LAYER + r'\.attn\.proj',
@@ -220,11 +222,11 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
     # bias changes the output: attention sites get adapters without shift.
     'mmpretrain.SwinTransformerV2':
     dict(
-        attn=ModuleInputSite(
+        attn=SiteSpec(
             module=_SWIN_BLOCK + r'\.attn\.w_msa',
             linear='qkv',
             shift=False),
-        qkv=ModuleInputSite(
+        qkv=SiteSpec(
             module=_SWIN_BLOCK + r'\.attn\.w_msa\.qkv', weight='weight'),
         stream=_SWIN_BLOCK + r'\.ffn',
         **{k: v for k, v in _SWIN_SITES.items()
@@ -257,12 +259,12 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
     # in_proj_weight / in_proj_bias.
     'mmseg.VisionTransformer':
     dict(
-        attn=ModuleInputSite(
+        attn=SiteSpec(
             module=_VIT_LAYER + r'\.attn\.attn',
             weight='in_proj_weight',
             bias_sink='in_proj_bias',
             inputs=('query', 'key', 'value')),
-        qkv=ModuleInputSite(
+        qkv=SiteSpec(
             module=_VIT_LAYER + r'\.attn\.attn', weight='in_proj_weight'),
         ffn=_VIT_LAYER + r'\.ffn\.layers\.0\.0',
         layer=_VIT_LAYER,
@@ -274,9 +276,9 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
     # attention's q_bias / v_bias and the k bias is a constant zero.
     'mmaction.VisionTransformer':
     dict(
-        attn=ModuleInputSite(
+        attn=SiteSpec(
             module=r'blocks\.\d+\.attn', linear='qkv', bias_sink=_QV_BIAS),
-        qkv=ModuleInputSite(module=r'blocks\.\d+\.attn\.qkv',
+        qkv=SiteSpec(module=r'blocks\.\d+\.attn\.qkv',
                             weight='weight'),
         ffn=r'blocks\.\d+\.mlp\.layers\.0\.0',
         proj=r'blocks\.\d+\.attn\.proj',
@@ -316,9 +318,16 @@ class AttachSite:
         share_group (str): Name of the group of sites that share parameters
             (``kind``, or ``f'{kind}_stage{i}'``).
         in_features (int): Input width, the adapter's width.
-        fold_target (FoldTarget, optional): Where the adapter folds; None
-            for a non-mergeable site.
-        inputs (tuple[str]): See :class:`ModuleInputSite`.
+        fold_target (FoldTarget, optional): Input form: the weight and
+            bias sink the adapter folds into; None at an input site that
+            cannot fold. Delta form: the weight a module applies itself
+            (``fold_target.weight``: ``'weight'`` of a linear its block
+            reads, ``'in_proj_weight'``), None for a linear the block
+            calls. Always None for the other forms, whose site modules fold
+            into their own module. Whether a site folds is
+            its module's answer
+            (:meth:`~mmpetl.models.AdaptedSite.not_mergeable_reason`).
+        inputs (tuple[str]): See :class:`SiteSpec`.
         shift (bool): Whether the adapter may have a shift. False where
             the fold target has no bias to take it (a bias-free linear:
             ``qkv_bias=False``, Swin's patch-merging reduction): the method
@@ -379,7 +388,7 @@ def _input_width(module: nn.Module) -> Optional[int]:
 
 
 def _make_site(path: str, kind: str, group: str, module: nn.Module,
-               spec: ModuleInputSite) -> AttachSite:
+               spec: SiteSpec) -> AttachSite:
     """An input-affine site."""
     target = spec.fold_target()
     if target is None:
@@ -438,7 +447,7 @@ def _make_output_site(path: str, kind: str, group: str,
 
 
 def _make_delta_site(path: str, kind: str, group: str, module: nn.Module,
-                     spec: ModuleInputSite) -> AttachSite:
+                     spec: SiteSpec) -> AttachSite:
     """A weight-delta site: an ``nn.Linear`` whose forward its block
     calls, or (a spec naming ``linear`` / ``weight``) a module that applies
     that weight itself (``fold_target.weight`` is its path; ``linear``
@@ -500,14 +509,14 @@ def _make_module_site(path: str, kind: str, group: str, module: nn.Module,
         path, kind, group, width, None, form='module', out_features=out)
 
 
-def _applies_weight(spec: Union[str, ModuleInputSite]) -> bool:
+def _applies_weight(spec: Union[str, SiteSpec]) -> bool:
     """Whether a table spec names a module that applies a weight itself
     (its ``linear`` / ``weight``), rather than the module to adapt."""
-    return isinstance(spec, ModuleInputSite) and bool(spec.linear
+    return isinstance(spec, SiteSpec) and bool(spec.linear
                                                       or spec.weight)
 
 
-def _takes_form(spec: Union[str, ModuleInputSite], form: str) -> bool:
+def _takes_form(spec: Union[str, SiteSpec], form: str) -> bool:
     """Whether a site kind's spec can take ``form``: a module that applies
     a weight itself takes an input-affine adapter or a weight delta on that
     weight, not an output-affine one or a module-wide method."""
@@ -533,7 +542,7 @@ def find_attach_sites(backbone: nn.Module,
             ``default_sites`` that the backbone's row has.
         targets (dict, optional): ``{kind: spec}`` that replaces the table
             (for backbones it does not know). A spec is a regex of module
-            paths, or (input form) a :class:`ModuleInputSite` or the dict of
+            paths, or (input form) a :class:`SiteSpec` or the dict of
             its fields. Patterns must match whole module paths.
         form (str): One of :data:`SITE_FORMS`.
         default_sites (Sequence[str]): The method's default kinds.
@@ -624,18 +633,18 @@ def find_attach_sites(backbone: nn.Module,
     return found
 
 
-def _as_site_spec(spec: Union[str, dict, ModuleInputSite]) -> ModuleInputSite:
-    """A table or ``targets`` entry as a :class:`ModuleInputSite`: a regex
+def _as_site_spec(spec: Union[str, dict, SiteSpec]) -> SiteSpec:
+    """A table or ``targets`` entry as a :class:`SiteSpec`: a regex
     names linears themselves; a dict (from a config) gives its fields."""
-    if isinstance(spec, ModuleInputSite):
+    if isinstance(spec, SiteSpec):
         return spec
     if isinstance(spec, dict):
         spec = dict(spec)
         for name in ('bias_sink', 'inputs'):
             if isinstance(spec.get(name), list):
                 spec[name] = tuple(spec[name])
-        return ModuleInputSite(**spec)
-    return ModuleInputSite(module=spec)
+        return SiteSpec(**spec)
+    return SiteSpec(module=spec)
 
 
 def normalize_sites(

@@ -1,8 +1,9 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 """The weight-delta fold form: a linear computed with ``W + ΔW`` (LoRA,
 DoRA, FacT), on an ``nn.Linear`` the block calls (:class:`DeltaLinear`) or
-on a weight a module applies itself (:class:`DeltaModuleSite`)."""
-from abc import abstractmethod
+on a weight a module applies itself (:class:`DeltaWeightLinear`,
+:class:`DeltaModuleSite`)."""
+from abc import ABCMeta, abstractmethod
 from typing import Optional
 
 import torch
@@ -14,7 +15,7 @@ from .adapted_module import ModuleSite
 from .petl import AdaptedSite, PETLModule
 
 
-class WeightDelta(PETLModule):
+class WeightDelta(PETLModule, metaclass=ABCMeta):
     """Base class of the adapters that change a linear's weight.
 
     A subclass computes the adapted linear's whole output in its
@@ -24,11 +25,12 @@ class WeightDelta(PETLModule):
     and the folded weight in :meth:`merged_weight`. In evaluation mode
     (dropout off) the three describe the same linear map:
     ``forward(x, W, c) = x @ adapted_weight(W).T + c =
-    x @ merged_weight(W).T + c``.
+    x @ merged_weight(W).T + c``. A subclass without all three cannot be
+    built (``TypeError``).
 
-    ``forward(None, W, None)`` returns :meth:`adapted_weight` ``(W)``: a
-    :class:`DeltaModuleSite` calls the adapter that way, so that the
-    adapter's forward runs (and its hooks fire) on every site.
+    ``forward(None, W, None)`` returns :meth:`adapted_weight` ``(W)``: the
+    sites whose module applies the weight itself call the adapter that way,
+    so that the adapter's forward runs (and its hooks fire) on every site.
     """
 
     @abstractmethod

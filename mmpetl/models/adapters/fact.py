@@ -2,7 +2,7 @@
 import logging
 import math
 from collections import OrderedDict
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -11,9 +11,9 @@ from torch import Tensor, nn
 from mmengine.logging import print_log
 
 from mmpetl.registry import MODELS
-from ..adapter_backbone import AdapterBackbone, AttachSite, BackboneArg
-from ..petl import AdaptedSite, PETLModule
-from ..weight_delta import WeightDelta, delta_site, dropout_note
+from ..adapter_wrapper import AdapterBackbone, AttachSite, BackboneArg
+from ..petl import PETLModule
+from ..weight_delta import WeightDelta, dropout_note
 
 #: FacT's sites: every linear of a block.
 FACT_SITES = ('qkv', 'proj', 'fc1', 'fc2')
@@ -193,9 +193,10 @@ class FacTBackbone(AdapterBackbone):
                              f'{mode!r}')
         if rank < 1:
             raise ValueError(f'FacT rank must be >= 1, not {rank}')
-        self.mode, self.rank, self.scale, self.dropout = (mode, rank, scale,
-                                                          dropout)
-        super().__init__(backbone, **kwargs)
+        super().__init__(
+            backbone,
+            settings=dict(mode=mode, rank=rank, scale=scale, dropout=dropout),
+            **kwargs)
         note = dropout_note(self, dropout)
         if note:
             print_log(note, logger='current', level=logging.WARNING)
@@ -215,8 +216,9 @@ class FacTBackbone(AdapterBackbone):
                 f'{width} x {width} matrices; leave the kind out of sites=')
         return width, site.out_features // width, site.in_features // width
 
-    def find_sites(self) -> List[AttachSite]:
-        sites = super().find_sites()
+    def build_shared(self, sites: List[AttachSite]) -> None:
+        """The factors of each share group (per stage, or one), with the
+        number of core columns its sites take (FacT-TK)."""
         widths: Dict[str, int] = {}
         columns: Dict[str, int] = OrderedDict()
         for site in sites:
@@ -232,7 +234,19 @@ class FacTBackbone(AdapterBackbone):
             for key in widths
         })
         self._next_column = dict.fromkeys(widths, 0)
-        return sites
+
+    def parameter_slices(self) -> Dict[str, List[Tuple[str, Any, nn.Module]]]:
+        """FacT-TK: each matrix's columns of ``P``, reached through its
+        site."""
+        slices: Dict[str, List[Tuple[str, Any, nn.Module]]] = {}
+        for site in self.attach_sites:
+            module = self.backbone.get_submodule(site.path)
+            if module.adapter.columns:
+                name = f'factors.{self._share_key(site)}.p'
+                slices.setdefault(name, []).append(
+                    (site.path, (slice(None), list(module.adapter.columns)),
+                     module))
+        return slices
 
     def build_adapter(self, site: AttachSite) -> FacTDelta:
         key = self._share_key(site)
@@ -244,8 +258,3 @@ class FacTBackbone(AdapterBackbone):
             self._next_column[key] = first + len(columns)
         return FacTDelta(self.factors[key], site.kind, (k_out, k_in),
                          self.scale, self.dropout, columns)
-
-    def wrap_site(self, site: AttachSite, module: nn.Module,
-                  adapter: FacTDelta) -> AdaptedSite:
-        return delta_site(module, adapter,
-                          None if site.linear else site.fold_target.weight)

@@ -5,15 +5,13 @@ from typing import List
 
 import torch
 import torch.nn.functional as F
+from mmengine.logging import print_log
 from torch import Tensor, nn
 
-from mmengine.logging import print_log
-
 from mmpetl.registry import MODELS
-from ..adapter_backbone import AdapterBackbone, AttachSite, BackboneArg
+from ..adapter_wrapper import AdapterBackbone, AttachSite, BackboneArg
 from ..attach_sites import site_patterns
-from ..petl import AdaptedSite
-from ..weight_delta import WeightDelta, delta_site, dropout_note
+from ..weight_delta import WeightDelta, dropout_note
 
 #: How DoRA's dropout enters (``dora_dropout``): ``'reference'``, NVlabs/DoRA
 #: and peft: ``W x + c + (n - 1) W drop(x) + n s B A drop(x)``;
@@ -197,10 +195,12 @@ class LoRABackbone(AdapterBackbone):
                  dora: bool = False,
                  dora_dropout: str = 'reference',
                  **kwargs):
-        self.delta_cfg = dict(
-            rank=rank, alpha=alpha, dropout=dropout, rslora=rslora, dora=dora,
-            dora_dropout=dora_dropout)
-        super().__init__(backbone, **kwargs)
+        super().__init__(
+            backbone,
+            settings=dict(delta_cfg=dict(
+                rank=rank, alpha=alpha, dropout=dropout, rslora=rslora,
+                dora=dora, dora_dropout=dora_dropout)),
+            **kwargs)
         note = dropout_note(self, dropout)
         if note:
             print_log(note, logger='current', level=logging.WARNING)
@@ -218,8 +218,3 @@ class LoRABackbone(AdapterBackbone):
             'weight' if site.linear else site.fold_target.weight)
         return LoRADelta(site.in_features, site.out_features,
                          weight=weight, **self.delta_cfg)
-
-    def wrap_site(self, site: AttachSite, module: nn.Module,
-                  adapter: LoRADelta) -> AdaptedSite:
-        return delta_site(module, adapter,
-                          None if site.linear else site.fold_target.weight)

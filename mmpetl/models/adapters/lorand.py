@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmpetl.registry import MODELS
-from ..adapter_backbone import AdapterBackbone, AttachSite, BackboneArg
+from ..adapter_wrapper import AdapterBackbone, AttachSite, BackboneArg
 from ..nonfoldable import SequentialSite
 from ..petl import PETLModule
 
@@ -107,8 +107,9 @@ class LoRandBackbone(AdapterBackbone):
     branch after its drop path ``dp`` and before the residual add (site
     kinds ``attn_branch``, ``ffn_branch``: the branches' drop-path modules,
     each in a :class:`~mmpetl.models.SequentialSite`). Supported: the Swin
-    (V1) families of mmseg, mmdet and mmpretrain; others are refused at
-    build in one line. Non-linear (GELU): it does not fold; merging refuses
+    (V1) families of mmseg, mmdet and mmpretrain (the reference's), and the
+    same places in mmpretrain's ViT (CLIP, DINOv2, DeiT3) and mmseg's ViT;
+    others are refused at build in one line. Non-linear (GELU): it does not fold; merging refuses
     it in one line.
 
     Defaults: ``factor = 2`` (hidden ``d / 2``) and kernel ``beta = 8`` as
@@ -141,6 +142,12 @@ class LoRandBackbone(AdapterBackbone):
 
     site_form = 'module'
     default_sites = ('attn_branch', 'ffn_branch')
+    site_type = SequentialSite
+    requires_default_sites = True
+    unsupported_reason = ('LoRand sits where each residual branch of a '
+                          'block ends (its drop path), and this backbone has '
+                          'no such module per branch')
+    alternative = 'use mmpetl.HoulsbyAdapterBackbone'
 
     def __init__(self,
                  backbone: BackboneArg,
@@ -152,19 +159,17 @@ class LoRandBackbone(AdapterBackbone):
             raise ValueError('LoRandBackbone: factor, branches and '
                              'kernel_dim must be >= 1, not '
                              f'{(factor, branches, kernel_dim)}')
-        self.factor = factor
-        self.branches = branches
-        self.kernel_dim = kernel_dim
-        super().__init__(backbone, **kwargs)
+        super().__init__(
+            backbone,
+            settings=dict(
+                factor=factor, branches=branches, kernel_dim=kernel_dim),
+            **kwargs)
 
     def build_adapter(self, site: AttachSite) -> LoRand:
         return LoRand(site.out_features, site.out_features // self.factor,
                       self.branches, self.kernel_dim)
 
-    def wrap_site(self, site: AttachSite, module: nn.Module,
-                  adapter: LoRand) -> SequentialSite:
-        return SequentialSite(
-            module, adapter,
-            "LoRand's adapter is a GELU bottleneck after the attention and "
-            'the MLP: it does not fold into the stock backbone; deploy the '
-            'adapter checkpoint with its mmpetl config')
+    def nonfoldable_reason(self, site: AttachSite) -> str:
+        return ("LoRand's adapter is a GELU bottleneck after the attention "
+                'and the MLP: it does not fold into the stock backbone; '
+                'deploy the adapter checkpoint with its mmpetl config')

@@ -53,8 +53,11 @@ class Partial1Backbone(FrozenBackbone):
         if unit not in PARTIAL_UNITS:
             raise ValueError(f'Partial1Backbone: unit must be one of '
                              f'{PARTIAL_UNITS}, not {unit!r}')
-        self.unit = unit
-        super().__init__(backbone, save_frozen=save_frozen, init_cfg=init_cfg)
+        super().__init__(
+            backbone,
+            save_frozen=save_frozen,
+            init_cfg=init_cfg,
+            settings=dict(unit=unit))
 
     def selected_parameters(self) -> Dict[str, nn.Parameter]:
         prefix, module = last_unit(self.backbone, self.unit)

@@ -32,11 +32,9 @@ METHODS = {
                     scale=0.5),
 }
 
-#: Rows whose attention applies qkv.weight itself (no ``qkv`` kind), and
-#: ConvNeXt (no attention): the methods that need those kinds refuse them.
-NO_QKV = {'beit', 'beit_qkv_bias', 'swinv2', 'seg_vit', 'videomae',
-          'convnext'}
-NEEDS_QKV = {'lora', 'dora', 'rslora'}
+#: LoRA with ``sites=('qkv', 'fc2')`` on ConvNeXt, which has no attention.
+NO_QKV = {'convnext'}
+NEEDS_QKV = {'rslora'}
 #: SwiGLU FFNs whose hidden width is no multiple of the token width: FacT's
 #: d x d blocks do not tile them (refused at build, in one line).
 NO_FACT = {'dinov2', 'eva02'}
@@ -96,10 +94,15 @@ def test_method_trains_only_its_parameters_and_folds(method, row, row_cfgs):
         assert max_relative_difference(reference, target, inputs) < 1e-5
 
 
-@pytest.mark.parametrize('method', ['lora', 'dora'])
-def test_missing_kind_is_one_line(method, row_cfgs):
-    with pytest.raises(KeyError, match="no site kind.*'qkv'.*choose sites="):
-        build(method, row_cfgs['beit'])
+def test_missing_kind_is_one_line(row_cfgs):
+    with pytest.raises(KeyError, match="no site kind.*'proj'.*choose sites="):
+        MODELS.build(dict(type='mmpetl.LoRABackbone', sites=('proj', ),
+                          backbone=row_cfgs['seg_vit']))
+    # BEiT's qkv weight is applied inside its attention: a weight delta
+    # takes it, an output-affine method cannot.
+    with pytest.raises(KeyError, match="'qkv'.* applies its weight itself"):
+        MODELS.build(dict(type='mmpetl.SSFBackbone', sites=('qkv', ),
+                          backbone=row_cfgs['beit']))
 
 
 @pytest.mark.parametrize('row', sorted(NO_FACT))

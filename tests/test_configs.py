@@ -55,7 +55,12 @@ def _check_builds(cfg, path):
     assert 0 < counts['trainable'] <= counts['total']
     stock = build_model(stock_config(cfg))
     assert 'mmpetl' not in type(stock.backbone).__module__
-    if not any(word in path for word in ('pretrain', 'full-f')):
+    backbone = count_parameters(model.backbone)
+    if 'partial-1' in path:
+        # The last block of the last stage, nothing else of the backbone.
+        last = model.backbone.backbone.stages[-1].blocks[-1]
+        assert backbone['trainable'] == sum(p.numel()
+                                            for p in last.parameters())
+    elif not any(word in path for word in ('pretrain', 'full-f')):
         # Only adapters (and head, neck) train; the stock model trains all.
-        backbone = count_parameters(model.backbone)
         assert backbone['trainable'] < 0.05 * backbone['total']

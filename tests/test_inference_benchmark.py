@@ -10,7 +10,7 @@ from mmpetl.benchmarks.methods import METHODS
 from tests.support.tools import run_tool
 
 FOLDABLE = {'repadapter', 'arc', 'lora', 'dora', 'ssf', 'bitfit',
-            'ln-tuning', 'fact-tt', 'fact-tk'}
+            'ln-tuning', 'fact-tt', 'fact-tk', 'partial-1'}
 WIDTH, LAYERS = 32, 2
 TINY = json.dumps(dict(embed_dims=WIDTH, num_layers=LAYERS, num_heads=2,
                        feedforward_channels=64))

@@ -7,8 +7,8 @@ from typing import Dict
 #: Short name (the suffix of ``configs/quickstart/vit-tiny_digits5-9_*``)
 #: -> wrapper config at the paper's defaults, without ``backbone``.
 #: A method is built on a backbone as ``dict(cfg, backbone=stock_cfg)``;
-#: one that does not apply to it (Mona off the Swin families, VPT on
-#: windowed attention) is refused at build in one line.
+#: one that does not apply to it (Mona, LoRand and Partial-1 off the Swin
+#: families, VPT on windowed attention) is refused at build in one line.
 METHODS: Dict[str, dict] = {
     # Foldable: merge into a stock checkpoint.
     'repadapter': dict(type='mmpetl.RepAdapterBackbone'),
@@ -28,4 +28,7 @@ METHODS: Dict[str, dict] = {
     'vpt-shallow': dict(type='mmpetl.VPTBackbone', mode='shallow'),
     'vpt-deep': dict(type='mmpetl.VPTBackbone', mode='deep'),
     'mona': dict(type='mmpetl.MonaBackbone'),
+    # The dense baselines of E3VA's table (Swin).
+    'lorand': dict(type='mmpetl.LoRandBackbone'),
+    'partial-1': dict(type='mmpetl.Partial1Backbone'),
 }

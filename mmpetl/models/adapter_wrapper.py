@@ -16,7 +16,7 @@ from .attach_sites import (DEFAULT_SITES, AttachSite, _table_key,
 from .output_affine import OutputAffineSite
 from .petl import AdaptedSite, PETLModule
 from .site_check import check_sites
-from .weight_delta import DeltaLinear
+from .weight_delta import delta_site
 
 __all__ = ['AdapterBackbone', 'AttachSite', 'BackboneArg',
            'UnsupportedBackboneError']
@@ -49,7 +49,7 @@ class AdapterBackbone(FrozenBackbone):
     (input: :class:`AdaptedLinear`, or :class:`AdaptedModule` where the
     table names the module that applies the weight; output:
     :class:`~mmpetl.models.OutputAffineSite`; delta:
-    :class:`~mmpetl.models.DeltaLinear`; module: ``site_type`` with the
+    :func:`~mmpetl.models.weight_delta.delta_site`; module: ``site_type`` with the
     one line of :meth:`nonfoldable_reason`); a method overrides it only for
     a new site type. See :meth:`FrozenBackbone.attach_adapters` for the
     order of the steps.
@@ -171,7 +171,8 @@ class AdapterBackbone(FrozenBackbone):
         if site.form == 'output':
             return OutputAffineSite(module, adapter)
         if site.form == 'delta':
-            return DeltaLinear(module, adapter)
+            return delta_site(module, adapter, site.fold_target
+                              and site.fold_target.weight)
         if site.form == 'module':
             return self.site_type(module, adapter,
                                   self.nonfoldable_reason(site))

@@ -58,7 +58,10 @@ class SiteSpec:
             parameters fall back to the linear's own bias.
         weight (str, optional): Path of the weight parameter (out, in)
             inside the module, when it is no linear's
-            (``'in_proj_weight'``). Overrides ``linear``.
+            (``'in_proj_weight'``). Overrides ``linear``. ``'weight'`` on an
+            ``nn.Linear`` (weight-delta form): a linear whose block reads
+            its weight (``F.linear(x, qkv.weight, ...)``) rather than
+            calling it.
         inputs (tuple[str]): Forward arguments of the module to adapt,
             e.g. ``('query', 'key', 'value')``. Empty: the first.
         shift (bool): Whether the adapters may have a shift ``m``. False
@@ -90,6 +93,11 @@ class SiteSpec:
 #: Every norm layer whose name ends in ``norm``/``ln`` (+ digits),
 #: ``fc_norm`` or ``pre_norm``; disabled norms (``nn.Identity``) are skipped.
 _NORMS = r'(?:.*\.)?(?:norm|ln|fc_norm|pre_norm)\d*'
+#: Swin's patch-merging norms (``downsample.norm``): their own kind
+#: ``merging_norm``, out of ``norm`` (SSF's reference never applies its
+#: scale and shift there).
+_MERGING_NORMS = r'(?:.*\.)?downsample\.norm'
+_SWIN_NORMS = r'(?!(?:.*\.)?downsample\.)' + _NORMS
 
 _SWIN_BLOCK = r'stages\.(?P<stage>\d+)\.blocks\.\d+'
 _SWIN_SITES = dict(
@@ -102,7 +110,12 @@ _SWIN_SITES = dict(
     mlp=_SWIN_BLOCK + r'\.ffn',
     stream=_SWIN_BLOCK + r'\.norm2',
     block=_SWIN_BLOCK,
-    norm=_NORMS,
+    # The drop path ending each residual branch (its output is what the
+    # block adds to the stream): LoRand's places.
+    attn_branch=_SWIN_BLOCK + r'\.attn\.drop',
+    ffn_branch=_SWIN_BLOCK + r'\.ffn\.dropout_layer',
+    norm=_SWIN_NORMS,
+    merging_norm=_MERGING_NORMS,
     patch_embed=r'patch_embed\.projection')
 # q and v biases live beside a bias-free qkv linear (k bias: a constant
 # zero); a bias folded into k changes q.k by a constant per query, which the
@@ -110,6 +123,11 @@ _SWIN_SITES = dict(
 _QV_BIAS = ('q_bias', None, 'v_bias')
 
 _VIT_LAYER = r'layers\.\d+'
+# mmpretrain's attention and FFN end with their drop path (after the layer
+# scale), before the layer's residual add.
+_VIT_BRANCHES = dict(
+    attn_branch=_VIT_LAYER + r'\.attn\.out_drop',
+    ffn_branch=_VIT_LAYER + r'\.ffn\.dropout_layer')
 # mmcv / mmpretrain FFN: layers.0.0 is fc1 (with its activation), layers.1
 # fc2; DINOv2's SwiGLU FFN: w12 (fused gate and value), w3.
 _VIT_FFN = dict(
@@ -140,8 +158,11 @@ _VIT_FFN = dict(
 #: BEiT's relative position bias, EVA-02's RoPE, windowed attention). A
 #: module that
 #: applies its weight itself (``F.linear(x, qkv.weight, ...)`` in BEiT,
-#: Swin V2 and VideoMAE attention, ``nn.MultiheadAttention``) has no ``qkv``
-#: kind: only ``attn`` reaches it.
+#: Swin V2 and VideoMAE attention, ``nn.MultiheadAttention``) is named by a
+#: :class:`SiteSpec` for ``attn`` (input-affine: the module and its bias
+#: sink) and for ``qkv`` (a weight delta: the linear whose weight the
+#: module reads, ``weight='weight'``, or the module and ``in_proj_weight``);
+#: the output-affine and module-wide forms do not take it.
 ATTACH_SITES: Dict[str, Dict[str, Union[str, SiteSpec]]] = {
     # + DeiT3, CLIP (pre-norm), DINOv2 (layer scale; SwiGLU FFN: w12).
     'mmpretrain.VisionTransformer':
@@ -152,6 +173,7 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, SiteSpec]]] = {
         proj=_VIT_LAYER + r'\.attn\.proj',
         layer=_VIT_LAYER,
         attention=_VIT_LAYER + r'\.attn',
+        **_VIT_BRANCHES,
         **_VIT_FFN),
     # DeiT3 (mmpretrain 1.2) applies each layer's ln1 before the FFN too
     # and never runs ln2: no site on ln2.
@@ -163,6 +185,7 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, SiteSpec]]] = {
         proj=_VIT_LAYER + r'\.attn\.proj',
         layer=_VIT_LAYER,
         attention=_VIT_LAYER + r'\.attn',
+        **_VIT_BRANCHES,
         **dict(_VIT_FFN, norm=r'(?:layers\.\d+\.)?ln1|ln2',
                stream=_VIT_LAYER + r'\.ln1')),
     # BEiT / BEiT v2: with bias='qv_bias' (default) the attention computes
@@ -172,6 +195,8 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, SiteSpec]]] = {
     dict(
         attn=SiteSpec(
             module=_VIT_LAYER + r'\.attn', linear='qkv', bias_sink=_QV_BIAS),
+        qkv=SiteSpec(module=_VIT_LAYER + r'\.attn\.qkv',
+                            weight='weight'),
         ffn=_VIT_LAYER + r'\.ffn\.layers\.0\.0',
         proj=_VIT_LAYER + r'\.attn\.proj',
         attention=_VIT_LAYER + r'\.attn',
@@ -201,9 +226,12 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, SiteSpec]]] = {
             module=_SWIN_BLOCK + r'\.attn\.w_msa',
             linear='qkv',
             shift=False),
+        qkv=SiteSpec(
+            module=_SWIN_BLOCK + r'\.attn\.w_msa\.qkv', weight='weight'),
         stream=_SWIN_BLOCK + r'\.ffn',
         **{k: v for k, v in _SWIN_SITES.items()
-           if k not in ('attn', 'qkv', 'block', 'stream')}),
+           if k not in ('attn', 'qkv', 'block', 'stream', 'attn_branch',
+                        'ffn_branch')}),
     # SAM: windows are padded after the norm, before the attention: qkv
     # sees the padded tokens; decomposed rel-pos terms use q (bias folded
     # into qkv.bias exactly).
@@ -236,9 +264,13 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, SiteSpec]]] = {
             weight='in_proj_weight',
             bias_sink='in_proj_bias',
             inputs=('query', 'key', 'value')),
+        qkv=SiteSpec(
+            module=_VIT_LAYER + r'\.attn\.attn', weight='in_proj_weight'),
         ffn=_VIT_LAYER + r'\.ffn\.layers\.0\.0',
         layer=_VIT_LAYER,
         attention=_VIT_LAYER + r'\.attn',
+        attn_branch=_VIT_LAYER + r'\.attn\.dropout_layer',
+        ffn_branch=_VIT_LAYER + r'\.ffn\.dropout_layer',
         **_VIT_FFN),
     # VideoMAE ViT (vit_mae.py): with qkv_bias=True, q and v biases are the
     # attention's q_bias / v_bias and the k bias is a constant zero.
@@ -246,6 +278,8 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, SiteSpec]]] = {
     dict(
         attn=SiteSpec(
             module=r'blocks\.\d+\.attn', linear='qkv', bias_sink=_QV_BIAS),
+        qkv=SiteSpec(module=r'blocks\.\d+\.attn\.qkv',
+                            weight='weight'),
         ffn=r'blocks\.\d+\.mlp\.layers\.0\.0',
         proj=r'blocks\.\d+\.attn\.proj',
         fc1=r'blocks\.\d+\.mlp\.layers\.0\.0',
@@ -267,7 +301,8 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, SiteSpec]]] = {
         fc2=r'layers\.(?P<stage>\d+)\.blocks\.\d+\.mlp\.fc2',
         mlp=r'layers\.(?P<stage>\d+)\.blocks\.\d+\.mlp',
         stream=r'layers\.(?P<stage>\d+)\.blocks\.\d+\.norm2',
-        norm=_NORMS,
+        norm=_SWIN_NORMS,
+        merging_norm=_MERGING_NORMS,
         patch_embed=r'patch_embed\.proj'),
 }
 
@@ -283,10 +318,13 @@ class AttachSite:
         share_group (str): Name of the group of sites that share parameters
             (``kind``, or ``f'{kind}_stage{i}'``).
         in_features (int): Input width, the adapter's width.
-        fold_target (FoldTarget, optional): Input form only: the weight
-            and bias sink the adapter folds into; None at an input site
-            that cannot fold. Always None for the other forms, whose site
-            modules fold into their own module. Whether a site folds is
+        fold_target (FoldTarget, optional): Input form: the weight and
+            bias sink the adapter folds into; None at an input site that
+            cannot fold. Delta form: the weight a module applies itself
+            (``fold_target.weight``: ``'weight'`` of a linear its block
+            reads, ``'in_proj_weight'``), None for a linear the block
+            calls. Always None for the other forms, whose site modules fold
+            into their own module. Whether a site folds is
             its module's answer
             (:meth:`~mmpetl.models.AdaptedSite.not_mergeable_reason`).
         inputs (tuple[str]): See :class:`SiteSpec`.
@@ -408,10 +446,22 @@ def _make_output_site(path: str, kind: str, group: str,
         channel_dim=1 if channel_first else -1)
 
 
-def _make_delta_site(path: str, kind: str, group: str,
-                     module: nn.Module) -> AttachSite:
+def _make_delta_site(path: str, kind: str, group: str, module: nn.Module,
+                     spec: SiteSpec) -> AttachSite:
     """A weight-delta site: an ``nn.Linear`` whose forward its block
-    calls."""
+    calls, or (a spec naming ``linear`` / ``weight``) a module that applies
+    that weight itself (``fold_target.weight`` is its path; ``linear``
+    False)."""
+    if _applies_weight(spec):
+        target = spec.fold_target()
+        weight = find_parameter(module, target.weight)
+        if weight is None or weight.dim() != 2:
+            raise TypeError(f'site {path!r} ({kind}): '
+                            f'{type(module).__name__} has no (out, in) '
+                            f'weight {target.weight!r}')
+        return AttachSite(
+            path, kind, group, weight.shape[1], target, form='delta',
+            out_features=weight.shape[0])
     if not isinstance(module, nn.Linear):
         raise TypeError(
             f'site {path!r} ({kind}): a weight delta needs an nn.Linear, '
@@ -430,14 +480,21 @@ def _output_width(module: nn.Module) -> Optional[int]:
     return None
 
 
-def _make_module_site(path: str, kind: str, group: str,
-                      module: nn.Module) -> AttachSite:
+def _make_module_site(path: str, kind: str, group: str, module: nn.Module,
+                      parent: Optional[nn.Module] = None) -> AttachSite:
     """A site on a whole module, for the methods that do not fold (a branch
     beside it, an adapter after it). Its widths come from its config
     attributes (``in_features`` / ``embed_dims`` / ``in_channels``, and
     ``out_features`` / ``embed_dims`` / ``out_channels``), else from its
     first and last ``nn.Linear`` (a timm-style MLP, a transformer block);
-    the output width is the input width when nothing gives it."""
+    the output width is the input width when nothing gives it. A module
+    with no width of its own (a drop path) takes its ``parent``'s (the
+    module that holds it)."""
+    if parent is not None and _input_width(module) is None and not any(
+            isinstance(m, nn.Linear) for m in module.modules()):
+        site = _make_module_site(path, kind, group, parent)
+        return AttachSite(path, kind, group, site.out_features, None,
+                          form='module', out_features=site.out_features)
     linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
     width = _input_width(module) or (linears[0].in_features
                                      if linears else None)
@@ -452,14 +509,23 @@ def _make_module_site(path: str, kind: str, group: str,
         path, kind, group, width, None, form='module', out_features=out)
 
 
+def _applies_weight(spec: Union[str, SiteSpec]) -> bool:
+    """Whether a table spec names a module that applies a weight itself
+    (its ``linear`` / ``weight``), rather than the module to adapt."""
+    return isinstance(spec, SiteSpec) and bool(spec.linear
+                                                      or spec.weight)
+
+
+def _takes_form(spec: Union[str, SiteSpec], form: str) -> bool:
+    """Whether a site kind's spec can take ``form``: a module that applies
+    a weight itself takes an input-affine adapter or a weight delta on that
+    weight, not an output-affine one or a module-wide method."""
+    return form in ('input', 'delta') or not _applies_weight(spec)
+
+
 #: The fold forms a site is found for (``'module'``: a whole module, for
 #: the methods that do not fold).
 SITE_FORMS = ('input', 'output', 'delta', 'module')
-
-_MAKE_SITE = dict(
-    output=_make_output_site, delta=_make_delta_site,
-    module=_make_module_site)
-
 
 def find_attach_sites(backbone: nn.Module,
                       sites: Optional[Sequence[str]] = None,
@@ -496,8 +562,9 @@ def find_attach_sites(backbone: nn.Module,
         table = site_patterns(backbone)
         explicit = sites is not None
         if sites is None:
-            sites = [kind for kind in default_sites if kind in table]
-            left_out = [k for k in default_sites if k not in table]
+            sites = [kind for kind in default_sites
+                     if kind in table and _takes_form(table[kind], form)]
+            left_out = [k for k in default_sites if k not in sites]
             if sites and left_out:
                 print_log(
                     f'{method}: {_table_key(type(backbone))} has no site '
@@ -515,6 +582,13 @@ def find_attach_sites(backbone: nn.Module,
                 f'{missing} in the attach-site table (it has '
                 f'{sorted(table)}){"" if explicit else " by default"}; '
                 'choose sites= among those, or name modules with targets=')
+        wrong = [k for k in sites if not _takes_form(table[k], form)]
+        if wrong:
+            raise UnknownNameError(
+                f'{method}: site kind(s) {wrong} of '
+                f'{_table_key(type(backbone))} name a module that applies '
+                f'its weight itself; a {form} site cannot take it: leave '
+                'them out of sites=')
         targets = {kind: table[kind] for kind in sites}
     specs = {kind: _as_site_spec(spec) for kind, spec in targets.items()}
     patterns = {kind: re.compile(s.module) for kind, s in specs.items()}
@@ -530,8 +604,17 @@ def find_attach_sites(backbone: nn.Module,
             if form == 'input':
                 found.append(
                     _make_site(path, kind, group, module, specs[kind]))
+            elif form == 'delta':
+                found.append(
+                    _make_delta_site(path, kind, group, module, specs[kind]))
+            elif form == 'module':
+                # An identity stands for a module turned off (a drop path
+                # at rate 0): the site stays, with its parent's width.
+                parent = backbone.get_submodule(path.rpartition('.')[0])
+                found.append(
+                    _make_module_site(path, kind, group, module, parent))
             elif not isinstance(module, nn.Identity):  # a norm turned off
-                found.append(_MAKE_SITE[form](path, kind, group, module))
+                found.append(_make_output_site(path, kind, group, module))
     missing = set(patterns) - {site.kind for site in found}
     if missing:
         raise ValueError(f'site kinds {sorted(missing)} match no module of '

@@ -216,6 +216,12 @@ def _check_sites(backbone: nn.Module, args: tuple, kwargs: dict,
             f'their module with these options: leave site kind(s) {kinds} '
             'out with sites=, or name the modules it runs with '
             f'targets=dict({kinds[0]}=regex)')
+    for index, (path, site) in enumerate(sites.items()):
+        # A linear whose block reads its weight is never called: its fold
+        # is checked on an input of its own (DeltaWeightLinear).
+        if path not in errors and hasattr(site, 'probe_input') and \
+                site.not_mergeable_reason() is None:
+            errors[path] = fold_error(site, *site.probe_input(), seed=index)
     wrong = [path for path, error in errors.items() if not error <= tolerance]
     if wrong:
         raise AttachSiteError(

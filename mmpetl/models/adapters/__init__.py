@@ -9,7 +9,9 @@ from .fact import FacTBackbone, FacTDelta, FacTFactors
 from .houlsby import HoulsbyAdapterBackbone
 from .ln_tuning import LNTuningBackbone
 from .lora import LoRABackbone, LoRADelta
+from .lorand import LoRand, LoRandBackbone, LoRandProjection
 from .mona import Mona, MonaBackbone, MonaPair
+from .partial import Partial1Backbone
 from .pfeiffer import PfeifferAdapterBackbone
 from .rep_adapter import GroupedLinear, RepAdapter, RepAdapterBackbone
 from .ssf import SSFBackbone
@@ -23,5 +25,6 @@ __all__ = [
     'FacTBackbone', 'BottleneckAdapter', 'BottleneckAdapterBackbone',
     'AdaptFormerBackbone', 'HoulsbyAdapterBackbone',
     'PfeifferAdapterBackbone', 'ConvpassBranch', 'ConvpassBackbone',
-    'Mona', 'MonaPair', 'MonaBackbone', 'VisualPrompts', 'VPTBackbone'
+    'Mona', 'MonaPair', 'MonaBackbone', 'VisualPrompts', 'VPTBackbone',
+    'LoRandProjection', 'LoRand', 'LoRandBackbone', 'Partial1Backbone'
 ]

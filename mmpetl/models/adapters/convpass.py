@@ -2,6 +2,7 @@
 from typing import List, Optional, Tuple
 
 import torch
+from mmcv.cnn.bricks import DropPath
 from torch import Tensor, nn
 
 from mmpetl.registry import MODELS
@@ -49,7 +50,8 @@ class ConvpassBranch(PETLModule):
 
     with the 3x3 convolution (``r -> r``, padding 1) on the patch tokens laid
     out on their grid, and on each extra token (the class token) alone as a
-    1x1 map (so only its centre tap acts), as the reference.
+    1x1 map (so only its centre tap acts), as the reference; then drop path
+    (its own per-sample mask, as the reference's second ``drop_path`` call).
 
     Args:
         embed_dims (int): ``d``.
@@ -59,6 +61,7 @@ class ConvpassBranch(PETLModule):
         extra_tokens (int): Tokens before the patches (1: the class token).
         conv_init (str): One of :data:`CONV_INITS`.
         dropout (float): Dropout before the up-projection.
+        drop_path (float): Drop-path rate on the branch's output.
 
     Shapes:
         input (B, E + H W, d) -> output (B, E + H W, d). Parameters:
@@ -67,7 +70,8 @@ class ConvpassBranch(PETLModule):
 
     def __init__(self, embed_dims: int, dim: int, scale: float,
                  grid: TokenGrid, extra_tokens: int,
-                 conv_init: str = 'xavier', dropout: float = 0.1):
+                 conv_init: str = 'xavier', dropout: float = 0.1,
+                 drop_path: float = 0.):
         super().__init__()
         if conv_init not in CONV_INITS:
             raise ValueError(f'Convpass conv_init must be one of '
@@ -80,6 +84,7 @@ class ConvpassBranch(PETLModule):
         self.up = nn.Linear(dim, embed_dims)
         self.act = QuickGELU()
         self.dropout = nn.Dropout(dropout)
+        self.drop_path = DropPath(drop_path)
         with torch.no_grad():
             nn.init.xavier_uniform_(self.down.weight)
             nn.init.zeros_(self.down.bias)
@@ -105,7 +110,7 @@ class ConvpassBranch(PETLModule):
         patches = self.conv(patches).flatten(2).transpose(1, 2)
         extra = self.conv(z[:, :e].reshape(batch * e, r, 1, 1))
         z = torch.cat((extra.reshape(batch, e, r), patches), dim=1)
-        return self.up(self.dropout(self.act(z))) * self.scale
+        return self.drop_path(self.up(self.dropout(self.act(z)))) * self.scale
 
     def extra_repr(self) -> str:
         return f'scale={self.scale}, extra_tokens={self.extra_tokens}'
@@ -146,9 +151,18 @@ class ConvpassBackbone(AdapterBackbone):
     ``2 (2 d r + 9 r^2 + 2 r + d)``; ViT-B/16 (``r = 8``, 12 blocks):
     327,552 (the paper's 0.33M).
 
+    Drop path: the reference applies the block's drop path to the bypass
+    too (``x + dp(Attn(LN x)) + dp(f(LN x)) s``, each call its own mask; as
+    OSU-MLB/PETL_Vision). Here the branch gets the drop-path rate of the
+    module it runs beside (mmpretrain's and mmseg's ViT: the attention's and
+    FFN's own ``DropPath``), with its own mask; where the layer applies drop
+    path after the module (BEiT, EVA-02) the branch is inside it, sharing
+    the module's mask. ``drop_path=False`` leaves the branch without it
+    (mmpetl's behaviour before 2026-12; the same in evaluation mode).
+
     Deviations: the branch is added to the attention / FFN module's output,
     before the layer scale of backbones that have one (DINOv2, DeiT3, BEiT,
-    EVA-02); the reference's timm ViT has none, and adds it after drop path.
+    EVA-02); the reference's timm ViT has none.
 
     Args:
         backbone (dict | nn.Module): The stock backbone,
@@ -157,6 +171,8 @@ class ConvpassBackbone(AdapterBackbone):
         scale (float): ``s``. Defaults to 1.
         conv_init (str): ``'xavier'`` (default) or ``'identity'``.
         dropout (float): Defaults to 0.1.
+        drop_path (bool): Drop path on the branch, at its module's rate.
+            Defaults to True (the reference).
         **kwargs: ``sites`` (default ``('attention', 'mlp')``), ``targets``,
             ``check_input_shape``, ``save_frozen``, ``init_cfg`` of
             :class:`~mmpetl.models.AdapterBackbone`.
@@ -175,6 +191,7 @@ class ConvpassBackbone(AdapterBackbone):
                  scale: float = 1.,
                  conv_init: str = 'xavier',
                  dropout: float = 0.1,
+                 drop_path: bool = True,
                  **kwargs):
         super().__init__(
             backbone,
@@ -182,7 +199,8 @@ class ConvpassBackbone(AdapterBackbone):
                 dim=dim,
                 scale=scale,
                 conv_init=conv_init,
-                branch_dropout=dropout),
+                branch_dropout=dropout,
+                branch_drop_path=drop_path),
             **kwargs)
 
     def build_shared(self, sites: List[AttachSite]) -> None:
@@ -192,9 +210,13 @@ class ConvpassBackbone(AdapterBackbone):
         self.backbone.patch_embed.register_forward_hook(self.grid.record)
 
     def build_adapter(self, site: AttachSite) -> ConvpassBranch:
+        module = self.backbone.get_submodule(site.path)
+        rate = max((m.drop_prob for m in module.modules()
+                    if isinstance(m, DropPath)), default=0.)
         return ConvpassBranch(site.in_features, self.dim, self.scale,
                               self.grid, num_extra_tokens(self.backbone),
-                              self.conv_init, self.branch_dropout)
+                              self.conv_init, self.branch_dropout,
+                              rate if self.branch_drop_path else 0.)
 
     def nonfoldable_reason(self, site: AttachSite) -> str:
         return ("Convpass's branch (3x3 convolution between QuickGELUs) is "

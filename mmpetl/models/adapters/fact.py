@@ -1,4 +1,5 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
+import logging
 import math
 from collections import OrderedDict
 from typing import Any, Dict, List, Tuple
@@ -7,10 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmengine.logging import print_log
+
 from mmpetl.registry import MODELS
 from ..adapter_wrapper import AdapterBackbone, AttachSite, BackboneArg
 from ..petl import PETLModule
-from ..weight_delta import WeightDelta
+from ..weight_delta import WeightDelta, dropout_note
 
 #: FacT's sites: every linear of a block.
 FACT_SITES = ('qkv', 'proj', 'fc1', 'fc2')
@@ -22,7 +25,11 @@ class FacTFactors(PETLModule):
     ``d``: ``U`` (r x d, nn.Linear's init), ``V`` (d x r, zero) and, for
     FacT-TK, the core tensor ``C`` (r x r x r) and the per-matrix factor
     ``P`` (r x n, one column per d x d matrix), both xavier-uniform, as
-    JieShibo/PETL-ViT initialises them.
+    JieShibo/PETL-ViT initialises them (and the source lines of
+    OSU-MLB/PETL_Vision's ``model/fact.py``; PETL_Vision's model then
+    re-initialises every ``nn.Linear`` it holds, ``U``, ``V`` and the TT
+    cores included, with timm's ``trunc_normal(0.02)``, so ``V`` is not zero
+    at the start of what it runs: a reference bug, not followed).
 
     Args:
         width (int): ``d``.
@@ -119,6 +126,8 @@ class FacTDelta(WeightDelta):
         return torch.cat([mixed[:, :, j].t() for j in range(mixed.shape[2])])
 
     def forward(self, x: Tensor, weight: Tensor, bias) -> Tensor:
+        if x is None:
+            return self.adapted_weight(weight)
         k_out, k_in = self.blocks
         u = self.factors.u.to(x.dtype)
         v = self.factors.v.to(x.dtype)
@@ -128,10 +137,15 @@ class FacTDelta(WeightDelta):
         return F.linear(x, weight, bias) + self.scale * delta
 
     def merged_weight(self, weight: Tensor) -> Tensor:
+        return self.adapted_weight(weight)
+
+    def adapted_weight(self, weight: Tensor) -> Tensor:
         k_out, k_in = self.blocks
-        u, v = self.factors.u.double(), self.factors.v.double()
+        u = self.factors.u.to(weight.dtype)
+        v = self.factors.v.to(weight.dtype)
         rank = u.shape[0]
-        core = self.core_matrix().double().view(k_out, rank, k_in, rank)
+        core = self.core_matrix().to(weight.dtype).view(
+            k_out, rank, k_in, rank)
         delta = torch.einsum('dr,irjs,se->idje', v, core, u)
         return weight + self.scale * delta.reshape(weight.shape)
 
@@ -183,6 +197,9 @@ class FacTBackbone(AdapterBackbone):
             backbone,
             settings=dict(mode=mode, rank=rank, scale=scale, dropout=dropout),
             **kwargs)
+        note = dropout_note(self, dropout)
+        if note:
+            print_log(note, logger='current', level=logging.WARNING)
 
     @staticmethod
     def _share_key(site: AttachSite) -> str:

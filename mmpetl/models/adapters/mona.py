@@ -34,6 +34,13 @@ class MultiScaleDepthwise(nn.Module):
         return z + self.projector(z)
 
 
+#: Initialisations of Mona's projections: ``'reference'``, what the
+#: reference's training flows run (``backbone.init_weights()`` after
+#: building re-draws every ``nn.Linear``: ``trunc_normal(0.02)``, zero
+#: bias); ``'torch'``, PyTorch's defaults (mmpetl's before 2026-12).
+MONA_INITS = ('reference', 'torch')
+
+
 class Mona(PETLModule):
     r"""One Mona adapter on a Swin block's residual stream.
 
@@ -44,9 +51,12 @@ class Mona(PETLModule):
 
     with ``MS`` :class:`MultiScaleDepthwise` on the tokens laid out on the
     block's ``H x W`` grid, as Leiyi-Hu/mona's ``Mona`` (bottleneck 64,
-    ``gamma = 1e-6``, ``gamma_x = 1``, dropout 0.1, PyTorch's default init
-    of the projections and convolutions: the adapter is not the identity at
-    init).
+    ``gamma = 1e-6``, ``gamma_x = 1``, dropout 0.1). Init (``init``, one of
+    :data:`MONA_INITS`): ``'reference'`` draws both projections from
+    ``trunc_normal(0.02)`` with zero biases, as the reference's training
+    flows leave them (they call the backbone's ``init_weights()`` after
+    building it); the convolutions keep PyTorch's defaults there and here.
+    The adapter is not the identity at init either way.
 
     Shapes:
         ``x``: (B, H W, d) -> (B, H W, d). Parameters: ``133 d + 9,728``
@@ -54,8 +64,11 @@ class Mona(PETLModule):
     """
 
     def __init__(self, embed_dims: int, bottleneck: int = 64,
-                 dropout: float = 0.1):
+                 dropout: float = 0.1, init: str = 'reference'):
         super().__init__()
+        if init not in MONA_INITS:
+            raise ValueError(f'Mona init must be one of {MONA_INITS}, not '
+                             f'{init!r}')
         self.norm = nn.LayerNorm(embed_dims)
         self.gamma = nn.Parameter(torch.full((embed_dims, ), 1e-6))
         self.gammax = nn.Parameter(torch.full((embed_dims, ), 1.))
@@ -63,6 +76,10 @@ class Mona(PETLModule):
         self.convs = MultiScaleDepthwise(bottleneck)
         self.dropout = nn.Dropout(dropout)
         self.project2 = nn.Linear(bottleneck, embed_dims)
+        if init == 'reference':
+            for linear in (self.project1, self.project2):
+                nn.init.trunc_normal_(linear.weight, std=.02)
+                nn.init.zeros_(linear.bias)
 
     def forward(self, x: Tensor, hw_shape: Sequence[int]) -> Tensor:
         batch, length, _ = x.shape
@@ -77,10 +94,11 @@ class MonaPair(PETLModule):
     """The two Mona adapters of one Swin block: ``after='attn'`` (after the
     attention's residual add) and ``after='ffn'`` (after the FFN's)."""
 
-    def __init__(self, embed_dims: int, bottleneck: int, dropout: float):
+    def __init__(self, embed_dims: int, bottleneck: int, dropout: float,
+                 init: str = 'reference'):
         super().__init__()
-        self.attn = Mona(embed_dims, bottleneck, dropout)
-        self.ffn = Mona(embed_dims, bottleneck, dropout)
+        self.attn = Mona(embed_dims, bottleneck, dropout, init)
+        self.ffn = Mona(embed_dims, bottleneck, dropout, init)
 
     def forward(self, x: Tensor, hw_shape: Sequence[int],
                 after: str) -> Tensor:
@@ -131,7 +149,10 @@ class MonaBackbone(AdapterBackbone):
     with ``m`` a :class:`Mona` each (a :class:`MonaPair` per block in a
     :class:`MonaBlockSite`, site kind ``block``), on the residual stream as
     the reference places them. Defaults as the reference: bottleneck 64,
-    dropout 0.1, ``gamma = 1e-6``, ``gamma_x = 1``, default init. Supported:
+    dropout 0.1, ``gamma = 1e-6``, ``gamma_x = 1``, projections
+    ``trunc_normal(0.02)`` with zero biases (``init='reference'``; at init
+    Swin-B's stage outputs move 5-45% from the frozen backbone's;
+    ``init='torch'``, PyTorch's defaults, moves them 63-130%). Supported:
     the Swin (V1) families of mmpretrain, mmseg and mmdet; others are
     refused at build in one line. Non-linear and on the residual stream: it
     does not fold; merging refuses it in one line.
@@ -149,6 +170,7 @@ class MonaBackbone(AdapterBackbone):
             as a config or built (see :class:`~mmpetl.models.FrozenBackbone`).
         bottleneck (int): Defaults to 64.
         dropout (float): Defaults to 0.1.
+        init (str): One of :data:`MONA_INITS`. Defaults to ``'reference'``.
         **kwargs: ``sites`` (default ``('block',)``), ``targets``,
             ``check_input_shape``, ``save_frozen``, ``init_cfg`` of
             :class:`~mmpetl.models.AdapterBackbone`.
@@ -162,10 +184,11 @@ class MonaBackbone(AdapterBackbone):
                           'mmpretrain, mmseg and mmdet')
 
     def __init__(self, backbone: BackboneArg, bottleneck: int = 64,
-                 dropout: float = 0.1, **kwargs):
+                 dropout: float = 0.1, init: str = 'reference', **kwargs):
         super().__init__(
             backbone,
-            settings=dict(bottleneck=bottleneck, mona_dropout=dropout),
+            settings=dict(bottleneck=bottleneck, mona_dropout=dropout,
+                          mona_init=init),
             **kwargs)
 
     def build_adapter(self, site: AttachSite) -> MonaPair:
@@ -173,7 +196,8 @@ class MonaBackbone(AdapterBackbone):
             raise ValueError(
                 "Mona's adapters run inside a whole Swin block: use site "
                 f"kind 'block' (sites=('block',)), not {site.kind!r}")
-        return MonaPair(site.in_features, self.bottleneck, self.mona_dropout)
+        return MonaPair(site.in_features, self.bottleneck, self.mona_dropout,
+                        self.mona_init)
 
     def nonfoldable_reason(self, site: AttachSite) -> str:
         return ("Mona's adapters (multi-scale depthwise convolutions, GELU) "

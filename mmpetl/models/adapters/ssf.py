@@ -37,6 +37,13 @@ class SSFBackbone(AdapterBackbone):
     reduction) gets the scale only, so that it still folds exactly (a
     deviation from the paper, which has no such module in its ViT).
 
+    Swin: the patch-merging norms (site kind ``merging_norm``) are left out,
+    as the reference runs: its ``PatchMerging`` receives the stage's list of
+    tuning modes instead of ``'ssf'`` and never applies its scale and shift
+    (a reference bug). Swin-B (mmpretrain): 267,264 as the reference;
+    ``sites=SSF_SITES + ('merging_norm', )`` adds the three norms' 7,168
+    (274,432, mmpetl's count before 2026-12).
+
     Args:
         backbone (dict | nn.Module): The stock backbone,
             as a config or built (see :class:`~mmpetl.models.FrozenBackbone`).

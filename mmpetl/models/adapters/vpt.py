@@ -1,7 +1,7 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 import math
 from functools import partial
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -159,8 +159,10 @@ class VPTBackbone(AdapterBackbone):
     averaged feature map; ``out_indices`` at any layer) sees exactly its own
     tokens. Prompts get no positional embedding (as the reference:
     inserted after it). Init as the reference: ``U(-v, v)`` with
-    ``v = sqrt(6 / (3 p^2 + d))`` (``p``: patch size); dropout 0.1 on the
-    prompts, per sample (the reference's runs; its config default is 0).
+    ``v = sqrt(6 / (3 p^2 + d))`` (``p``: patch size); dropout on the
+    prompts, per sample, as the reference's runs: none in shallow mode
+    ("we don't use dropout for VPT-shallow", its demo), 0.1 in deep mode
+    (its config default is 0).
 
     Supported (attach-site kind ``layer``): mmpretrain's ViT (CLIP, DINOv2,
     DeiT3), mmseg's ViT, VideoMAE. Refused at build, in one line saying
@@ -183,12 +185,21 @@ class VPTBackbone(AdapterBackbone):
       ``prompt_embeddings`` and ``deep_prompt_embeddings``.
     - ``num_tokens`` defaults to 10; the paper picks it per task.
 
+    Reference note: OSU-MLB/PETL_Vision's VPT-shallow (``model/vpt.py``,
+    ``vision_transformer.py``) prepends the prompts before the class token
+    and cuts them after the first block, so only that block sees them (a
+    bug: the paper's shallow prompts run through every layer, as here and
+    in KMnP/vpt).
+
     Args:
         backbone (dict | nn.Module): The stock backbone,
             as a config or built (see :class:`~mmpetl.models.FrozenBackbone`).
         mode (str): ``'shallow'`` or ``'deep'``. Defaults to ``'deep'``.
         num_tokens (int): ``N``. Defaults to 10.
-        dropout (float): Dropout on the prompts. Defaults to 0.1.
+        dropout (float, optional): Dropout on the prompts. Defaults to
+            None: 0 in shallow mode, 0.1 in deep mode (the reference's
+            runs; ``dropout=0.1`` in shallow mode is mmpetl's default
+            before 2026-12).
         **kwargs: ``sites`` (default ``('layer',)``), ``targets``,
             ``check_input_shape``, ``save_frozen``, ``init_cfg`` of
             :class:`~mmpetl.models.AdapterBackbone`.
@@ -207,7 +218,7 @@ class VPTBackbone(AdapterBackbone):
                  backbone: BackboneArg,
                  mode: str = 'deep',
                  num_tokens: int = 10,
-                 dropout: float = 0.1,
+                 dropout: Optional[float] = None,
                  **kwargs):
         if mode not in VPT_MODES:
             raise ValueError(f'VPTBackbone: mode must be one of {VPT_MODES},'
@@ -215,7 +226,9 @@ class VPTBackbone(AdapterBackbone):
         super().__init__(
             backbone,
             settings=dict(
-                mode=mode, num_tokens=num_tokens, prompt_dropout=dropout),
+                mode=mode, num_tokens=num_tokens,
+                prompt_dropout=(0. if mode == 'shallow' else 0.1)
+                if dropout is None else dropout),
             **kwargs)
 
     def build_shared(self, sites: List[AttachSite]) -> None:

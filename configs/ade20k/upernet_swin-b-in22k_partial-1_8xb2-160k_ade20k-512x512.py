@@ -1,0 +1,15 @@
+# Partial-1: the last block of the Swin's last stage fine-tunes (its stock
+# weights; 12.60M at Swin-B, 28.34M at Swin-L window 7), the rest of the
+# backbone is frozen. Merged into a stock checkpoint at the end (nothing to
+# fold: the tuned block is stock).
+# It trains stock weights: full fine-tuning's recipe (AdamW lr 6e-5).
+_base_ = ['./_base_/upernet_swin-b-in22k_8xb2-160k_ade20k-512x512.py']
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='mmpetl.Partial1Backbone',
+        backbone={{_base_.model.backbone}}))
+custom_hooks = [
+    dict(type='mmpetl.ParameterCountHook'),
+    dict(type='mmpetl.ReparamCheckpointHook')
+]

@@ -13,7 +13,8 @@ from mmengine.runner.checkpoint import _load_checkpoint
 
 from mmpetl.models import FrozenBackbone, PretrainedLoadError
 from mmpetl.registry import MODELS
-from tests.support.helpers import TINY_DET_SWIN, TINY_SEG_SWIN, TINY_VIT
+from tests.support.helpers import (TINY_DET_SWIN, TINY_SEG_SWIN, TINY_SWIN,
+                                   TINY_VIT)
 from tests.support.published import (TINY, converted_vit_npz, official_swin,
                                      timm_vit)
 from tests.support.tools import ROOT, one_error_line, run_tool
@@ -155,7 +156,12 @@ def _cases(tmp_path):
              patch_size=8,
              img_size=32)
     npz = tmp_path / 'vit.pth.npz'
+    nested = tmp_path / 'vit_model_nesting.pth'
+    model_zoo(nested, TINY_VIT, nesting='model')
     return [
+        (_pretrained(TINY_VIT, nested, 'backbone.'),
+         r"found nothing to load .*under 'model'.*'state_dict' nesting"),
+        (_pretrained(TINY_SWIN, official), r'swin2mmseg.*norm3'),
         (_pretrained(seg_vit, whole, 'backbone.'), r'filled 0 of .*ignores '
          r'prefix='),
         (_pretrained(TINY_VIT, _other_arch_vit(tmp_path), 'backbone.'),

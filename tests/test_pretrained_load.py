@@ -105,6 +105,12 @@ def test_official_swin_is_loaded_and_proved_by_value(tmp_path, scope):
     assert stock_trainable == set(model.trained_new_layers())
     assert 'backbone.norm0.weight' in model.state_dict()  # checkpointed
     assert 'backbone.norm0.weight' not in model.frozen_state_keys()
+    # ... and named in the trainable-parameter line.
+    from mmpetl.engine.hooks.parameter_count_hook import new_layers_note
+    assert new_layers_note(model) == (
+        '; new layers (no pre-trained value, trained like the head): 96 in '
+        'backbone.norm0.bias, backbone.norm0.weight, backbone.norm1.bias, '
+        'backbone.norm1.weight')
 
 
 def test_e3va_keeps_the_new_norms_at_their_init(tmp_path):

@@ -13,7 +13,8 @@ from mmengine.runner.checkpoint import _load_checkpoint
 
 from mmpetl.models import FrozenBackbone, PretrainedLoadError
 from mmpetl.registry import MODELS
-from tests.support.helpers import TINY_DET_SWIN, TINY_SEG_SWIN, TINY_VIT
+from tests.support.helpers import (TINY_DET_SWIN, TINY_SEG_SWIN, TINY_SWIN,
+                                   TINY_VIT)
 from tests.support.published import (TINY, converted_vit_npz, official_swin,
                                      timm_vit)
 from tests.support.tools import ROOT, one_error_line, run_tool
@@ -104,6 +105,12 @@ def test_official_swin_is_loaded_and_proved_by_value(tmp_path, scope):
     assert stock_trainable == set(model.trained_new_layers())
     assert 'backbone.norm0.weight' in model.state_dict()  # checkpointed
     assert 'backbone.norm0.weight' not in model.frozen_state_keys()
+    # ... and named in the trainable-parameter line.
+    from mmpetl.engine.hooks.parameter_count_hook import new_layers_note
+    assert new_layers_note(model) == (
+        '; new layers (no pre-trained value, trained like the head): 96 in '
+        'backbone.norm0.bias, backbone.norm0.weight, backbone.norm1.bias, '
+        'backbone.norm1.weight')
 
 
 def test_e3va_keeps_the_new_norms_at_their_init(tmp_path):
@@ -155,7 +162,12 @@ def _cases(tmp_path):
              patch_size=8,
              img_size=32)
     npz = tmp_path / 'vit.pth.npz'
+    nested = tmp_path / 'vit_model_nesting.pth'
+    model_zoo(nested, TINY_VIT, nesting='model')
     return [
+        (_pretrained(TINY_VIT, nested, 'backbone.'),
+         r"found nothing to load .*under 'model'.*'state_dict' nesting"),
+        (_pretrained(TINY_SWIN, official), r'swin2mmseg.*norm3'),
         (_pretrained(seg_vit, whole, 'backbone.'), r'filled 0 of .*ignores '
          r'prefix='),
         (_pretrained(TINY_VIT, _other_arch_vit(tmp_path), 'backbone.'),

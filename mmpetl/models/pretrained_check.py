@@ -152,20 +152,27 @@ def _names(names: List[str]) -> str:
     return ', '.join(names[:_SHOWN]) + more
 
 
-def _file_keys(file: str) -> List[str]:
+def _param_names(module: nn.Module) -> List[str]:
+    return [name for name, _ in module.named_parameters()]
+
+
+def _file_keys(file: str) -> Tuple[List[str], Optional[str]]:
     """Tensor keys of ``file`` (its ``state_dict`` / ``model`` / ``module``
-    nesting removed), for the hint; empty if it cannot be read."""
+    nesting removed) and that nesting, for the hint; empty if it cannot be
+    read."""
     try:
         checkpoint = _load_checkpoint(file, map_location='cpu')
     except Exception:  # the hint is best effort; the error stands
-        return []
+        return [], None
     if not isinstance(checkpoint, dict):
-        return []
+        return [], None
+    nesting = None
     for key in ('state_dict', 'model', 'module'):
         if isinstance(checkpoint.get(key), dict):
-            checkpoint = checkpoint[key]
+            checkpoint, nesting = checkpoint[key], key
             break
-    return [k for k, v in checkpoint.items() if isinstance(v, Tensor)]
+    return [k for k, v in checkpoint.items() if isinstance(v, Tensor)], \
+        nesting
 
 
 def _hint(backbone: nn.Module, file: str, names: List[str],
@@ -175,7 +182,7 @@ def _hint(backbone: nn.Module, file: str, names: List[str],
     if file.endswith('.npz'):
         return ("it is Google's .npz layout: convert it with python "
                 'tools/model_converters/vit_npz2mmpretrain.py')
-    keys = _file_keys(file)
+    keys, nesting = _file_keys(file)
     if skipped:
         return ('the file holds tensors of other shapes: a checkpoint of '
                 'another arch or size; use the file of the arch in the '
@@ -188,9 +195,10 @@ def _hint(backbone: nn.Module, file: str, names: List[str],
                 "or convert it once with mmseg's "
                 'tools/model_converters/swin2mmseg.py')
     if official_swin:
-        return ("it is the official Swin layout: convert it with the "
-                "toolbox's converter (mmpretrain: tools/model_converters/"
-                'swin_to_mmpretrain.py)')
+        return ("it is the official Swin layout: convert it with mmseg's "
+                "tools/model_converters/swin2mmseg.py, then rename norm.* "
+                "to the last stage's norm (norm3.*), see the pre-trained "
+                'files page')
     if any(k.startswith('blocks.0.') for k in keys):
         return ('it is a timm / original-repository layout (blocks.N...): '
                 "convert it with the toolbox's converter (mmseg: tools/"
@@ -209,9 +217,14 @@ def _hint(backbone: nn.Module, file: str, names: List[str],
                 hits = sum(
                     k.startswith(prefix) and k[len(prefix):] in wanted
                     for k in keys)
-                if hits * 2 >= len(wanted):
+                if hits * 2 >= len(wanted) and nesting in (None, 'state_dict'):
                     return (f"its keys start with {prefix!r}: add prefix="
                             f"'{prefix}' to the backbone's init_cfg")
+                if hits * 2 >= len(wanted):
+                    return (f'its keys start with {prefix!r} under '
+                            f"{nesting!r}, and mmengine's prefix= reads the "
+                            "'state_dict' nesting only: re-save it as "
+                            "{'state_dict': ...}")
     return ('is it a checkpoint of this backbone (type, arch and sizes as in '
             'the config)?')
 
@@ -290,9 +303,9 @@ def init_pretrained(backbone: nn.Module,
         except PretrainedLoadError:
             raise
         except CheckpointError as e:  # not a checkpoint: say what it is
-            raise PretrainedLoadError((f'{owner}: ' if owner else '') +
-                                      f'{e}: ' +
-                                      _hint(backbone, file, [], False)) from e
+            raise PretrainedLoadError(
+                (f'{owner}: ' if owner else '') + f'{e}: ' +
+                _hint(backbone, file, _param_names(backbone), False)) from e
         except (RuntimeError, IndexError, KeyError, AssertionError) as e:
             # Other shapes: said below, with the tensors the loader skipped.
             if not record.skipped:
@@ -302,7 +315,8 @@ def init_pretrained(backbone: nn.Module,
                     (f'{owner}: ' if owner else '') +
                     f'{type(backbone).__name__} found nothing to load in '
                     f'pre-trained file {file} ({type(e).__name__}: {e}): ' +
-                    _hint(backbone, file, [], False)) from e
+                    _hint(backbone, file, _param_names(backbone), False)
+                ) from e
     return check_load(backbone, record, file, owner)
 
 
@@ -338,8 +352,9 @@ def refuse_wrapper_pretrained(owner: str, init_cfg: Any) -> None:
     """A ``Pretrained`` init_cfg on the wrapper would load after the build,
     into nothing the check sees: refuse it."""
     init_cfgs = init_cfg if isinstance(init_cfg, list) else [init_cfg]
-    if any(isinstance(c, dict) and c.get('type') == 'Pretrained'
-           for c in init_cfgs):
+    if any(
+            isinstance(c, dict) and c.get('type') == 'Pretrained'
+            for c in init_cfgs):
         raise PretrainedLoadError(
             f"{owner}: init_cfg=dict(type='Pretrained') on the wrapper is "
             'not applied to the backbone: put it in the stock backbone\'s '

@@ -38,9 +38,11 @@ param_scheduler = []
 
 
 def run_tool(*args, expect_ok=True, env=None):
+    # The checkout's mmpetl, whichever one the environment installed.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [ROOT, os.environ.get('PYTHONPATH', '')]), **(env or {}))
     result = subprocess.run([sys.executable, *args], cwd=ROOT,
-                            capture_output=True, text=True,
-                            env=dict(os.environ, **(env or {})))
+                            capture_output=True, text=True, env=env)
     if expect_ok:
         assert result.returncode == 0, result.stdout[-3000:] + \
             result.stderr[-3000:]

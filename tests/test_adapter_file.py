@@ -18,11 +18,15 @@ from tests.support.helpers import randomize_trainable
 from tests.support.rows import stock
 
 #: Method -> (tiny backbone, input shape); Mona adapts the Swin families,
-#: E3VA (not in the table: dense prediction only) mmseg's and mmdet's Swin.
+#: E3VA (not in the table: dense prediction only) mmseg's and mmdet's Swin;
+#: ARC's reference Swin placement replaces a block's norm2 as well.
 CASES = dict({name: (TINY_VIT, (3, 32, 32)) for name in METHODS},
              mona=(TINY_SWIN, (3, 72, 72)),
-             e3va=(TINY_SEG_SWIN, (3, 72, 72)))
-WRAPPERS = dict(METHODS, e3va=dict(type='mmpetl.E3VABackbone', rank=4))
+             e3va=(TINY_SEG_SWIN, (3, 72, 72)),
+             arc_reference=(TINY_SWIN, (3, 72, 72)))
+WRAPPERS = dict(METHODS, e3va=dict(type='mmpetl.E3VABackbone', rank=4),
+                arc_reference=dict(type='mmpetl.ARCBackbone',
+                                   swin_ffn_placement='reference'))
 
 
 def outputs(model, x):

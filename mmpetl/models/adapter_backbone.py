@@ -373,6 +373,9 @@ class FrozenBackbone(AdapterControlMixin, BaseModule):
         self._register_state_dict_hook(drop_frozen)
         self.register_load_state_dict_post_hook(accept_missing_frozen)
         register_fingerprint_hooks(self)
+        # Checkpoints record the wrapper's settings (load_adapter); the
+        # pre-trained values of stock parameters it trains are kept for
+        # disable_adapters() and unload().
         self._register_state_dict_hook(record_adapter_config)
         keep_stock_selected(self)
 

@@ -10,6 +10,7 @@ from .houlsby import HoulsbyAdapterBackbone
 from .ln_tuning import LNTuningBackbone
 from .lora import LoRABackbone, LoRADelta
 from .mona import Mona, MonaBackbone, MonaPair
+from .noah import NOAHBackbone, SlicedAdapter, SlicedLoRA, SlicedPrompts
 from .pfeiffer import PfeifferAdapterBackbone
 from .rep_adapter import GroupedLinear, RepAdapter, RepAdapterBackbone
 from .ssf import SSFBackbone
@@ -23,5 +24,6 @@ __all__ = [
     'FacTBackbone', 'BottleneckAdapter', 'BottleneckAdapterBackbone',
     'AdaptFormerBackbone', 'HoulsbyAdapterBackbone',
     'PfeifferAdapterBackbone', 'ConvpassBranch', 'ConvpassBackbone',
-    'Mona', 'MonaPair', 'MonaBackbone', 'VisualPrompts', 'VPTBackbone'
+    'Mona', 'MonaPair', 'MonaBackbone', 'VisualPrompts', 'VPTBackbone',
+    'NOAHBackbone', 'SlicedLoRA', 'SlicedAdapter', 'SlicedPrompts'
 ]

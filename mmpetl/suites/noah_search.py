@@ -107,7 +107,8 @@ class EvolutionSearch:
     def _random(self) -> Arch:
         depths = {m: self.rng.choice(self.space[m]['depths'])
                   for m in MODULES}
-        return {m: self._dims(m, depths[m]) for m in MODULES}
+        return {m: self._dims(m, depths[m]) +
+                [0] * (self.num_layers - depths[m]) for m in MODULES}
 
     def _dims(self, module: str, count: int) -> List[int]:
         return [self.rng.choice(self.space[module]['dims'])
@@ -243,19 +244,23 @@ def top1(model: torch.nn.Module, loader) -> float:
 def retrain_config(cfg: Config, arch: Arch) -> Config:
     """The subnet's retraining config from the supernet config ``cfg``:
     the backbone built at ``arch``, the top-level settings of
-    ``cfg.noah.retrain`` (its schedule), its splits, and no supernet
-    hook."""
+    ``cfg.noah.retrain`` (its schedule), its splits (``train_split``;
+    ``test_split`` for validation and test), and no supernet hook."""
     retrain = copy.deepcopy(cfg)
     settings = dict(retrain.pop('noah')['retrain'])
     backbone = retrain.model.backbone
     backbone.pop('search_space')
     backbone['arch'] = arch
-    splits = {name: settings.pop(f'{name}_split')
-              for name in ('train', 'test') if f'{name}_split' in settings}
+    splits = dict(train=settings.pop('train_split', None),
+                  val=settings.pop('test_split', None))
+    splits['test'] = splits['val']
     for key, value in settings.items():
         retrain[key] = value
     for name, split in splits.items():
-        retrain[f'{name}_dataloader'].dataset.split = split
+        if split is not None and retrain.get(f'{name}_dataloader'):
+            retrain[f'{name}_dataloader'].dataset.split = split
+    if 'max_epochs' in retrain:  # the configs' helper variable
+        retrain.max_epochs = retrain.train_cfg.max_epochs
     retrain.pop('model_wrapper_cfg', None)
     retrain.custom_hooks = [
         h for h in retrain.get('custom_hooks', [])

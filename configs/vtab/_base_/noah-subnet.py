@@ -17,5 +17,5 @@ model = dict(
         arch=None,
         dropout=0.1,
         init='reference'),
-    head=dict(init_cfg=dict(type='TruncNormal', layer='Linear', std=0.02,
-                            bias=0.)))
+    head=dict(init_cfg=dict(_delete_=True, type='TruncNormal',
+                            layer='Linear', std=0.02, bias=0.)))

@@ -12,10 +12,11 @@ max_epochs = 500
 model = dict(
     backbone=dict(
         arch=None,
+        # depths None: quarters of the layer count, (3, 6, 9, 12) at 12.
         search_space=dict(
-            prompt=dict(dims=(1, 5, 10), depths=(3, 6, 9, 12)),
-            lora=dict(dims=(1, 5, 10), depths=(3, 6, 9, 12)),
-            adapter=dict(dims=(1, 5, 10), depths=(3, 6, 9, 12)))))
+            prompt=dict(dims=(1, 5, 10), depths=None),
+            lora=dict(dims=(1, 5, 10), depths=None),
+            adapter=dict(dims=(1, 5, 10), depths=None))))
 train_dataloader = dict(dataset=dict(split='train800'))
 val_dataloader = dict(dataset=dict(split='val200'))
 test_dataloader = dict(dataset=dict(split='val200'))

@@ -10,6 +10,7 @@ from mmpetl.apis.reparam import build_model
 from mmpetl.datasets import write_digits_task
 from tests.support.helpers import (TINY_DET_SWIN, TINY_SEG_SWIN, TINY_SWIN,
                                    TINY_VIT, pretrained_cfg)
+from tests.support.markers import mark_e2e
 from tests.support.rows import ROWS
 from tests.support.tools import QUICKSTART, QUICKSTART_CONFIG
 
@@ -18,6 +19,10 @@ if os.environ.get('PYTEST_XDIST_WORKER'):
     # `make test` runs two workers, one per core of the CI machine.
     os.environ['OMP_NUM_THREADS'] = '1'
     torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config, items):
+    mark_e2e(items)
 
 
 @pytest.fixture

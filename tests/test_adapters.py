@@ -145,8 +145,8 @@ def test_arc_shares_projections_per_swin_stage(swin_cfg):
 
 
 def test_trainable_set_is_adapters_only_and_gets_gradients(vit_cfg):
-    from tests.support.helpers import randomize_adapters
-    model = randomize_adapters(
+    from tests.support.helpers import randomize_trainable
+    model = randomize_trainable(
         MODELS.build(dict(type='mmpetl.ARCBackbone', backbone=vit_cfg,
                           hidden_dim=4)))
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -191,3 +191,44 @@ def test_a_method_must_implement_the_protocol(vit_cfg):
         NoAffine()
     with pytest.raises(TypeError, match='build_adapter'):
         NoBuildAdapter(backbone=vit_cfg)
+
+
+def test_a_site_or_delta_missing_a_method_cannot_be_built():
+    from mmpetl.models import AdaptedSite, InputAffineSite, WeightDelta
+
+    class NoMergedWeight(WeightDelta):
+
+        def forward(self, x, weight, bias):
+            return x
+
+    class NoMerged(AdaptedSite):
+
+        def stock_module(self):
+            return nn.Identity()
+
+        def describe_fold(self):
+            return ''
+
+    class NoRewrap(InputAffineSite):
+
+        def stock_module(self):
+            return nn.Identity()
+
+    for cls, missing in ((NoMergedWeight, 'merged_weight'),
+                         (NoMerged, 'merged'), (NoRewrap, 'rewrap')):
+        with pytest.raises(TypeError, match=missing):
+            cls()
+
+
+@pytest.mark.parametrize('method', ['LoRABackbone', 'FacTBackbone',
+                                    'ARCBackbone', 'SSFBackbone'])
+def test_randomizer_moves_every_trainable_tensor(method, vit_cfg):
+    from tests.support.helpers import randomize_trainable
+    model = MODELS.build(dict(type=f'mmpetl.{method}', backbone=vit_cfg))
+    before = {n: p.clone() for n, p in model.named_parameters()}
+    randomize_trainable(model)
+    for name, param in model.named_parameters():
+        # Every entry of what trains moves (LoRA's B, FacT's V start at 0);
+        # the frozen backbone does not.
+        moved = param != before[name]
+        assert moved.all() if param.requires_grad else not moved.any(), name

@@ -17,7 +17,7 @@ from mmpetl.models import (AdaptedLinear, AdaptedModule, AffineStandIn,
 from mmpetl.models.merge import merge_adapters
 from mmpetl.models.site_check import fold_error
 from mmpetl.registry import MODELS
-from tests.support.helpers import pretrained_cfg, randomize_adapters
+from tests.support.helpers import pretrained_cfg, randomize_trainable
 from tests.support.rows import BACKBONES
 from tests.support.video import VIDEO_METHODS
 
@@ -81,7 +81,7 @@ def test_adapters_run_and_only_they_train(name, method, backbone_cfgs):
 @pytest.mark.parametrize('name', sorted(BACKBONES))
 def test_merge_is_exact_and_stock(name, method, backbone_cfgs):
     cfg = backbone_cfgs[name]
-    model = randomize_adapters(_build(method, cfg)).eval()
+    model = randomize_trainable(_build(method, cfg)).eval()
     merged = merge_adapters(model)
     stock = _stock(cfg)
     assert type(merged) is type(stock)
@@ -243,7 +243,7 @@ def _wrap_net(targets, residual=False):
     from mmpetl.models import RepAdapterBackbone
     MODELS.register_module(
         '_BypassNet', module=lambda: _Net(residual), force=True)
-    return randomize_adapters(
+    return randomize_trainable(
         RepAdapterBackbone(backbone=dict(type='mmpetl._BypassNet'),
                            targets=targets))
 
@@ -304,7 +304,7 @@ def test_non_mergeable_site(backbone_cfgs):
     targets = dict(ffn=dict(
         module=r'stages\.(?P<stage>\d+)\.blocks\.\d+\.ffn',
         mergeable=False))
-    model = randomize_adapters(
+    model = randomize_trainable(
         _build('repadapter', backbone_cfgs['swinv2'], targets=targets))
     model.train()(torch.randn(2, 3, 32, 32))
     assert model.sites_checked

@@ -14,7 +14,8 @@ from mmpetl.apis.reparam import max_relative_difference
 from mmpetl.models import AdaptedSite
 from mmpetl.models.merge import merge_adapters
 from mmpetl.registry import MODELS
-from tests.support.rows import ROWS, SWIN_B, VIT_B, perturb, stock, trainable
+from tests.support.helpers import randomize_trainable
+from tests.support.rows import ROWS, SWIN_B, VIT_B, stock, trainable
 
 
 METHODS = {
@@ -56,7 +57,7 @@ CASES = [(m, r) for m in sorted(METHODS) for r in sorted(ROWS)
 
 @pytest.mark.parametrize('method,row', CASES)
 def test_method_trains_only_its_parameters_and_folds(method, row, row_cfgs):
-    model = perturb(build(method, row_cfgs[row]))
+    model = randomize_trainable(build(method, row_cfgs[row]))
     shapes = ROWS[row][1]
     params = trainable(model)
     assert params
@@ -111,7 +112,7 @@ def test_fact_refuses_ffn_widths_it_cannot_tile(row, row_cfgs):
 
 def test_checkpoint_holds_only_what_trains_and_reloads(row_cfgs):
     for method in ('ssf', 'bitfit', 'fact_tk', 'dora'):
-        model = perturb(build(method, row_cfgs['vit']))
+        model = randomize_trainable(build(method, row_cfgs['vit']))
         state = model.state_dict()
         assert set(state) == set(trainable(model)), method
         fresh = build(method, row_cfgs['vit'])

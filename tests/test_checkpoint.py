@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mmpetl.registry import MODELS
-from tests.support.helpers import randomize_adapters
+from tests.support.helpers import randomize_trainable
 
 
 @pytest.mark.parametrize('method', ['RepAdapterBackbone', 'ARCBackbone'])
@@ -30,7 +30,7 @@ def test_vit_b16_adapter_checkpoint_is_under_2mb(method, tmp_path):
 
 def test_adapter_state_dict_restores_the_model_exactly(vit_cfg):
     cfg = dict(type='mmpetl.ARCBackbone', backbone=vit_cfg, hidden_dim=4)
-    trained = randomize_adapters(MODELS.build(copy.deepcopy(cfg))).eval()
+    trained = randomize_trainable(MODELS.build(copy.deepcopy(cfg))).eval()
     saved = trained.state_dict()
     assert not any(k.startswith('backbone.') and '.adapter.' not in k
                    for k in saved)

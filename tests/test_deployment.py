@@ -22,7 +22,7 @@ from tests.support.dense import (shipped_config, tiny_cascade_config,
                                  tiny_upernet_config, write_ade20k,
                                  write_coco)
 from tests.support.helpers import (TINY_DET_SWIN, TINY_SEG_SWIN,
-                                   pretrained_cfg, randomize_adapters)
+                                   pretrained_cfg, randomize_trainable)
 from tests.support.tools import QUICKSTART, ROOT, run_tool
 from tests.support.video import (TINY_VIDEO_VIT, VIDEO_TOOL_CONFIG,
                                  video_pretrained_cfg)
@@ -62,7 +62,7 @@ def save_adapter_checkpoint(config, path, seed=0):
     """An adapter checkpoint as training writes it (adapters and head, the
     frozen backbone left out), with adapters moved off the identity."""
     torch.manual_seed(seed)
-    model = randomize_adapters(build_model(config), seed)
+    model = randomize_trainable(build_model(config), seed)
     torch.save(dict(state_dict=model.state_dict()), path)
     return path
 

@@ -6,14 +6,13 @@ import torch
 from mmengine.analysis import FlopAnalyzer
 from mmengine.config import Config, ConfigDict
 from mmengine.registry import DefaultScope
-from torch import nn
 
 from mmpetl.apis.reparam import (adapter_wrappers_in_config,
                                  max_relative_difference, stock_config)
 from mmpetl.models import AdaptedLinear, FrozenBackbone
 from mmpetl.models.merge import merge_adapters
 from mmpetl.registry import MODELS
-from tests.support.helpers import randomize_adapters
+from tests.support.helpers import randomize_trainable
 
 METHODS = [
     dict(type='mmpetl.RepAdapterBackbone', scale=5.0),
@@ -23,7 +22,7 @@ METHODS = [
 
 
 def _build(method, backbone_cfg):
-    return randomize_adapters(
+    return randomize_trainable(
         MODELS.build(dict(method, backbone=copy.deepcopy(backbone_cfg))))
 
 
@@ -79,7 +78,7 @@ def test_merge_inside_a_classifier(vit_cfg):
                 backbone=dict(METHODS[0], backbone=vit_cfg),
                 head=dict(type='mmpretrain.LinearClsHead', num_classes=3,
                           in_channels=32)))
-    randomize_adapters(classifier).eval()
+    randomize_trainable(classifier).eval()
     inputs = torch.randn(2, 3, 32, 32)
     expected = classifier(inputs, mode='tensor')
     merged = merge_adapters(classifier)
@@ -130,4 +129,14 @@ def test_module_tree_survives_deepcopy(vit_cfg):
     adapters = [m for m in clone.modules() if hasattr(m, '_projection')]
     owned = {id(p) for p in clone.shared_projections.parameters()}
     assert adapters and all(id(a.projection) in owned for a in adapters)
-    assert isinstance(clone.backbone.layers[0].attn.qkv, nn.Linear)
+    qkv = clone.backbone.layers[0].attn.qkv
+    assert isinstance(qkv, AdaptedLinear)
+    assert qkv is not model.backbone.layers[0].attn.qkv
+    # The clone computes the model, through its own shared projection.
+    model.eval()
+    clone.eval()
+    inputs = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(clone(inputs)[0], model(inputs)[0])
+        clone.shared_projections['attn'].weight.add_(1.)
+        assert not torch.allclose(clone(inputs)[0], model(inputs)[0])

@@ -29,9 +29,9 @@ from mmpetl.models import (AttachSiteError, ParallelSite, PETLModule,
 from mmpetl.models.adapters import BottleneckAdapter, ConvpassBranch, Mona
 from mmpetl.models.merge import merge_adapters
 from mmpetl.registry import MODELS
-from tests.support.helpers import TINY_VIT, pretrained_cfg
-from tests.support.rows import (ROWS, SWIN_B, VIT_B, perturb, stock,
-                                trainable)
+from tests.support.helpers import (TINY_VIT, pretrained_cfg,
+                                   randomize_trainable)
+from tests.support.rows import ROWS, SWIN_B, VIT_B, stock, trainable
 from tests.support.tools import ROOT
 
 METHODS = {
@@ -90,7 +90,7 @@ def petl_prefixes(model):
 def test_method_trains_only_its_parameters_and_refuses_merge(
         method, row, row_cfgs):  # noqa: F811
     torch.manual_seed(0)
-    model = perturb(build(method, row_cfgs[row]))
+    model = randomize_trainable(build(method, row_cfgs[row]))
     params = trainable(model)
     assert params
     assert all(name.startswith(petl_prefixes(model)) for name in params)
@@ -144,7 +144,7 @@ def test_unsupported_row_is_refused_at_build_in_one_line(
 @pytest.mark.parametrize('method', sorted(METHODS))
 def test_checkpoint_holds_only_what_trains_and_reloads(method, row_cfgs):  # noqa: F811,E501
     row = HOME.get(method, 'vit')
-    model = perturb(build(method, row_cfgs[row]))
+    model = randomize_trainable(build(method, row_cfgs[row]))
     state = model.state_dict()
     assert set(state) == set(trainable(model))
     fresh = build(method, row_cfgs[row])
@@ -193,7 +193,7 @@ def test_adaptformer_reads_the_stream_or_the_norm(row, row_cfgs):  # noqa: F811,
     models, seen = {}, {}
     for mode in ('stream', 'norm'):
         torch.manual_seed(0)
-        model = perturb(build('adaptformer', row_cfgs[row],
+        model = randomize_trainable(build('adaptformer', row_cfgs[row],
                               adapter_input=mode))
         params = trainable(model)
         assert params and all('.adapter.' in n for n in params)
@@ -311,7 +311,7 @@ def test_convpass_branch_and_init(row_cfgs):  # noqa: F811
     with torch.no_grad():
         assert all(torch.equal(a, b)
                    for a, b in zip(model(inputs), reference(inputs)))
-    branch = perturb(branches[0]).eval()
+    branch = randomize_trainable(branches[0]).eval()
     branch.grid.size = (4, 4)
     x = torch.randn(2, 17, 32)
     with torch.no_grad():
@@ -350,7 +350,7 @@ def test_mona_runs_the_stock_block_between_its_adapters(row, row_cfgs):  # noqa:
 
 def test_mona_adapter_as_the_reference():
     torch.manual_seed(0)
-    mona = perturb(Mona(6, 4)).eval()
+    mona = randomize_trainable(Mona(6, 4)).eval()
     x = torch.randn(2, 12, 6)
     z = mona.project1(mona.norm(x) * mona.gamma + x * mona.gammax)
     z = z.reshape(2, 3, 4, 4).permute(0, 3, 1, 2)

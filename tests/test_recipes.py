@@ -25,7 +25,7 @@ from mmpetl.datasets import FGVC_SETS, VTAB1K_TASKS
 from mmpetl.models.adapters.arc import ResidualStreamFFN
 from mmpetl.registry import MODELS
 from mmpetl.suites.task_suite import shrink_for_dry_run, stock_backbone
-from tests.support.helpers import TINY_SWIN, pretrained_cfg, randomize_adapters
+from tests.support.helpers import TINY_SWIN, pretrained_cfg, randomize_trainable
 from tests.support.tools import run_vtab
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -273,7 +273,7 @@ def _swin_arc(swin_cfg, placement, dropout=0.):
     model = MODELS.build(
         dict(type='mmpetl.ARCBackbone', backbone=swin_cfg, hidden_dim=4,
              dropout=dropout, swin_ffn_placement=placement))
-    randomize_adapters(model).eval()
+    randomize_trainable(model).eval()
     return model
 
 

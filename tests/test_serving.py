@@ -10,7 +10,7 @@ from mmpetl.apis.reparam import build_model, reparameterize_checkpoint
 from mmpetl.apis.serving import AdapterSwitcher
 from mmpetl.fileio.checkpoint_io import CheckpointError
 from mmpetl.models import InputAffineSite, adapted_sites
-from tests.support.helpers import TINY_VIT, pretrained_cfg, randomize_adapters
+from tests.support.helpers import TINY_VIT, pretrained_cfg, randomize_trainable
 
 TASKS = dict(
     rep=dict(type='mmpetl.RepAdapterBackbone', scale=1.0, classes=3),
@@ -41,7 +41,7 @@ def tasks(tmp_path_factory):
         config = root / f'{name}.py'
         task_config(vit, spec).dump(str(config))
         torch.manual_seed(seed)
-        model = randomize_adapters(build_model(Config.fromfile(config)),
+        model = randomize_trainable(build_model(Config.fromfile(config)),
                                    seed)
         checkpoint = root / f'{name}.pth'
         torch.save(dict(state_dict=model.state_dict()), checkpoint)
@@ -176,7 +176,7 @@ def test_switching_video_vit_with_bias_sink(tmp_path):
                               in_channels=32))))
         config, checkpoint = tmp_path / f'{method}.py', tmp_path / 'a.pth'
         cfg.dump(str(config))
-        model = randomize_adapters(build_model(Config.fromfile(config)),
+        model = randomize_trainable(build_model(Config.fromfile(config)),
                                    seed)
         torch.save(dict(state_dict=model.state_dict()), checkpoint)
         out = tmp_path / f'{method}_merged.pth'

@@ -8,6 +8,7 @@ data, one-line errors. End to end through the tools on a tiny ViT and
 real data (scikit-learn's digits), with dropout, drop-path and random crops
 on."""
 import copy
+import glob
 import hashlib
 import json
 import os
@@ -385,12 +386,24 @@ def assert_same_weights(a, b):
         assert torch.equal(a[key], b[key]), key
 
 
+def assert_resumed(work_dir, checkpoint):
+    """The run in ``work_dir`` resumed from ``checkpoint`` (``iter_N.pth``
+    or ``epoch_N.pth``): it wrote checkpoints after it and none up to it.
+    Equal final weights alone cannot tell: an ignored ``--resume`` retrains
+    from the start, and seeded CPU training reaches the same weights."""
+    unit, _, step = osp.basename(str(checkpoint))[:-4].partition('_')
+    written = [int(osp.basename(p)[len(unit) + 1:-4])
+               for p in glob.glob(osp.join(work_dir, f'{unit}_*.pth'))]
+    assert written and min(written) > int(step), (checkpoint, written)
+
+
 @pytest.mark.parametrize('checkpoint', ['iter_4.pth', 'iter_12.pth'])
 def test_resume_mid_epoch_is_exact(trained, tmp_path, checkpoint):
     # 9 iterations per epoch: iter 4 is mid-epoch 1, iter 12 mid-epoch 2.
     run_tool('tools/train.py', trained['configs']['a'], '--work-dir',
              str(tmp_path), '--resume',
              str(trained['work_dir'] / checkpoint))
+    assert_resumed(tmp_path, checkpoint)
     assert_same_weights(final_weights(tmp_path),
                         final_weights(trained['work_dir']))
 
@@ -414,11 +427,12 @@ def test_resume_mid_epoch_is_exact_on_two_processes(workspace, tmp_path):
     dist_train(config, tmp_path / 'full')
     dist_train(config, tmp_path / 'resumed', '--resume',
                str(tmp_path / 'full' / 'iter_8.pth'))
+    assert_resumed(tmp_path / 'resumed', 'iter_8.pth')
     assert_same_weights(final_weights(tmp_path / 'resumed'),
                         final_weights(tmp_path / 'full'))
 
 
-# ======================================================= issue 19: round 2
+# ================================================ tool inputs and outputs
 # Many error cases of one tool run in one process (a tool run costs seconds
 # to start): each case's exit status and what it printed on stderr.
 CASES = """
@@ -494,7 +508,7 @@ def url_names():
 
 def test_url_checkpoints_follow_the_loading_policy(trained, tmp_path,
                                                    monkeypatch):
-    """Item 1: every scheme mmengine resolves goes through the same safe
+    """Every scheme mmengine resolves goes through the same safe
     load (a cached download is unpickled as a local file is), or is
     refused naming the opt-in; never torch.hub's full unpickling."""
     cache = torch_hub_cache(tmp_path, monkeypatch)
@@ -544,7 +558,7 @@ def test_url_checkpoints_follow_the_loading_policy(trained, tmp_path,
 
 @pytest.mark.parametrize('value', ['off', 'OFF', 'no', 'false', '0', ''])
 def test_env_switch_off_values_are_off(value, tmp_path, monkeypatch):
-    """Item 2: 'off' (and the other off spellings) keep the allow-list and
+    """The value 'off' (and the other off spellings) keep the allow-list and
     the fingerprint check."""
     path = tmp_path / 'dated.pth'
     import datetime
@@ -563,7 +577,7 @@ def test_env_switch_off_values_are_off(value, tmp_path, monkeypatch):
 
 
 def test_env_switches_are_strict(trained, tmp_path, monkeypatch):
-    """Item 2: on spellings are on; anything else is an error naming the
+    """On spellings are on; anything else is an error naming the
     variable, in the tools one line before any work."""
     from mmpetl.fileio.checkpoint_io import env_flag
     for value in ('1', 'true', 'YES', ' on '):
@@ -588,7 +602,7 @@ def test_env_switches_are_strict(trained, tmp_path, monkeypatch):
 
 
 def test_outputs_of_every_tool_spare_the_inputs(trained, tmp_path):
-    """Item 3: the runner's own writes (config dump, checkpoints, merged
+    """The runner's own writes (config dump, checkpoints, merged
     files) never replace an input; inputs are computed after
     --cfg-options; a linked folder does not hide an input."""
     import shutil
@@ -629,7 +643,7 @@ def test_outputs_of_every_tool_spare_the_inputs(trained, tmp_path):
 
 
 def test_run_outputs_and_guard(trained, tmp_path):
-    """Item 3, in process: the names training writes, read_base configs,
+    """In process: the names training writes, read_base configs,
     the guard on atomic writes and on mmengine's file backend (what the
     runner saves checkpoints with)."""
     from mmengine.fileio import get_file_backend
@@ -690,7 +704,7 @@ def load_tool(path):
 
 
 def test_deployment_outputs_spare_the_inputs(trained, tmp_path, capsys):
-    """Item 3: the deployment tools never write over their config,
+    """The deployment tools never write over their config,
     checkpoint or inputs (also through a linked folder, also with
     --force), refuse an existing output without --force, and write with
     the usual mode."""
@@ -737,7 +751,7 @@ def test_deployment_outputs_spare_the_inputs(trained, tmp_path, capsys):
 
 def test_fingerprint_needs_all_frozen_weights_or_none(trained, tmp_path,
                                                       monkeypatch):
-    """Item 4: one frozen tensor added to an adapter checkpoint does not
+    """One frozen tensor added to an adapter checkpoint does not
     turn the fingerprint check off; it is refused (also with the
     fingerprint override), in the model, the tools and the merge."""
     from mmpetl.fileio.fingerprint import PartialFrozenWeightsError
@@ -784,7 +798,7 @@ EPOCH_CHECKPOINTS_AND_VALIDATION = [
 
 
 def test_resume_with_validation_is_exact(workspace, tmp_path):
-    """Item 5: validation after every epoch (which draws from the random
+    """Validation after every epoch (which draws from the random
     states) does not make a resumed run differ."""
     config = workspace['configs']['a']
     full, resumed = tmp_path / 'full', tmp_path / 'resumed'
@@ -795,6 +809,7 @@ def test_resume_with_validation_is_exact(workspace, tmp_path):
                       '--resume', str(full / 'epoch_1.pth'),
                       *EPOCH_CHECKPOINTS_AND_VALIDATION)
     assert 'will not repeat' not in result.stdout + result.stderr
+    assert_resumed(resumed, 'epoch_1.pth')
     assert_same_weights(final_weights(resumed), final_weights(full))
 
 
@@ -805,12 +820,13 @@ def test_resume_with_validation_is_exact_on_two_processes(workspace,
     dist_train(config, tmp_path / 'resumed', '--resume',
                str(tmp_path / 'full' / 'epoch_1.pth'),
                *EPOCH_CHECKPOINTS_AND_VALIDATION)
+    assert_resumed(tmp_path / 'resumed', 'epoch_1.pth')
     assert_same_weights(final_weights(tmp_path / 'resumed'),
                         final_weights(tmp_path / 'full'))
 
 
 def test_resume_says_when_it_cannot_be_exact(trained, tmp_path):
-    """Item 5: another learning rate or number of epochs, or data loader
+    """Another learning rate or number of epochs, or data loader
     workers on a mid-epoch resume: the resumed run says so, naming it."""
     result = run_tool(
         'tools/train.py', trained['configs']['a'], '--work-dir',
@@ -826,7 +842,7 @@ def test_resume_says_when_it_cannot_be_exact(trained, tmp_path):
 
 
 def test_runner_checkpoints_are_written_atomically(trained, tmp_path):
-    """Item 6: a checkpoint write that fails half-way (here: the file size
+    """A checkpoint write that fails half-way (here: the file size
     limit, as a full disk does) leaves no file under the checkpoint's
     name, and training stops with one error line."""
     import resource
@@ -846,7 +862,7 @@ def test_runner_checkpoints_are_written_atomically(trained, tmp_path):
 
 
 def test_checkpoint_configs_are_read_as_data(trained, tmp_path):
-    """Item 7: an inferencer given weights without a config reads the
+    """An inferencer given weights without a config reads the
     checkpoint's config as data; code in it is refused, not run."""
     from mmseg.apis import MMSegInferencer
     marker = tmp_path / 'marker'
@@ -866,7 +882,7 @@ def test_checkpoint_configs_are_read_as_data(trained, tmp_path):
 
 
 def test_train_errors_are_one_line(trained, tmp_path):
-    """Item 8: what tools/test.py checks before heavy set-up,
+    """What tools/test.py checks before heavy set-up,
     tools/train.py checks too: exit status 2 and one line for each."""
     config = trained['configs']['a']
     bad = {}
@@ -930,7 +946,7 @@ def test_train_errors_are_one_line(trained, tmp_path):
 
 
 def test_nan_checks_do_not_expand_views(tmp_path):
-    """Item 8: a small file holding a huge stride-0 view is checked by its
+    """A small file holding a huge stride-0 view is checked by its
     stored values, not expanded (10^12 elements would be 4 TB)."""
     from mmpetl.fileio.checkpoint_io import check_finite
     view = torch.full((1, ), float('nan')).expand(10**6, 10**6)
@@ -943,7 +959,7 @@ def test_nan_checks_do_not_expand_views(tmp_path):
 
 
 def test_adapter_switcher_refuses_nan_adapters(trained, tmp_path):
-    """Item 8: a NaN adapter is not served."""
+    """A NaN adapter is not served."""
     from mmpetl.apis.serving import AdapterSwitcher
     bad = tmp_path / 'nan.pth'
     key = nan_checkpoint(trained, bad)
@@ -953,7 +969,7 @@ def test_adapter_switcher_refuses_nan_adapters(trained, tmp_path):
 
 
 def test_inference_on_unmerged_checkpoint_is_one_line(trained, tmp_path):
-    """Item 8: tools/deployment/inference.py on a checkpoint as training
+    """Tools/deployment/inference.py on a checkpoint as training
     writes it (not merged): one line that says to merge it."""
     import cv2
     import numpy as np
@@ -970,7 +986,7 @@ def test_inference_on_unmerged_checkpoint_is_one_line(trained, tmp_path):
 
 
 def test_demo_test_step_runs_twice(trained, tmp_path):
-    """Item 9: the demo's test step replaces its own metrics on a second
+    """The demo's test step replaces its own metrics on a second
     run (`make demo` twice)."""
     demo = load_tool('tools/demo.py')
     for _ in range(2):

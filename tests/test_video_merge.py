@@ -14,7 +14,7 @@ from mmpetl.engine.hooks import count_parameters
 from mmpetl.models import AdaptedLinear, AdaptedModule, FrozenBackbone
 from mmpetl.models.merge import merge_adapters
 from mmpetl.registry import MODELS
-from tests.support.helpers import randomize_adapters
+from tests.support.helpers import randomize_trainable
 from tests.support.rows import arc_params, rep_adapter_params
 from tests.support.video import (TINY_SWIN3D, TINY_VIDEO_VIT, VIDEO_METHODS,
                                  video_pretrained_cfg)
@@ -29,7 +29,7 @@ def video_cfgs(tmp_path_factory):
 
 
 def _build(method, backbone_cfg):
-    return randomize_adapters(
+    return randomize_trainable(
         MODELS.build(dict(VIDEO_METHODS[method],
                           backbone=copy.deepcopy(backbone_cfg))))
 
@@ -157,7 +157,7 @@ def test_module_input_sites_from_a_config(video_cfgs):
     targets = dict(
         attn=dict(module=r'blocks\.\d+\.attn', linear='qkv',
                   bias_sink=['q_bias', None, 'v_bias']))
-    model = randomize_adapters(MODELS.build(
+    model = randomize_trainable(MODELS.build(
         dict(type='mmpetl.ARCBackbone', hidden_dim=6, targets=targets,
              backbone=copy.deepcopy(video_cfgs['vit'])))).eval()
     assert sum(isinstance(m, AdaptedModule) for m in model.modules()) == 2

@@ -2,11 +2,12 @@
 from .adapted_linear import (AdaptedLinear, FoldTarget, InputAffineSite,
                              LowRankFold, fold_adapter)
 from .adapted_module import AdaptedModule, ModuleSite
-from .adapter_backbone import AdapterBackbone, BackboneArg, FrozenBackbone
+from .adapter_backbone import BackboneArg, FrozenBackbone
+from .adapter_wrapper import AdapterBackbone
 from .adapters import *  # noqa: F401,F403
 from .adapters import __all__ as _methods
 from .attach_sites import (ATTACH_SITES, SITE_FORMS, AttachSite,
-                           ModuleInputSite, find_attach_sites)
+                           SiteSpec, find_attach_sites)
 from .mergeable_adapter import AffineStandIn, MergeableAdapter
 from .nonfoldable import (NonFoldableSite, ParallelSite, SequentialSite,
                           StreamParallelSite)
@@ -28,7 +29,7 @@ __all__ = [
     'StreamParallelSite', 'SequentialSite', 'AffineStandIn', 'AttachSiteError',
     'check_sites', 'PretrainedLoadError', 'check_pretrained_loaded',
     'FrozenBackbone', 'AdapterBackbone', 'ATTACH_SITES', 'SITE_FORMS',
-    'AttachSite', 'ModuleInputSite', 'find_attach_sites', 'BackboneArg',
+    'AttachSite', 'SiteSpec', 'find_attach_sites', 'BackboneArg',
     'count_parameters', 'print_trainable_parameters', 'trainable_summary',
     *_methods
 ]

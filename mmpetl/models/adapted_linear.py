@@ -1,5 +1,5 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
-from abc import abstractmethod
+from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -202,7 +202,7 @@ class LowRankFold(PreparedFold):
         return [*super().tensors(), self.weight, self.product, self.down_t]
 
 
-class InputAffineSite(AdaptedSite):
+class InputAffineSite(AdaptedSite, metaclass=ABCMeta):
     """The input-affine fold form: an adapter ``a(x) = M x + m``
     (:class:`MergeableAdapter`) on the input of a module that applies a
     weight ``W`` to it; folds as ``W' = W M`` with ``W m`` into the bias
@@ -220,11 +220,13 @@ class InputAffineSite(AdaptedSite):
 
     def not_mergeable_reason(self) -> Optional[str]:
         if self.fold_target is None:
-            return (f'the adapter on {type(self.stock_type()).__name__} is '
+            return (f'the adapter on {type(self.wrapped_stock()).__name__} is '
                     'at a non-mergeable site (no fold target)')
         return None
 
-    def stock_type(self) -> nn.Module:
+    def wrapped_stock(self) -> nn.Module:
+        """The stock module as it runs in this site, not a copy: the site
+        itself for a linear."""
         return self
 
     @torch.no_grad()
@@ -286,7 +288,7 @@ class InputAffineSite(AdaptedSite):
     def describe_fold(self) -> str:
         if self.fold_target is None:
             return 'not mergeable'
-        return self.fold_target.describe(self.stock_type())
+        return self.fold_target.describe(self.wrapped_stock())
 
 
 #: The fold target of an :class:`AdaptedLinear`: its own weight and bias.

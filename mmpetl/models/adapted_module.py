@@ -51,7 +51,8 @@ class ModuleSite(AdaptedSite):
         """The wrapped stock module."""
         return self._module[0]
 
-    def stock_type(self) -> nn.Module:
+    def wrapped_stock(self) -> nn.Module:
+        """The wrapped stock module, not a copy."""
         return self.module
 
     def __getattr__(self, name: str) -> Any:

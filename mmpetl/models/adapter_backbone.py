@@ -1,8 +1,6 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
-from abc import abstractmethod
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
-import torch
 from mmengine.config import ConfigDict
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
@@ -13,16 +11,12 @@ from mmpetl.fileio.fingerprint import (BackboneFingerprint, pretrained_file,
                                        weights_digest)
 from mmpetl.registry import MODELS
 from mmpetl.utils.log_utils import init_records_at_debug
-from .adapted_linear import AdaptedLinear
-from .adapted_module import AdaptedModule
-from .attach_sites import (DEFAULT_SITES, AttachSite, find_attach_sites,
-                           normalize_sites)
+from .attach_sites import AttachSite
 from .petl import AdaptedSite, PETLModule, adapted_sites
 from .pretrained_check import PretrainedLoadError, check_pretrained_loaded
-from .site_check import (check_sites, check_trainable_reached,
-                         first_forward_pre_hook)
+from .site_check import check_trainable_reached, first_forward_pre_hook
 
-__all__ = ['FrozenBackbone', 'AdapterBackbone', 'AttachSite', 'BackboneArg']
+__all__ = ['FrozenBackbone', 'AttachSite', 'BackboneArg']
 
 #: What a wrapper's ``backbone`` argument is: the stock backbone's config,
 #: or the backbone built.
@@ -57,8 +51,8 @@ class FrozenBackbone(BaseModule):
     grad in training, so that checkpointing cannot cut the adapters' graph.
 
     On the first training-mode forward (inside DDP and AMP alike) it proves,
-    on one sample, that every trainable parameter gets a gradient from the
-    backbone's outputs
+    on that batch, that every trainable parameter (and every slice of
+    :meth:`parameter_slices`) gets a gradient from the backbone's outputs
     (:func:`~mmpetl.models.site_check.check_trainable_reached`), and, with
     adapter sites, that every adapter runs and folds exactly
     (:func:`~mmpetl.models.site_check.check_sites`).
@@ -93,22 +87,33 @@ class FrozenBackbone(BaseModule):
         save_frozen (bool): Keep the frozen weights in checkpoints too.
             Defaults to False.
         init_cfg (dict, optional): Init config of the wrapper's own modules.
+        settings (dict, optional): A method's own arguments (``{name:
+            value}``), set as attributes before :meth:`attach_adapters`,
+            whose steps read them: a subclass passes them here.
     """
 
     #: Whether training back-propagates through the frozen backbone (False
     #: for E3VA, whose backbone runs without autograd).
     backprop_through_backbone = True
+    #: What to do when a trainable parameter gets no gradient (the end of
+    #: the first-step check's refusal).
+    unreached_fix = ('end out_indices at the last block the backbone runs '
+                     '(or build fewer blocks)')
 
     def __init__(self,
                  backbone: BackboneArg,
                  save_frozen: bool = False,
-                 init_cfg: Optional[dict] = None):
+                 init_cfg: Optional[dict] = None,
+                 settings: Optional[Dict[str, Any]] = None):
         super().__init__(init_cfg)
         if not isinstance(backbone, (nn.Module, dict)):
             raise TypeError(
                 f'{type(self).__name__}: backbone must be a config dict or a '
                 f'built nn.Module, not {type(backbone).__name__}')
         self.save_frozen = save_frozen
+        # The method's own arguments, read by the attach steps below.
+        for name, value in (settings or {}).items():
+            setattr(self, name, value)
         # Outside a Runner (no log file), the build's INFO records (one per
         # backbone parameter from init_weights) are DEBUG records.
         with init_records_at_debug():
@@ -176,7 +181,58 @@ class FrozenBackbone(BaseModule):
             backbone._is_init = True
 
     def attach_adapters(self) -> None:
-        """Add trainable modules to the backbone. None here."""
+        """Add the method's trainable modules to the backbone, in steps that
+        methods override (this one they never do):
+
+        1. :meth:`find_sites`: the attach sites, from the site table;
+        2. :meth:`build_shared`: the modules shared by the sites or run
+           beside the backbone;
+        3. per site, :meth:`build_adapter` then :meth:`wrap_site`: the
+           site's adapter and the site module that replaces the stock one
+           (no site module where ``build_adapter`` gives None: a shared
+           module acts there, e.g. VPT's prompts).
+        """
+        self.attach_sites = self.find_sites()
+        self.build_shared(self.attach_sites)
+        for site in self.attach_sites:
+            parent_path, _, child_name = site.path.rpartition('.')
+            parent = self.backbone.get_submodule(parent_path)
+            module = getattr(parent, child_name)
+            try:
+                adapter = self.build_adapter(site)
+                if adapter is None:
+                    continue
+                adapted = self.wrap_site(site, module, adapter)
+            except (ValueError, TypeError) as e:
+                raise ValueError(f'{type(self).__name__}: site {site.path} '
+                                 f'({site.kind}): {e}') from e
+            setattr(parent, child_name, adapted)
+        if self.attach_sites:
+            print_log(
+                f'{type(self).__name__}: {len(self.attach_sites)} adapters on '
+                f'{type(self.backbone).__name__} sites '
+                f'{sorted({s.kind for s in self.attach_sites})}',
+                logger='current')
+
+    def find_sites(self) -> List[AttachSite]:
+        """The sites to adapt, in module order. None here."""
+        return []
+
+    def build_shared(self, sites: List[AttachSite]) -> None:
+        """Build the modules that several sites share or that run beside
+        the backbone, as attributes of the wrapper (they train, and are
+        saved once). None here."""
+
+    def build_adapter(self, site: AttachSite) -> Optional[PETLModule]:
+        """The adapter of one site (input form: without shift where
+        ``site.shift`` is False), or None where no module replaces the
+        site's. None here."""
+        return None
+
+    def wrap_site(self, site: AttachSite, module: nn.Module,
+                  adapter: PETLModule) -> AdaptedSite:
+        """The site module that replaces ``module``, holding ``adapter``."""
+        raise TypeError(f'{type(self).__name__} has no site type')
 
     def is_trainable_module(self, module: nn.Module) -> bool:
         """Whether ``module``, inside the backbone, trains: whether it is a
@@ -237,10 +293,17 @@ class FrozenBackbone(BaseModule):
         ]
         return blockers
 
+    def parameter_slices(
+            self) -> Dict[str, List[Tuple[str, Any, nn.Module]]]:
+        """Trainable parameters (by name in this wrapper) made of slices
+        that one module each uses: ``{name: [(label, index, module)]}``,
+        the slice ``param[index]`` reached through ``module``'s output. The
+        first-step check proves every slice reached. None here."""
+        return {}
+
     def check_trainable(self, *args, **kwargs) -> None:
-        """Prove on ``self(*args, **kwargs)`` (one sample) that every
-        trainable parameter gets a gradient; see
-        :func:`check_trainable_reached`."""
+        """Prove on ``self(*args, **kwargs)`` that every trainable parameter
+        gets a gradient; see :func:`check_trainable_reached`."""
         check_trainable_reached(self, args, kwargs, owner=type(self).__name__)
         self.trainable_checked = True
 
@@ -308,144 +371,3 @@ def _init_prefix(backbone_cfg: dict) -> Optional[str]:
         if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
             return init_cfg.get('prefix')
     return None
-
-
-class AdapterBackbone(FrozenBackbone):
-    """A frozen backbone with one :class:`AdaptedSite` at each attach site.
-
-    The generic mechanism behind every method that places a module per
-    site. Attaching is two overridable steps: :meth:`find_sites` lists the
-    sites (:mod:`mmpetl.models.attach_sites`) of the method's fold form
-    (``site_form``: ``'input'``, ``'output'``, ``'delta'``, or ``'module'``
-    for the methods that do not fold) and kinds
-    (``default_sites``, or ``sites``), and :meth:`wrap_site` replaces each
-    module by a site holding ``self.build_adapter(site)``. A method is a
-    subclass that sets ``site_form`` / ``default_sites`` and implements
-    :meth:`build_adapter` (and :meth:`wrap_site` for a new site type).
-
-    For the input-affine form, each target linear becomes an
-    :class:`AdaptedLinear` (or, where the table names the module that
-    applies the weight, that module an :class:`AdaptedModule`). A site whose
-    fold target has no bias (``qkv_bias=False``) gets an adapter without
-    shift (``site.shift`` False), so it folds exactly.
-
-    ``check_input_shape`` runs the first-step checks (see
-    :class:`FrozenBackbone`) at build time instead.
-
-    Args:
-        backbone (dict | nn.Module): The stock backbone, as a config or
-            built (see :class:`FrozenBackbone`).
-        sites (str | Sequence[str], optional): Site kinds from the
-            attach-site table. Defaults to those of ``default_sites`` the
-            backbone has (``('attn', 'ffn')`` for the input-affine methods;
-            ConvNeXt: ``ffn``); ``'attn'`` is the attention-only variant.
-        targets (dict, optional): ``{kind: regex}`` of module paths, or
-            (input form) ``{kind: dict(module=regex, linear=path,
-            bias_sink=names, ...)}`` (see
-            :class:`~mmpetl.models.ModuleInputSite`), for a backbone the
-            table does not know. Overrides ``sites``.
-        check_input_shape (Sequence[int], optional): Input shape without
-            batch (e.g. ``(3, 224, 224)``): check the sites now on a random
-            input of that shape, not on the first training forward.
-        save_frozen (bool): See :class:`FrozenBackbone`.
-        init_cfg (dict, optional): See :class:`FrozenBackbone`.
-    """
-
-    #: The fold form of the method's sites (see :data:`SITE_FORMS`).
-    site_form = 'input'
-    #: The site kinds used when ``sites`` is not given.
-    default_sites: Tuple[str, ...] = DEFAULT_SITES
-
-    def __init__(self,
-                 backbone: BackboneArg,
-                 sites: Optional[Union[str, Sequence[str]]] = None,
-                 targets: Optional[Dict[str, Any]] = None,
-                 check_input_shape: Optional[Sequence[int]] = None,
-                 save_frozen: bool = False,
-                 init_cfg: Optional[dict] = None):
-        self.sites = normalize_sites(sites)
-        self.targets = targets
-        super().__init__(backbone, save_frozen=save_frozen, init_cfg=init_cfg)
-        self.sites_checked = False
-        if check_input_shape is not None:
-            sample = torch.randn(1, *check_input_shape,
-                                 generator=torch.Generator().manual_seed(0))
-            self.check_trainable(sample)
-
-    @abstractmethod
-    def build_adapter(self, site: AttachSite) -> PETLModule:
-        """The adapter for one attach site; without shift where
-        ``site.shift`` is False."""
-
-    def find_sites(self) -> List[AttachSite]:
-        """The sites to adapt, in module order."""
-        return find_attach_sites(
-            self.backbone,
-            self.sites,
-            self.targets,
-            form=self.site_form,
-            default_sites=self.default_sites,
-            method=type(self).__name__)
-
-    def wrap_site(self, site: AttachSite, module: nn.Module,
-                  adapter: PETLModule) -> AdaptedSite:
-        """The site module that replaces ``module`` (input-affine form)."""
-        if adapter.has_shift and not site.shift:
-            raise ValueError(
-                f'{type(self).__name__}.build_adapter gave site '
-                f'{site.path} an adapter with a shift; the site takes '
-                'none (site.shift is False)')
-        if site.linear:
-            return AdaptedLinear(module, adapter)
-        return AdaptedModule(module, adapter, site.fold_target, site.inputs)
-
-    def attach_adapters(self) -> None:
-        self.attach_sites = self.find_sites()
-        for site in self.attach_sites:
-            parent_path, _, child_name = site.path.rpartition('.')
-            parent = self.backbone.get_submodule(parent_path)
-            module = getattr(parent, child_name)
-            try:
-                adapted = self.wrap_site(site, module,
-                                         self.build_adapter(site))
-            except (ValueError, TypeError) as e:
-                raise ValueError(f'{type(self).__name__}: site {site.path} '
-                                 f'({site.kind}): {e}') from e
-            setattr(parent, child_name, adapted)
-        print_log(
-            f'{type(self).__name__}: {len(self.attach_sites)} adapters on '
-            f'{type(self.backbone).__name__} sites '
-            f'{sorted({s.kind for s in self.attach_sites})}',
-            logger='current')
-
-    def check_trainable(self, *args, **kwargs) -> None:
-        """The site check (every adapter runs and folds: the more specific
-        diagnosis) first, then the gradient check."""
-        self.check_sites(*args, **kwargs)
-        super().check_trainable(*args, **kwargs)
-
-    def check_sites(self, *args, **kwargs) -> Dict[str, float]:
-        """Prove on ``self.backbone(*args, **kwargs)`` that every adapter
-        runs and folds exactly; see :func:`check_sites`."""
-        errors = check_sites(
-            self.backbone, *args, owner=type(self).__name__, **kwargs)
-        self.sites_checked = True
-        return errors
-
-    def site_table(self) -> List[Dict[str, str]]:
-        """One row per site: ``path``, ``kind``, ``share_group``, ``width``
-        and ``fold`` (its fold form and target), for logs."""
-        rows = []
-        for site in self.attach_sites:
-            module = self.backbone.get_submodule(site.path)
-            fold = f'{module.fold_form}: {module.describe_fold()}'
-            if site.form == 'input' and not site.shift:
-                fold += ' (adapter without shift)'
-            rows.append(
-                dict(
-                    path=site.path,
-                    kind=site.kind,
-                    share_group=site.share_group,
-                    width=str(site.in_features),
-                    fold=fold))
-        return rows

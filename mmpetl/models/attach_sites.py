@@ -11,7 +11,7 @@ applies to that input, and the parameters that take the folded bias (its
   the adapter wraps the linear itself (:class:`AdaptedLinear`), so whatever
   the block does before it (norms, padding of Swin and SAM windows) it sees
   exactly what the linear sees.
-- A :class:`ModuleInputSite` names a module that applies the weight itself
+- A :class:`SiteSpec` names a module that applies the weight itself
   (``F.linear(x, qkv.weight, cat(q_bias, 0, v_bias))``, a fused
   ``in_proj_weight``): the adapter wraps that module
   (:class:`AdaptedModule`).
@@ -40,8 +40,10 @@ DEFAULT_SITES = ('attn', 'ffn')
 
 
 @dataclass(frozen=True)
-class ModuleInputSite:
-    """A site kind whose adapter sits on the input of a module.
+class SiteSpec:
+    """One site kind of the table (or of ``targets``): the modules it names
+    and, for the input-affine form, where their adapter folds. Only
+    ``module`` applies to the other forms.
 
     Attributes:
         module (str): Regex of the module paths (whole-path match; a named
@@ -119,7 +121,7 @@ _VIT_FFN = dict(
     patch_embed=r'patch_embed\.projection')
 
 #: ``'<package>.<ClassName>'`` -> {site kind: module path pattern, or a
-#: :class:`ModuleInputSite`}. Subclasses are found through their MRO.
+#: :class:`SiteSpec`}. Subclasses are found through their MRO.
 #:
 #: Kinds: ``attn`` / ``ffn`` are the inputs of the attention's and the FFN's
 #: first linear map (input-affine adapters: RepAdapter, ARC); ``qkv``,
@@ -140,7 +142,7 @@ _VIT_FFN = dict(
 #: applies its weight itself (``F.linear(x, qkv.weight, ...)`` in BEiT,
 #: Swin V2 and VideoMAE attention, ``nn.MultiheadAttention``) has no ``qkv``
 #: kind: only ``attn`` reaches it.
-ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
+ATTACH_SITES: Dict[str, Dict[str, Union[str, SiteSpec]]] = {
     # + DeiT3, CLIP (pre-norm), DINOv2 (layer scale; SwiGLU FFN: w12).
     'mmpretrain.VisionTransformer':
     dict(
@@ -168,7 +170,7 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
     # bias does not involve k. Other bias modes use qkv.bias.
     'mmpretrain.BEiTViT':
     dict(
-        attn=ModuleInputSite(
+        attn=SiteSpec(
             module=_VIT_LAYER + r'\.attn', linear='qkv', bias_sink=_QV_BIAS),
         ffn=_VIT_LAYER + r'\.ffn\.layers\.0\.0',
         proj=_VIT_LAYER + r'\.attn\.proj',
@@ -195,7 +197,7 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
     # bias changes the output: attention sites get adapters without shift.
     'mmpretrain.SwinTransformerV2':
     dict(
-        attn=ModuleInputSite(
+        attn=SiteSpec(
             module=_SWIN_BLOCK + r'\.attn\.w_msa',
             linear='qkv',
             shift=False),
@@ -229,7 +231,7 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
     # in_proj_weight / in_proj_bias.
     'mmseg.VisionTransformer':
     dict(
-        attn=ModuleInputSite(
+        attn=SiteSpec(
             module=_VIT_LAYER + r'\.attn\.attn',
             weight='in_proj_weight',
             bias_sink='in_proj_bias',
@@ -242,7 +244,7 @@ ATTACH_SITES: Dict[str, Dict[str, Union[str, ModuleInputSite]]] = {
     # attention's q_bias / v_bias and the k bias is a constant zero.
     'mmaction.VisionTransformer':
     dict(
-        attn=ModuleInputSite(
+        attn=SiteSpec(
             module=r'blocks\.\d+\.attn', linear='qkv', bias_sink=_QV_BIAS),
         ffn=r'blocks\.\d+\.mlp\.layers\.0\.0',
         proj=r'blocks\.\d+\.attn\.proj',
@@ -281,9 +283,13 @@ class AttachSite:
         share_group (str): Name of the group of sites that share parameters
             (``kind``, or ``f'{kind}_stage{i}'``).
         in_features (int): Input width, the adapter's width.
-        fold_target (FoldTarget, optional): Where the adapter folds; None
-            for a non-mergeable site.
-        inputs (tuple[str]): See :class:`ModuleInputSite`.
+        fold_target (FoldTarget, optional): Input form only: the weight
+            and bias sink the adapter folds into; None at an input site
+            that cannot fold. Always None for the other forms, whose site
+            modules fold into their own module. Whether a site folds is
+            its module's answer
+            (:meth:`~mmpetl.models.AdaptedSite.not_mergeable_reason`).
+        inputs (tuple[str]): See :class:`SiteSpec`.
         shift (bool): Whether the adapter may have a shift. False where
             the fold target has no bias to take it (a bias-free linear:
             ``qkv_bias=False``, Swin's patch-merging reduction): the method
@@ -344,7 +350,7 @@ def _input_width(module: nn.Module) -> Optional[int]:
 
 
 def _make_site(path: str, kind: str, group: str, module: nn.Module,
-               spec: ModuleInputSite) -> AttachSite:
+               spec: SiteSpec) -> AttachSite:
     """An input-affine site."""
     target = spec.fold_target()
     if target is None:
@@ -470,7 +476,7 @@ def find_attach_sites(backbone: nn.Module,
             ``default_sites`` that the backbone's row has.
         targets (dict, optional): ``{kind: spec}`` that replaces the table
             (for backbones it does not know). A spec is a regex of module
-            paths, or (input form) a :class:`ModuleInputSite` or the dict of
+            paths, or (input form) a :class:`SiteSpec` or the dict of
             its fields. Patterns must match whole module paths.
         form (str): One of :data:`SITE_FORMS`.
         default_sites (Sequence[str]): The method's default kinds.
@@ -544,18 +550,18 @@ def find_attach_sites(backbone: nn.Module,
     return found
 
 
-def _as_site_spec(spec: Union[str, dict, ModuleInputSite]) -> ModuleInputSite:
-    """A table or ``targets`` entry as a :class:`ModuleInputSite`: a regex
+def _as_site_spec(spec: Union[str, dict, SiteSpec]) -> SiteSpec:
+    """A table or ``targets`` entry as a :class:`SiteSpec`: a regex
     names linears themselves; a dict (from a config) gives its fields."""
-    if isinstance(spec, ModuleInputSite):
+    if isinstance(spec, SiteSpec):
         return spec
     if isinstance(spec, dict):
         spec = dict(spec)
         for name in ('bias_sink', 'inputs'):
             if isinstance(spec.get(name), list):
                 spec[name] = tuple(spec[name])
-        return ModuleInputSite(**spec)
-    return ModuleInputSite(module=spec)
+        return SiteSpec(**spec)
+    return SiteSpec(module=spec)
 
 
 def normalize_sites(

@@ -30,7 +30,7 @@ serving) asks them of the same objects:
   adds wrapper-level modules such as E3VA's highway).
 """
 import copy
-from abc import abstractmethod
+from abc import ABCMeta, abstractmethod
 from typing import Optional
 
 import torch
@@ -42,12 +42,13 @@ class PETLModule(nn.Module):
     backbone. The wrappers freeze everything else by module type."""
 
 
-class AdaptedSite(nn.Module):
+class AdaptedSite(nn.Module, metaclass=ABCMeta):
     """A stock module whose computation a PETL method changes.
 
     A site holds the stock module's own parameters under their stock names
     (a stock checkpoint loads into it) and one :class:`PETLModule` under
-    ``adapter``. Subclasses implement one fold form.
+    ``adapter``. Subclasses implement one fold form; one that leaves an
+    abstract method out cannot be built (``TypeError``).
     """
 
     adapter: PETLModule

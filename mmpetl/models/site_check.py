@@ -12,18 +12,20 @@ merges into a different model. :func:`check_sites` rules out both:
    adapter that ran.
 2. *Folds*: every mergeable site's module (a float64 copy, in eval mode)
    gets a random affine stand-in adapter ``a(x) = M x + m``
-   (:class:`AffineStandIn`); with the site's input ``x`` captured on that
-   forward (one sample), ``module(a(x))`` must equal the folded module on
-   ``x`` to ``tolerance`` (relative).
+   (:class:`AffineStandIn`); on the site's first input ``x`` of that
+   forward, ``module(a(x))`` must equal the folded module on ``x`` to
+   ``tolerance`` (relative).
 
-It costs one forward of the backbone on one sample and two forwards per
-site module, in float64 with autocast off. :class:`AdapterBackbone` runs it
+It costs one forward of the backbone on the batch (in evaluation mode, set
+through the modules' own ``train()``) and two forwards per site module, in
+float64 with autocast off. :class:`AdapterBackbone` runs it
 once, on its first training-mode forward (before the first optimizer step;
 inside DDP and AMP alike), or at build time on request.
 """
 import logging
-from contextlib import ExitStack
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from contextlib import ExitStack, contextmanager
+from functools import partial
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from mmengine.logging import print_log
@@ -85,42 +87,55 @@ def _to_double(t: Tensor) -> Tensor:
     return t.double() if t.is_floating_point() else t
 
 
-def first_sample(args: Any) -> Any:
-    """Every tensor in ``args`` cut to its first entry along dim 0."""
-    return _map_tensors(lambda t: t[:1] if t.dim() else t, args)
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    """``module`` in evaluation mode, through the modules' own ``train()``
+    (some keep state there: LeViT's attention caches its bias in
+    ``train(False)``), and every module's mode restored the same way."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        # Parents first: a parent's train() sets its subtree, whose
+        # members are then set back one by one.
+        for m, mode in modes:
+            if m.training != mode:
+                m.train(mode)
 
 
 @torch.no_grad()
-def _run_and_capture(backbone: nn.Module, sites: Dict[str, nn.Module],
-                     args: tuple, kwargs: dict) -> Tuple[set, dict]:
+def _run_and_fold(backbone: nn.Module, sites: Dict[str, nn.Module],
+                  args: tuple, kwargs: dict,
+                  mode_module: nn.Module) -> Tuple[set, dict]:
     """Run ``backbone`` in eval mode, autocast off; return the adapted
-    sites that ran and each one's (args, kwargs), cloned."""
-    ran, captured = set(), {}
-    training = {m: m.training for m in backbone.modules()}
+    sites that ran and, for each mergeable one, its fold error on its
+    first input of that forward (checked there, so that no input is
+    kept)."""
+    ran, errors = set(), {}
     device = next((t.device for t in output_tensors((args, kwargs))),
                   torch.device('cpu'))
     with ExitStack() as stack:
-        for path, module in sites.items():
+        for index, (path, module) in enumerate(sites.items()):
 
-            def capture(module, a, k, path=path):
-                captured[path] = _map_tensors(torch.clone, (a, k))
+            def check(module, a, k, path=path, seed=index):
+                if path in errors or module.not_mergeable_reason() is not None:
+                    return
+                # Marked first: the probe, a copy, carries this hook too.
+                errors[path] = float('inf')
+                errors[path] = fold_error(module, a, k, seed=seed)
 
             def mark(module, a, out, path=path):
                 ran.add(path)
 
             stack.callback(
                 module.register_forward_pre_hook(
-                    capture, with_kwargs=True).remove)
+                    check, with_kwargs=True).remove)
             stack.callback(module.adapter.register_forward_hook(mark).remove)
         stack.enter_context(torch.autocast(device.type, enabled=False))
-        for module in training:
-            module.training = False
-        try:
-            backbone(*args, **kwargs)
-        finally:
-            for module, mode in training.items():
-                module.training = mode
-    return ran, captured
+        stack.enter_context(eval_mode(mode_module))
+        backbone(*args, **kwargs)
+    return ran, errors
 
 
 @torch.no_grad()
@@ -141,17 +156,23 @@ def check_sites(backbone: nn.Module,
                 *args,
                 tolerance: float = 1e-6,
                 owner: str = 'adapter wrapper',
+                form: str = 'input',
+                mode_module: Optional[nn.Module] = None,
                 **kwargs) -> Dict[str, float]:
     """Prove that every adapter in ``backbone`` runs on ``backbone(*args,
     **kwargs)`` and that every mergeable one folds exactly.
 
     Args:
         backbone (nn.Module): The backbone holding adapted modules.
-        *args: The backbone's positional input (one sample is enough;
-            the caller cuts).
+        *args: The backbone's positional input.
         **kwargs: Its keyword input.
         tolerance (float): Largest relative fold error (float64).
         owner (str): Who checks, for the error message.
+        form (str): The sites' fold form, for the fix the message gives.
+        mode_module (nn.Module, optional): The module whose ``train()``
+            sets the modes (the wrapper, which re-applies what stays
+            frozen: a backbone's own ``train()`` may freeze stages).
+            Defaults to ``backbone``.
 
     Returns:
         dict: ``{site path: fold error}`` of the mergeable sites.
@@ -165,15 +186,17 @@ def check_sites(backbone: nn.Module,
     devices = sorted({t.device.index for t in output_tensors((args, kwargs))
                       if t.is_cuda})
     with torch.random.fork_rng(devices=devices), torch.no_grad():
-        return _check_sites(backbone, args, kwargs, tolerance, owner)
+        return _check_sites(backbone, args, kwargs, tolerance, owner, form,
+                            mode_module or backbone)
 
 
 def _check_sites(backbone: nn.Module, args: tuple, kwargs: dict,
-                 tolerance: float, owner: str) -> Dict[str, float]:
+                 tolerance: float, owner: str, form: str,
+                 mode_module: nn.Module) -> Dict[str, float]:
     sites = adapted_sites(backbone)
-    ran, captured = _run_and_capture(backbone, sites, args, kwargs)
+    ran, errors = _run_and_fold(backbone, sites, args, kwargs, mode_module)
     silent = [path for path in sites if path not in ran]
-    if silent:
+    if silent and form == 'input':
         raise AttachSiteError(
             f'{owner}: {len(silent)} of {len(sites)} adapters never run in '
             f'the forward: {_some(silent)}. Their module does not call it '
@@ -181,11 +204,12 @@ def _check_sites(backbone: nn.Module, args: tuple, kwargs: dict,
             'enclosing module with its bias sink instead, e.g. targets=dict('
             "attn=dict(module=r'...attn', linear='qkv', bias_sink=('q_bias',"
             " None, 'v_bias')))")
-    errors = {}
-    for index, (path, site) in enumerate(sites.items()):
-        if site.not_mergeable_reason() is not None:
-            continue
-        errors[path] = fold_error(site, *captured[path], seed=index)
+    if silent:
+        raise AttachSiteError(
+            f'{owner}: {len(silent)} of {len(sites)} adapters never run in '
+            f'the forward: {_some(silent)}. The backbone does not call '
+            'their module with these options: leave their kind out with '
+            'sites=, or name modules it runs with targets=dict(kind=regex)')
     wrong = [path for path, error in errors.items() if not error <= tolerance]
     if wrong:
         raise AttachSiteError(
@@ -222,31 +246,49 @@ def prepare_inputs(wrapper: nn.Module, args: tuple, kwargs: dict):
     return _map_tensors(_require_grad, (args, kwargs))
 
 
+def _mark_reached(reached: set, module: nn.Module, args: tuple,
+                  output: Any) -> None:
+    """Forward hook: mark ``module`` reached when a gradient flows into its
+    output (also when a checkpointed block recomputes it in backward)."""
+    for t in output_tensors(output):
+        if t.requires_grad:
+            t.register_hook(lambda grad: reached.add(id(module)))
+
+
 def check_trainable_reached(wrapper: nn.Module, args: tuple, kwargs: dict,
                             owner: str = 'adapter wrapper') -> None:
-    """Prove that every trainable parameter of ``wrapper`` gets a gradient
-    from its outputs.
+    """Prove that every trainable parameter of ``wrapper``, and every slice
+    of the shared ones, gets a gradient from its outputs.
 
-    Runs ``wrapper.forward`` once in its current mode with autograd on (one
-    sample is enough) and back-propagates the sum of the outputs; the
-    parameters' ``.grad`` fields are cleared for it and restored after, so
-    the training step is unchanged. A parameter autograd does not reach at all is
-    one that training would never change, while it counts as trainable:
-    gradient checkpointing that cuts the graph, blocks after the last of
-    ``out_indices``, reversible blocks that recompute without it. RNG
-    states are left as they were.
+    Runs ``wrapper.forward`` once in its current mode with autograd on and
+    back-propagates the sum of the outputs; the parameters' ``.grad``
+    fields are cleared for it and restored after, so the training step is
+    unchanged. A parameter autograd does not reach at all is one that
+    training would never change, while it counts as trainable: gradient
+    checkpointing that cuts the graph, blocks after the last of
+    ``out_indices``, reversible blocks that recompute without it. A shared
+    parameter made of slices that one module each uses
+    (``wrapper.parameter_slices()``: VPT-deep's prompt set per layer,
+    FacT-TK's columns per matrix) is reached as a whole as soon as one
+    slice is: each slice whose module's output gets no gradient, and whose
+    gradient is zero, is refused too. Only a stock parameter a
+    parameter-selection method names (BitFit, LN-tuning) in a module the
+    forward never runs (DeiT3's ``ln2``) is a warning. RNG states are left
+    as they were.
 
     Raises:
-        AttachSiteError: One line naming the unreached parameters and the
-            likely causes.
+        AttachSiteError: One line naming the unreached parameters (or
+            slices), the likely causes and the wrapper's fix
+            (``wrapper.unreached_fix``).
     """
     params = [(n, p) for n, p in wrapper.named_parameters() if p.requires_grad]
     if not params:
         return
+    slices = wrapper.parameter_slices()
     devices = sorted({t.device.index for t in output_tensors((args, kwargs))
                       if t.is_cuda})
     args, kwargs = prepare_inputs(wrapper, args, kwargs)
-    ran = set()
+    ran, reached = set(), set()
     # A real backward (reentrant checkpointing does not support
     # autograd.grad), into cleared .grad fields restored afterwards.
     stashed = [p.grad for _, p in params]
@@ -258,45 +300,55 @@ def check_trainable_reached(wrapper: nn.Module, args: tuple, kwargs: dict,
             for path, module in wrapper.named_modules():
                 stack.callback(module.register_forward_hook(
                     lambda m, a, o, path=path: ran.add(path)).remove)
+            for module in {id(m): m for parts in slices.values()
+                           for _, _, m in parts}.values():
+                stack.callback(module.register_forward_hook(
+                    partial(_mark_reached, reached)).remove)
             outputs = [
                 t for t in output_tensors(wrapper.forward(*args, **kwargs))
                 if t.requires_grad
             ]
             if outputs:
                 sum(t.float().sum() for t in outputs).backward()
-        grads = [p.grad for _, p in params]
+        grads = {n: p.grad for n, p in params}
     finally:
         for (_, p), grad in zip(params, stashed):
             p.grad = grad
-    unreached = [n for (n, _), g in zip(params, grads) if g is None]
+    unreached = [n for n, g in grads.items() if g is None]
     # A stock module that the stock forward never runs (DeiT3's ln2) keeps
     # a selected stock parameter (BitFit, LN-tuning) unchanged: say so.
-    # Adapters in sites that never run are the site check's to refuse.
-    dead = [n for n in unreached if n.rpartition('.')[0] not in ran
-            and '.adapter.' not in f'.{n}']
+    selected = {f'backbone.{n}' for n in wrapper.selected_parameters()}
+    dead = [n for n in unreached
+            if n in selected and n.rpartition('.')[0] not in ran]
     if dead:
         print_log(
             f'{owner}: {_some(dead)} never run in the forward of '
             f'{type(wrapper.backbone).__name__} (so they cannot train)',
             logger='current', level=logging.WARNING)
     unreached = [n for n in unreached if n not in dead]
+    unreached += [
+        f'{name}[{label}]' for name, parts in slices.items()
+        if grads.get(name) is not None for label, index, module in parts
+        if id(module) not in reached and not grads[name][index].any()
+    ]
     if unreached:
         raise AttachSiteError(
-            f'{owner}: {len(unreached)} of {len(params)} trainable parameters '
+            f'{owner}: {len(unreached)} trainable parameter(s) or slices '
             f'get no gradient from the backbone outputs: {_some(unreached)}. '
-            'Something cuts them off the graph: blocks after the last of '
-            'out_indices (leave those sites out with targets=), a reversible '
-            'backbone, or a backbone option that detaches its blocks')
+            'Something cuts them off the graph (blocks after the last of '
+            'out_indices, a reversible backbone, or a backbone option that '
+            f'detaches its blocks): {wrapper.unreached_fix}')
 
 
 def first_forward_pre_hook(wrapper: nn.Module, args: tuple,
                            kwargs: dict) -> Optional[tuple]:
     """On training-mode forwards of a :class:`FrozenBackbone`: prepare the
     inputs (:func:`prepare_inputs`) and, the first time, run its checks
-    (``wrapper.check_trainable``) on the batch's first sample."""
+    (``wrapper.check_trainable``) on the batch (whole: a backbone may hold
+    state sized to it, as SparK's mask in SparseConvNeXt)."""
     if not wrapper.training:
         return None
     args, kwargs = prepare_inputs(wrapper, args, kwargs)
     if not wrapper.trainable_checked:
-        wrapper.check_trainable(*first_sample(args), **first_sample(kwargs))
+        wrapper.check_trainable(*args, **kwargs)
     return args, kwargs

@@ -1,7 +1,7 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 """The weight-delta fold form: a linear computed with ``W + ΔW`` (LoRA,
 DoRA, FacT)."""
-from abc import abstractmethod
+from abc import ABCMeta, abstractmethod
 
 import torch
 from torch import Tensor, nn
@@ -10,7 +10,7 @@ from .adapted_linear import adopt_linear, stock_linear
 from .petl import AdaptedSite, PETLModule
 
 
-class WeightDelta(PETLModule):
+class WeightDelta(PETLModule, metaclass=ABCMeta):
     """Base class of the adapters that change a linear's weight.
 
     A subclass computes the adapted linear's whole output in its
@@ -18,6 +18,7 @@ class WeightDelta(PETLModule):
     rescale rows as DoRA does), and gives the folded weight in
     :meth:`merged_weight`. In evaluation mode (dropout off) both describe
     the same linear map: ``forward(x, W, c) = x @ merged_weight(W).T + c``.
+    A subclass without both cannot be built (``TypeError``).
     """
 
     @abstractmethod

@@ -45,22 +45,18 @@ def pretrained_cfg(backbone_cfg, path, seed=1, perturb=0.):
                       prefix='backbone.'))
 
 
-def randomize_adapters(model, seed=0):
-    """Give every adapter parameter a non-zero value (they start as the
-    identity, which would make merge tests trivial)."""
-    from mmpetl.models import MergeableAdapter
-    from mmpetl.models.adapters import SharedProjection
+@torch.no_grad()
+def randomize_trainable(model, seed=0, std=0.2):
+    """Move every trainable tensor of ``model`` off its init: add
+    ``N(0, std^2)`` noise to every parameter that requires grad (adapters,
+    deltas, prompts, selected stock parameters, a head). Adapters start as
+    the identity or as zero (LoRA's ``B``, FacT's ``V``), which would make
+    merge and switching tests trivial. Returns ``model``."""
     generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, (MergeableAdapter, SharedProjection)):
-                for param in module.parameters(recurse=False):
-                    param.copy_(0.2 * torch.randn(
-                        param.shape, generator=generator))
-                for child in module.children():
-                    for param in child.parameters():
-                        param.copy_(0.2 * torch.randn(
-                            param.shape, generator=generator))
+    for param in model.parameters():
+        if param.requires_grad:
+            param.add_(std * torch.randn(
+                param.shape, generator=generator).to(param))
     return model
 
 

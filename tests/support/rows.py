@@ -4,7 +4,6 @@ of the attach table with their input shapes, the real-size ViT-B/16 and
 Swin-B for exact counts, and parameter helpers."""
 import copy
 
-import torch
 from mmengine.config import ConfigDict
 
 from mmpetl.registry import MODELS
@@ -81,16 +80,6 @@ SWIN_B = dict(type='mmpretrain.SwinTransformer', arch='b', img_size=224)
 
 def trainable(model):
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
-
-
-@torch.no_grad()
-def perturb(model, seed=0):
-    """Move every trainable parameter away from its init (LoRA's B, FacT's
-    V start at zero, which would make the merge trivial)."""
-    generator = torch.Generator().manual_seed(seed)
-    for param in trainable(model).values():
-        param.add_(0.2 * torch.randn(param.shape, generator=generator))
-    return model
 
 
 def rep_adapter_params(width, hidden=8, groups=2):

@@ -88,7 +88,7 @@ CLS_FLOOR, CLS_FULL = 'linear-probe', 'full-finetune'
 INPUT_GRAD_FLOOR = 'input-grad floor'
 #: The RepAdapter paper's savings over full fine-tuning (ratios 0.75, 0.80).
 REPADAPTER_PAPER_SAVING = dict(memory=20, time=25)
-#: Issue target: a sequential adapter's step time over full fine-tuning's.
+#: The target: a sequential adapter's step time over full fine-tuning's.
 CLS_TIME_TARGET = 0.70
 #: Methods --profile compares with the input-gradient floor.
 PROFILED = ('repadapter', 'arc')

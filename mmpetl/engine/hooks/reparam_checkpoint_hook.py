@@ -30,7 +30,9 @@ class ReparamCheckpointHook(Hook):
         out_dir (str, optional): Folder to write to. Defaults to the work dir.
     """
 
-    priority = 'LOW'  # after CheckpointHook saved the last checkpoint
+    # After the NORMAL-priority hooks. It merges the model in memory, so it
+    # need not follow CheckpointHook (VERY_LOW: it runs after this one).
+    priority = 'LOW'
 
     def __init__(self, out_dir: Optional[str] = None):
         self.out_dir = out_dir

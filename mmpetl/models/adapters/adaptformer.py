@@ -97,15 +97,14 @@ class AdaptFormerBackbone(BottleneckAdapterBackbone):
         if adapter_input not in ADAPTER_INPUTS:
             raise ValueError(f'AdaptFormerBackbone adapter_input must be one '
                              f'of {ADAPTER_INPUTS}, not {adapter_input!r}')
-        self.adapter_input = adapter_input
         super().__init__(backbone, bottleneck, scale, dropout, act_cfg, init,
-                         **kwargs)
+                         settings=dict(adapter_input=adapter_input), **kwargs)
 
-    def find_sites(self) -> List[AttachSite]:
-        sites = super().find_sites()
+    def build_shared(self, sites: List[AttachSite]) -> None:
+        """With ``adapter_input='stream'``: the module whose input is each
+        site's residual stream (no module is built)."""
         if self.adapter_input == 'stream':
             self.stream_modules = self._find_stream_modules(sites)
-        return sites
 
     def _find_stream_modules(self,
                              sites: List[AttachSite]) -> Dict[str, nn.Module]:
@@ -138,5 +137,6 @@ class AdaptFormerBackbone(BottleneckAdapterBackbone):
                   adapter: BottleneckAdapter) -> NonFoldableSite:
         if self.adapter_input == 'norm':
             return super().wrap_site(site, module, adapter)
-        return StreamParallelSite(module, adapter, self.not_mergeable_reason(),
+        return StreamParallelSite(module, adapter,
+                                  self.nonfoldable_reason(site),
                                   self.stream_modules[site.path])

@@ -1,11 +1,11 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from mmpetl.registry import MODELS
-from ..adapter_backbone import AdapterBackbone, AttachSite, BackboneArg
+from ..adapter_wrapper import AdapterBackbone, AttachSite, BackboneArg
 from ..attach_sites import DEFAULT_SITES, find_attach_sites
 from ..mergeable_adapter import MergeableAdapter, add_up_projection
 from ..petl import AdaptedSite, PETLModule
@@ -194,62 +194,65 @@ class ARCBackbone(AdapterBackbone):
             raise ValueError(f'swin_ffn_placement must be one of '
                              f'{SWIN_FFN_PLACEMENTS}, not '
                              f'{swin_ffn_placement!r}')
-        self.hidden_dim = hidden_dim
-        self.dropout = dropout
-        self.scale_inits = dict(attn=attn_scale_init, ffn=ffn_scale_init)
-        self.swin_ffn_placement = swin_ffn_placement
-        super().__init__(backbone, **kwargs)
+        super().__init__(
+            backbone,
+            settings=dict(
+                hidden_dim=hidden_dim,
+                dropout=dropout,
+                scale_inits=dict(attn=attn_scale_init, ffn=ffn_scale_init),
+                swin_ffn_placement=swin_ffn_placement),
+            **kwargs)
 
-    def attach_adapters(self) -> None:
-        # share group -> SharedProjection, filled by build_adapter
-        self.shared_projections = nn.ModuleDict()
-        sites = self.sites
-        kinds = DEFAULT_SITES if sites is None else sites
+    def find_sites(self) -> List[AttachSite]:
+        """The table's sites; with ``swin_ffn_placement='reference'``, the
+        FFN sites are the Swin blocks' ``ffn`` modules instead (each
+        wrapped, with its block's ``norm2``, by a
+        :class:`ResidualStreamFFN`), listed after the others."""
+        kinds = DEFAULT_SITES if self.sites is None else self.sites
         if self.swin_ffn_placement == 'foldable' or 'ffn' not in kinds:
-            super().attach_adapters()
-            return
-        ffn_sites = self._swin_ffn_sites()
-        self.sites = tuple(kind for kind in kinds if kind != 'ffn')
-        try:
-            super().attach_adapters()
-        finally:
-            self.sites = sites
-        for site in ffn_sites:
-            block = self.backbone.get_submodule(site.path.rpartition('.')[0])
-            block.ffn = ResidualStreamFFN(block.norm2, block.ffn,
-                                          self.build_adapter(site))
-            block.norm2 = nn.Identity()
-        self.attach_sites = self.attach_sites + ffn_sites
-
-    def _swin_ffn_sites(self) -> list:
-        """The FFN sites of the reference placement: one per Swin block,
-        ``path`` naming the block's ``ffn`` (wrapped, with ``norm2``, by a
-        :class:`ResidualStreamFFN`)."""
+            return super().find_sites()
         name = type(self.backbone).__name__
         if self.targets is not None or name != 'SwinTransformer':
             raise ValueError(
                 "swin_ffn_placement='reference' applies to the Swin "
                 f'backbones of the attach-site table, not {name}' +
                 (' with targets' if self.targets is not None else ''))
-        sites = []
+        others = tuple(kind for kind in kinds if kind != 'ffn')
+        sites = find_attach_sites(
+            self.backbone, others, form=self.site_form,
+            method=type(self).__name__) if others else []
         for site in find_attach_sites(self.backbone, ('ffn', )):
             block = site.path.split('.ffn.')[0]
-            sites.append(AttachSite(f'{block}.ffn', site.kind, site.share_group,
-                                    site.in_features, fold_target=None))
+            sites.append(AttachSite(f'{block}.ffn', site.kind,
+                                    site.share_group, site.in_features,
+                                    fold_target=None))
         return sites
 
+    def build_shared(self, sites: List[AttachSite]) -> None:
+        """One :class:`SharedProjection` per share group."""
+        self.shared_projections = nn.ModuleDict()
+        for site in sites:
+            if site.share_group not in self.shared_projections:
+                self.shared_projections[site.share_group] = SharedProjection(
+                    site.in_features, self.hidden_dim)
+            projection = self.shared_projections[site.share_group]
+            if projection.weight.shape[0] != site.in_features:
+                raise ValueError(
+                    f'ARC share group {site.share_group!r} mixes input sizes '
+                    f'{projection.weight.shape[0]} and {site.in_features} '
+                    f'(at {site.path}); give the sites distinct share groups')
+
     def build_adapter(self, site: AttachSite) -> ARCAdapter:
-        if site.share_group not in self.shared_projections:
-            self.shared_projections[site.share_group] = SharedProjection(
-                site.in_features, self.hidden_dim)
-        projection = self.shared_projections[site.share_group]
-        if projection.weight.shape[0] != site.in_features:
-            raise ValueError(
-                f'ARC share group {site.share_group!r} mixes input sizes '
-                f'{projection.weight.shape[0]} and {site.in_features} '
-                f'(at {site.path}); give the sites distinct share groups')
         return ARCAdapter(
-            projection,
+            self.shared_projections[site.share_group],
             dropout=self.dropout,
             scale_init=self.scale_inits.get(site.kind, 'zeros'),
             bias=site.shift)
+
+    def wrap_site(self, site: AttachSite, module: nn.Module,
+                  adapter: ARCAdapter) -> AdaptedSite:
+        if self.swin_ffn_placement == 'foldable' or site.kind != 'ffn':
+            return super().wrap_site(site, module, adapter)
+        block = self.backbone.get_submodule(site.path.rpartition('.')[0])
+        norm, block.norm2 = block.norm2, nn.Identity()
+        return ResidualStreamFFN(norm, module, adapter)

@@ -3,15 +3,14 @@
 MLP) and the Houlsby and Pfeiffer adapters (after the attention and / or the
 MLP), and the wrapper base class that places it."""
 import math
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 from mmcv.cnn import build_activation_layer
 from torch import Tensor, nn
 
-from ..adapter_backbone import AdapterBackbone, AttachSite, BackboneArg
-from ..attach_sites import find_attach_sites
-from ..nonfoldable import NonFoldableSite, ParallelSite, SequentialSite
+from ..adapter_wrapper import AdapterBackbone, AttachSite, BackboneArg
+from ..nonfoldable import ParallelSite, SequentialSite
 from ..petl import PETLModule
 
 #: Initialisations of the two projections (as OSU-MLB/PETL_Vision's
@@ -118,11 +117,14 @@ class BottleneckAdapterBackbone(AdapterBackbone):
         dropout (float): Dropout after the non-linearity.
         act_cfg (dict): The non-linearity.
         init (str): One of :data:`ADAPTER_INITS`.
+        settings (dict, optional): A subclass's own arguments (see
+            :class:`~mmpetl.models.FrozenBackbone`).
         **kwargs: ``sites``, ``targets``, ``check_input_shape``,
             ``save_frozen``, ``init_cfg`` of :class:`AdapterBackbone`.
     """
 
     site_form = 'module'
+    requires_default_sites = True
     #: ``'parallel'`` or ``'sequential'``.
     placement: str = 'sequential'
     #: The method's name, in the sites' one-line reason.
@@ -138,33 +140,40 @@ class BottleneckAdapterBackbone(AdapterBackbone):
                  dropout: float,
                  act_cfg: dict,
                  init: str,
+                 settings: Optional[dict] = None,
                  **kwargs):
-        self.bottleneck = bottleneck
-        self.scale = scale
-        self.dropout = dropout
-        self.act_cfg = dict(act_cfg)
-        self.adapter_init = init
-        super().__init__(backbone, **kwargs)
+        super().__init__(
+            backbone,
+            settings=dict(
+                settings or {},
+                bottleneck=bottleneck,
+                scale=scale,
+                dropout=dropout,
+                act_cfg=dict(act_cfg),
+                adapter_init=init),
+            **kwargs)
 
-    def find_sites(self) -> List[AttachSite]:
-        """The sites of ``sites``, else of all ``default_sites``: a backbone
-        without one of them is refused in one line (a Houlsby adapter
-        without its attention adapter would be another method)."""
-        return find_attach_sites(
-            self.backbone,
-            self.sites or self.default_sites,
-            self.targets,
-            form=self.site_form,
-            method=type(self).__name__)
+    @property
+    def site_type(self) -> type:
+        return ParallelSite if self.placement == 'parallel' \
+            else SequentialSite
 
-    def not_mergeable_reason(self) -> str:
-        """Why the sites do not fold, in one line."""
+    def nonfoldable_reason(self, site: AttachSite) -> str:
         return (f"{self.method}'s adapter is a non-linear "
                 f"({self.act_cfg['type']}) bottleneck {self.where}: it does "
                 'not fold into the stock backbone; deploy the adapter '
                 'checkpoint with its mmpetl config')
 
     def build_adapter(self, site: AttachSite) -> BottleneckAdapter:
+        """The site's adapter; a convolution is refused (its channels are
+        not the last dimension the adapter's linears mix)."""
+        module = self.backbone.get_submodule(site.path)
+        if isinstance(module, nn.modules.conv._ConvNd):
+            raise ValueError(
+                f'a bottleneck adapter mixes the last dimension, and '
+                f'{type(module).__name__} keeps its channels first: build the '
+                'backbone with linear layers there (ConvNeXt: '
+                'linear_pw_conv=True) or leave the kind out of sites=')
         parallel = self.placement == 'parallel'
         return BottleneckAdapter(
             site.in_features if parallel else site.out_features,
@@ -175,9 +184,3 @@ class BottleneckAdapterBackbone(AdapterBackbone):
             act_cfg=self.act_cfg,
             init=self.adapter_init,
             residual=not parallel)
-
-    def wrap_site(self, site: AttachSite, module: nn.Module,
-                  adapter: BottleneckAdapter) -> NonFoldableSite:
-        site_type = ParallelSite if self.placement == 'parallel' \
-            else SequentialSite
-        return site_type(module, adapter, self.not_mergeable_reason())

@@ -5,8 +5,7 @@ import torch
 from torch import Tensor, nn
 
 from mmpetl.registry import MODELS
-from ..adapter_backbone import AdapterBackbone, AttachSite, BackboneArg
-from ..attach_sites import _table_key, find_attach_sites
+from ..adapter_wrapper import AdapterBackbone, AttachSite, BackboneArg
 from ..nonfoldable import ParallelSite
 from ..petl import PETLModule
 from .vpt import num_extra_tokens
@@ -165,6 +164,10 @@ class ConvpassBackbone(AdapterBackbone):
 
     site_form = 'module'
     default_sites = ('attention', 'mlp')
+    site_type = ParallelSite
+    requires_default_sites = True
+    unsupported_reason = ('it has no attention and MLP sites on a plain '
+                          'image token grid (windowed or video attention)')
 
     def __init__(self,
                  backbone: BackboneArg,
@@ -173,32 +176,19 @@ class ConvpassBackbone(AdapterBackbone):
                  conv_init: str = 'xavier',
                  dropout: float = 0.1,
                  **kwargs):
-        self.dim = dim
-        self.scale = scale
-        self.conv_init = conv_init
-        self.branch_dropout = dropout
-        super().__init__(backbone, **kwargs)
+        super().__init__(
+            backbone,
+            settings=dict(
+                dim=dim,
+                scale=scale,
+                conv_init=conv_init,
+                branch_dropout=dropout),
+            **kwargs)
 
-    def find_sites(self) -> List[AttachSite]:
-        """The ``attention`` and ``mlp`` sites (or ``sites``); a backbone
-        without them is refused in one line."""
-        try:
-            return find_attach_sites(
-                self.backbone,
-                self.sites or self.default_sites,
-                self.targets,
-                form=self.site_form,
-                method=type(self).__name__)
-        except KeyError:
-            raise ValueError(
-                'ConvpassBackbone does not support '
-                f'{_table_key(type(self.backbone))}: it has no attention and'
-                ' MLP sites on a plain image token grid (windowed or video '
-                'attention); use mmpetl.AdaptFormerBackbone') from None
-
-    def attach_adapters(self) -> None:
+    def build_shared(self, sites: List[AttachSite]) -> None:
+        """The patch grid of the current forward, recorded by a hook on the
+        patch embedding (every backbone with these sites has one)."""
         self.grid = TokenGrid()
-        super().attach_adapters()  # found on backbones with patch_embed
         self.backbone.patch_embed.register_forward_hook(self.grid.record)
 
     def build_adapter(self, site: AttachSite) -> ConvpassBranch:
@@ -206,11 +196,8 @@ class ConvpassBackbone(AdapterBackbone):
                               self.grid, num_extra_tokens(self.backbone),
                               self.conv_init, self.branch_dropout)
 
-    def wrap_site(self, site: AttachSite, module: nn.Module,
-                  adapter: ConvpassBranch) -> ParallelSite:
-        return ParallelSite(
-            module, adapter,
-            "Convpass's branch (3x3 convolution between QuickGELUs) is "
-            f'non-linear and parallel to the {site.kind}: it does not fold '
-            'into the stock backbone; deploy the adapter checkpoint with '
-            'its mmpetl config')
+    def nonfoldable_reason(self, site: AttachSite) -> str:
+        return ("Convpass's branch (3x3 convolution between QuickGELUs) is "
+                f'non-linear and parallel to the {site.kind}: it does not '
+                'fold into the stock backbone; deploy the adapter checkpoint '
+                'with its mmpetl config')

@@ -3,7 +3,8 @@
 
 E3VA (Yin et al., ACM MM 2024) trains dense-prediction models without
 back-propagating through the frozen backbone. No reference code exists; the
-choices below are ours (stated in the README's fidelity section too).
+choices below are ours (stated on the method's docs page,
+``docs/en/methods/e3va.md``, too).
 
 The frozen Swin runs its whole forward under ``torch.no_grad()``: it builds
 no autograd graph, so none of its activations is kept for backward and no
@@ -76,7 +77,7 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from mmpetl.registry import MODELS
-from ..adapter_backbone import BackboneArg, FrozenBackbone
+from ..adapter_backbone import AttachSite, BackboneArg, FrozenBackbone
 from ..attach_sites import site_patterns
 from ..petl import PETLModule
 
@@ -280,10 +281,11 @@ class E3VABackbone(FrozenBackbone):
                  taps: Optional[Dict[str, str]] = None,
                  save_frozen: bool = False,
                  init_cfg: Optional[dict] = None):
-        self.rank = rank
-        self.memory = memory
-        self.taps = taps
-        super().__init__(backbone, save_frozen=save_frozen, init_cfg=init_cfg)
+        super().__init__(
+            backbone,
+            save_frozen=save_frozen,
+            init_cfg=init_cfg,
+            settings=dict(rank=rank, memory=memory, taps=taps))
 
     #: The backbone runs without autograd: nothing to keep checkpointing
     #: from cutting.
@@ -310,8 +312,9 @@ class E3VABackbone(FrozenBackbone):
                 f'{self.memory!r}')
         return modes
 
-    def attach_adapters(self) -> None:
-        """Build the highway next to the backbone and hook the taps."""
+    def build_shared(self, sites: List[AttachSite]) -> None:
+        """Build the highway next to the backbone and hook the taps (no
+        site: ``sites`` is empty)."""
         patterns = self.taps or site_patterns(self.backbone,
                                               HIGHWAY_TAPS, 'taps')
         compiled = {k: re.compile(p) for k, p in patterns.items()}

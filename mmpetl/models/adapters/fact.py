@@ -1,16 +1,16 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 import math
 from collections import OrderedDict
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmpetl.registry import MODELS
-from ..adapter_backbone import AdapterBackbone, AttachSite, BackboneArg
+from ..adapter_wrapper import AdapterBackbone, AttachSite, BackboneArg
 from ..petl import PETLModule
-from ..weight_delta import DeltaLinear, WeightDelta
+from ..weight_delta import WeightDelta
 
 #: FacT's sites: every linear of a block.
 FACT_SITES = ('qkv', 'proj', 'fc1', 'fc2')
@@ -179,9 +179,10 @@ class FacTBackbone(AdapterBackbone):
                              f'{mode!r}')
         if rank < 1:
             raise ValueError(f'FacT rank must be >= 1, not {rank}')
-        self.mode, self.rank, self.scale, self.dropout = (mode, rank, scale,
-                                                          dropout)
-        super().__init__(backbone, **kwargs)
+        super().__init__(
+            backbone,
+            settings=dict(mode=mode, rank=rank, scale=scale, dropout=dropout),
+            **kwargs)
 
     @staticmethod
     def _share_key(site: AttachSite) -> str:
@@ -198,8 +199,9 @@ class FacTBackbone(AdapterBackbone):
                 f'{width} x {width} matrices; leave the kind out of sites=')
         return width, site.out_features // width, site.in_features // width
 
-    def find_sites(self) -> List[AttachSite]:
-        sites = super().find_sites()
+    def build_shared(self, sites: List[AttachSite]) -> None:
+        """The factors of each share group (per stage, or one), with the
+        number of core columns its sites take (FacT-TK)."""
         widths: Dict[str, int] = {}
         columns: Dict[str, int] = OrderedDict()
         for site in sites:
@@ -215,7 +217,19 @@ class FacTBackbone(AdapterBackbone):
             for key in widths
         })
         self._next_column = dict.fromkeys(widths, 0)
-        return sites
+
+    def parameter_slices(self) -> Dict[str, List[Tuple[str, Any, nn.Module]]]:
+        """FacT-TK: each matrix's columns of ``P``, reached through its
+        site."""
+        slices: Dict[str, List[Tuple[str, Any, nn.Module]]] = {}
+        for site in self.attach_sites:
+            module = self.backbone.get_submodule(site.path)
+            if module.adapter.columns:
+                name = f'factors.{self._share_key(site)}.p'
+                slices.setdefault(name, []).append(
+                    (site.path, (slice(None), list(module.adapter.columns)),
+                     module))
+        return slices
 
     def build_adapter(self, site: AttachSite) -> FacTDelta:
         key = self._share_key(site)
@@ -227,7 +241,3 @@ class FacTBackbone(AdapterBackbone):
             self._next_column[key] = first + len(columns)
         return FacTDelta(self.factors[key], site.kind, (k_out, k_in),
                          self.scale, self.dropout, columns)
-
-    def wrap_site(self, site: AttachSite, module: nn.Module,
-                  adapter: FacTDelta) -> DeltaLinear:
-        return DeltaLinear(module, adapter)

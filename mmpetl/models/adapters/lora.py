@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmpetl.registry import MODELS
-from ..adapter_backbone import AdapterBackbone, AttachSite, BackboneArg
-from ..weight_delta import DeltaLinear, WeightDelta
+from ..adapter_wrapper import AdapterBackbone, AttachSite, BackboneArg
+from ..weight_delta import WeightDelta
 
 
 class LoRADelta(WeightDelta):
@@ -138,15 +138,14 @@ class LoRABackbone(AdapterBackbone):
                  rslora: bool = False,
                  dora: bool = False,
                  **kwargs):
-        self.delta_cfg = dict(
-            rank=rank, alpha=alpha, dropout=dropout, rslora=rslora, dora=dora)
-        super().__init__(backbone, **kwargs)
+        super().__init__(
+            backbone,
+            settings=dict(delta_cfg=dict(
+                rank=rank, alpha=alpha, dropout=dropout, rslora=rslora,
+                dora=dora)),
+            **kwargs)
 
     def build_adapter(self, site: AttachSite) -> LoRADelta:
         linear = self.backbone.get_submodule(site.path)
         return LoRADelta(site.in_features, site.out_features,
                          weight=linear.weight, **self.delta_cfg)
-
-    def wrap_site(self, site: AttachSite, module: nn.Module,
-                  adapter: LoRADelta) -> DeltaLinear:
-        return DeltaLinear(module, adapter)

@@ -1,5 +1,5 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
-from typing import List, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -7,8 +7,7 @@ import torch.utils.checkpoint as cp
 from torch import Tensor, nn
 
 from mmpetl.registry import MODELS
-from ..adapter_backbone import AdapterBackbone, AttachSite, BackboneArg
-from ..attach_sites import _table_key, find_attach_sites
+from ..adapter_wrapper import AdapterBackbone, AttachSite, BackboneArg
 from ..nonfoldable import NonFoldableSite
 from ..petl import PETLModule
 
@@ -150,41 +149,34 @@ class MonaBackbone(AdapterBackbone):
             as a config or built (see :class:`~mmpetl.models.FrozenBackbone`).
         bottleneck (int): Defaults to 64.
         dropout (float): Defaults to 0.1.
-        **kwargs: ``targets``, ``check_input_shape``, ``save_frozen``,
-            ``init_cfg`` of :class:`~mmpetl.models.AdapterBackbone`.
+        **kwargs: ``sites`` (default ``('block',)``), ``targets``,
+            ``check_input_shape``, ``save_frozen``, ``init_cfg`` of
+            :class:`~mmpetl.models.AdapterBackbone`.
     """
 
     site_form = 'module'
     default_sites = ('block', )
+    site_type = MonaBlockSite
+    requires_default_sites = True
+    unsupported_reason = ('Mona runs inside the pre-norm Swin blocks of '
+                          'mmpretrain, mmseg and mmdet')
 
     def __init__(self, backbone: BackboneArg, bottleneck: int = 64,
                  dropout: float = 0.1, **kwargs):
-        self.bottleneck = bottleneck
-        self.mona_dropout = dropout
-        super().__init__(backbone, **kwargs)
-
-    def find_sites(self) -> List[AttachSite]:
-        """Every Swin block; a backbone without them is refused in one
-        line."""
-        try:
-            return find_attach_sites(
-                self.backbone, self.default_sites, self.targets,
-                form=self.site_form, method=type(self).__name__)
-        except KeyError:
-            raise ValueError(
-                f'MonaBackbone does not support '
-                f'{_table_key(type(self.backbone))}: Mona runs inside the '
-                'pre-norm Swin blocks of mmpretrain, mmseg and mmdet; use '
-                'mmpetl.AdaptFormerBackbone') from None
+        super().__init__(
+            backbone,
+            settings=dict(bottleneck=bottleneck, mona_dropout=dropout),
+            **kwargs)
 
     def build_adapter(self, site: AttachSite) -> MonaPair:
+        if self.targets is None and site.kind != 'block':
+            raise ValueError(
+                "Mona's adapters run inside a whole Swin block: use site "
+                f"kind 'block' (sites=('block',)), not {site.kind!r}")
         return MonaPair(site.in_features, self.bottleneck, self.mona_dropout)
 
-    def wrap_site(self, site: AttachSite, module: nn.Module,
-                  adapter: MonaPair) -> MonaBlockSite:
-        return MonaBlockSite(
-            module, adapter,
-            "Mona's adapters (multi-scale depthwise convolutions, GELU) sit "
-            'on the residual stream after the attention and the MLP: they '
-            'do not fold into the stock backbone; deploy the adapter '
-            'checkpoint with its mmpetl config')
+    def nonfoldable_reason(self, site: AttachSite) -> str:
+        return ("Mona's adapters (multi-scale depthwise convolutions, GELU) "
+                'sit on the residual stream after the attention and the MLP:'
+                ' they do not fold into the stock backbone; deploy the '
+                'adapter checkpoint with its mmpetl config')

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmpetl.registry import MODELS
-from ..adapter_backbone import AdapterBackbone, AttachSite, BackboneArg
+from ..adapter_wrapper import AdapterBackbone, AttachSite, BackboneArg
 from ..mergeable_adapter import MergeableAdapter, add_up_projection
 
 
@@ -163,9 +163,12 @@ class RepAdapterBackbone(AdapterBackbone):
         if isinstance(scale, bool) or not isinstance(scale, (int, float)):
             raise TypeError(f'RepAdapterBackbone: scale must be a number, '
                             f'not {scale!r}')
-        self.adapter_cfg = dict(
-            hidden_dim=hidden_dim, groups=groups, scale=scale, dropout=dropout)
-        super().__init__(backbone, **kwargs)
+        super().__init__(
+            backbone,
+            settings=dict(adapter_cfg=dict(
+                hidden_dim=hidden_dim, groups=groups, scale=scale,
+                dropout=dropout)),
+            **kwargs)
 
     def build_adapter(self, site: AttachSite) -> RepAdapter:
         return RepAdapter(

@@ -2,8 +2,8 @@
 from torch import nn
 
 from mmpetl.registry import MODELS
-from ..adapter_backbone import AdapterBackbone, AttachSite, BackboneArg
-from ..output_affine import OutputAffineSite, ScaleShift
+from ..adapter_wrapper import AdapterBackbone, AttachSite, BackboneArg
+from ..output_affine import ScaleShift
 
 #: SSF's sites: after the patch embedding, every norm, and every linear of
 #: a block (qkv, proj, fc1, fc2), as dongzelian/SSF places them.
@@ -54,8 +54,8 @@ class SSFBackbone(AdapterBackbone):
                  backbone: BackboneArg,
                  init_std: float = 0.02,
                  **kwargs):
-        self.init_std = init_std
-        super().__init__(backbone, **kwargs)
+        super().__init__(
+            backbone, settings=dict(init_std=init_std), **kwargs)
 
     def build_adapter(self, site: AttachSite) -> ScaleShift:
         adapter = ScaleShift(site.out_features, site.channel_dim, site.shift)
@@ -63,7 +63,3 @@ class SSFBackbone(AdapterBackbone):
         if adapter.shift is not None:
             nn.init.normal_(adapter.shift, std=self.init_std)
         return adapter
-
-    def wrap_site(self, site: AttachSite, module: nn.Module,
-                  adapter: ScaleShift) -> OutputAffineSite:
-        return OutputAffineSite(module, adapter)

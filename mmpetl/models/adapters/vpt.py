@@ -1,14 +1,13 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
 import math
 from functools import partial
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from mmpetl.registry import MODELS
-from ..adapter_backbone import BackboneArg, FrozenBackbone
-from ..attach_sites import _table_key, find_attach_sites
+from ..adapter_wrapper import AdapterBackbone, AttachSite, BackboneArg
 from ..petl import PETLModule
 
 #: Why VPT is refused on backbones whose layers need more than one token
@@ -141,7 +140,7 @@ def _patch_fan_in(backbone: nn.Module) -> int:
 
 
 @MODELS.register_module()
-class VPTBackbone(FrozenBackbone):
+class VPTBackbone(AdapterBackbone):
     r"""VPT: Visual Prompt Tuning, shallow or deep.
 
     `Visual Prompt Tuning <https://arxiv.org/abs/2203.12119>`_ (Jia et al.,
@@ -190,47 +189,61 @@ class VPTBackbone(FrozenBackbone):
         mode (str): ``'shallow'`` or ``'deep'``. Defaults to ``'deep'``.
         num_tokens (int): ``N``. Defaults to 10.
         dropout (float): Dropout on the prompts. Defaults to 0.1.
-        save_frozen (bool): See :class:`FrozenBackbone`.
-        init_cfg (dict, optional): See :class:`FrozenBackbone`.
+        **kwargs: ``sites`` (default ``('layer',)``), ``targets``,
+            ``check_input_shape``, ``save_frozen``, ``init_cfg`` of
+            :class:`~mmpetl.models.AdapterBackbone`.
     """
+
+    site_form = 'module'
+    default_sites = ('layer', )
+    requires_default_sites = True
+    unsupported = UNSUPPORTED
+    unsupported_reason = ("it is not in the attach-site table with a 'layer' "
+                          'kind')
+    alternative = ('so prompt tokens cannot join its sequence; use an '
+                   'adapter method (e.g. mmpetl.AdaptFormerBackbone)')
 
     def __init__(self,
                  backbone: BackboneArg,
                  mode: str = 'deep',
                  num_tokens: int = 10,
                  dropout: float = 0.1,
-                 save_frozen: bool = False,
-                 init_cfg: Optional[dict] = None):
+                 **kwargs):
         if mode not in VPT_MODES:
             raise ValueError(f'VPTBackbone: mode must be one of {VPT_MODES},'
                              f' not {mode!r}')
-        self.mode = mode
-        self.num_tokens = num_tokens
-        self.prompt_dropout = dropout
-        super().__init__(backbone, save_frozen=save_frozen, init_cfg=init_cfg)
+        super().__init__(
+            backbone,
+            settings=dict(
+                mode=mode, num_tokens=num_tokens, prompt_dropout=dropout),
+            **kwargs)
 
-    def attach_adapters(self) -> None:
-        backbone = self.backbone
-        key = _table_key(type(backbone))
-        try:
-            sites = find_attach_sites(
-                backbone, ('layer', ), form='module', method='VPTBackbone')
-        except KeyError:
-            why = UNSUPPORTED.get(key, 'it is not in the attach-site table '
-                                  "with a 'layer' kind")
-            raise ValueError(
-                f'VPTBackbone does not support {key}: {why}, so prompt '
-                'tokens cannot join its sequence; use an adapter method '
-                '(e.g. mmpetl.AdaptFormerBackbone)') from None
-        layers = [backbone.get_submodule(site.path) for site in sites]
+    def build_shared(self, sites: List[AttachSite]) -> None:
+        """The prompts of every layer, hooked around the layers."""
+        layers = [self.backbone.get_submodule(site.path) for site in sites]
         self.prompts = VisualPrompts(
             len(layers) if self.mode == 'deep' else 1,
             self.num_tokens,
             sites[0].in_features,
-            _patch_fan_in(backbone),
-            num_extra_tokens(backbone),
+            _patch_fan_in(self.backbone),
+            num_extra_tokens(self.backbone),
             dropout=self.prompt_dropout)
         self.prompts.attach(layers)
+
+    def build_adapter(self, site: AttachSite) -> None:
+        """None: the prompts act at every layer."""
+        return None
+
+    def parameter_slices(self) -> Dict[str, List[Tuple[str, Any, nn.Module]]]:
+        """Deep: each layer's prompt set, reached through that layer."""
+        if self.mode != 'deep':
+            return {}
+        return {
+            'prompts.embeddings': [
+                (site.path, index, self.backbone.get_submodule(site.path))
+                for index, site in enumerate(self.attach_sites)
+            ]
+        }
 
     def merge_blockers(self) -> List[str]:
         """VPT never folds: its prompts are extra inputs of every layer."""

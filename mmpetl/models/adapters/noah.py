@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmpetl.registry import MODELS
-from ..adapter_backbone import AdapterBackbone, AttachSite, BackboneArg
+from ..adapter_wrapper import AdapterBackbone, AttachSite, BackboneArg
 from ..attach_sites import find_attach_sites
 from ..nonfoldable import SequentialSite
-from ..petl import PETLModule
-from ..weight_delta import DeltaLinear, WeightDelta
+from ..petl import AdaptedSite, PETLModule
+from ..weight_delta import WeightDelta
 
 #: The three prompt modules, in the order of an architecture's lists.
 MODULES = ('prompt', 'lora', 'adapter')
@@ -258,7 +258,7 @@ class NOAHBackbone(AdapterBackbone):
     """
 
     site_form = 'delta'
-    default_sites = ('qkv', 'fc2')
+    site_type = SequentialSite
 
     def __init__(self,
                  backbone: BackboneArg,
@@ -274,27 +274,37 @@ class NOAHBackbone(AdapterBackbone):
         if init not in INITS:
             raise ValueError(f'NOAHBackbone: init must be one of {INITS}, '
                              f'not {init!r}')
-        self.search_space = search_space
-        self.arch_cfg = arch
-        self.dropout = dropout
-        self.adapter_init = init
-        super().__init__(backbone, **kwargs)
+        super().__init__(
+            backbone,
+            settings=dict(search_space=search_space, arch_cfg=arch,
+                          dropout=dropout, adapter_init=init),
+            **kwargs)
 
     # Building.
-    def attach_adapters(self) -> None:
-        layers = find_attach_sites(self.backbone, ('layer', ), form='module',
-                                   method='NOAH')
+    def find_sites(self) -> List[AttachSite]:
+        """Every ``layer`` (prompts), ``qkv`` (LoRA) and ``fc2`` (adapter)
+        site, in that order."""
+        return [
+            site for kind, form in (('layer', 'module'), ('qkv', 'delta'),
+                                    ('fc2', 'module'))
+            for site in find_attach_sites(self.backbone, (kind, ), form=form,
+                                          method='NOAHBackbone')
+        ]
+
+    def build_shared(self, sites: List[AttachSite]) -> None:
+        """The search space, the sizes built, and the prompts of every
+        layer, hooked around the layers."""
+        layers = [site for site in sites if site.kind == 'layer']
         self.layer_paths = [site.path for site in layers]
-        self.layers = [self.backbone.get_submodule(p) for p in
-                       self.layer_paths]
+        self.layers = [self.backbone.get_submodule(p)
+                       for p in self.layer_paths]
         self.width = layers[0].in_features
         self.space = self._resolve_space()
         self.sizes = self._module_sizes()
-        super().attach_adapters()
         self.prompts = SlicedPrompts(self.sizes['prompt'], self.width,
                                      self.dropout)
         self.prompts.attach(self.layers)
-        self.arch = {m: list(self.sizes[m]) for m in MODULES}
+        self.arch = self.largest_arch()
 
     def _resolve_space(self) -> Optional[Dict[str, dict]]:
         if self.search_space is None:
@@ -346,15 +356,6 @@ class NOAHBackbone(AdapterBackbone):
             checked[m] = dims
         return checked
 
-    def find_sites(self) -> List[AttachSite]:
-        """``qkv`` (LoRA) and ``fc2`` (adapter) of the layers whose module
-        is built."""
-        sites = [*find_attach_sites(self.backbone, ('qkv', ), form='delta',
-                                    method='NOAH'),
-                 *find_attach_sites(self.backbone, ('fc2', ), form='module',
-                                    method='NOAH')]
-        return [s for s in sites if self._size(s)]
-
     def _size(self, site: AttachSite) -> int:
         module = 'lora' if site.kind == 'qkv' else 'adapter'
         return self.sizes[module][self._layer_index(site)]
@@ -365,30 +366,31 @@ class NOAHBackbone(AdapterBackbone):
                 return index
         raise ValueError(f'NOAH: site {site.path} is in no layer')
 
-    def build_adapter(self, site: AttachSite) -> PETLModule:
-        size = self._size(site)
+    def build_adapter(self, site: AttachSite) -> Optional[PETLModule]:
+        """LoRA at ``qkv``, the adapter at ``fc2``; None at the layers (the
+        prompts act there) and where the module's size is 0."""
+        if site.kind == 'layer' or not self._size(site):
+            return None
         if site.kind == 'qkv':
-            return SlicedLoRA(site.in_features, site.out_features, size,
-                              self.dropout, self.adapter_init)
-        return SlicedAdapter(site.out_features, size, self.dropout,
-                             self.adapter_init)
+            return SlicedLoRA(site.in_features, site.out_features,
+                              self._size(site), self.dropout,
+                              self.adapter_init)
+        return SlicedAdapter(site.out_features, self._size(site),
+                             self.dropout, self.adapter_init)
 
-    def wrap_site(self, site: AttachSite, module: nn.Module,
-                  adapter: PETLModule) -> nn.Module:
-        if site.kind == 'qkv':
-            return DeltaLinear(module, adapter)
-        return SequentialSite(
-            module, adapter, "NOAH's adapter is a non-linear (QuickGELU) "
-            'bottleneck after the MLP: it does not fold into the stock '
-            'backbone; deploy the adapter checkpoint with its mmpetl config')
+    def nonfoldable_reason(self, site: AttachSite) -> str:
+        return ("NOAH's adapter is a non-linear (QuickGELU) bottleneck after "
+                'the MLP: it does not fold into the stock backbone; deploy '
+                'the adapter checkpoint with its mmpetl config')
 
     # Subnets.
     def _modules_by_layer(self) -> Dict[str, Dict[int, PETLModule]]:
         found = {'lora': {}, 'adapter': {}}
         for site in self.attach_sites:
-            module = 'lora' if site.kind == 'qkv' else 'adapter'
-            found[module][self._layer_index(site)] = \
-                self.backbone.get_submodule(site.path).adapter
+            module = self.backbone.get_submodule(site.path)
+            if isinstance(module, AdaptedSite):
+                kind = 'lora' if site.kind == 'qkv' else 'adapter'
+                found[kind][self._layer_index(site)] = module.adapter
         return found
 
     def set_arch(self, arch: dict) -> None:

@@ -14,7 +14,7 @@ model = dict(
         _delete_=True,
         type='mmpetl.NOAHBackbone',
         backbone=_base_.backbone,
-        arch=None,
+        # arch=dict(prompt=[...], lora=[...], adapter=[...]): the child's
         dropout=0.1,
         init='reference'),
     head=dict(init_cfg=dict(_delete_=True, type='TruncNormal',

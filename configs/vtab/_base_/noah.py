@@ -11,7 +11,6 @@ _base_ = ['./noah-subnet.py']
 max_epochs = 500
 model = dict(
     backbone=dict(
-        arch=None,
         # depths None: quarters of the layer count, (3, 6, 9, 12) at 12.
         search_space=dict(
             prompt=dict(dims=(1, 5, 10), depths=None),

@@ -299,6 +299,8 @@ class NOAHBackbone(AdapterBackbone):
         self.layers = [self.backbone.get_submodule(p)
                        for p in self.layer_paths]
         self.width = layers[0].in_features
+        self.lora_widths = [s.in_features + s.out_features for s in sites
+                            if s.kind == 'qkv']
         self.space = self._resolve_space()
         self.sizes = self._module_sizes()
         self.prompts = SlicedPrompts(self.sizes['prompt'], self.width,
@@ -420,16 +422,11 @@ class NOAHBackbone(AdapterBackbone):
     def arch_parameters(self, arch: dict) -> int:
         """Trainable parameters of subnet ``arch`` (head excluded)."""
         arch = self.check_arch(arch)
-        width = self.width
-        total = width * sum(arch['prompt'])
-        modules = self._modules_by_layer()
-        for index, lora in modules['lora'].items():
-            total += arch['lora'][index] * (lora.lora_A.shape[1] +
-                                            lora.lora_B.shape[0])
-        for index, adapter in modules['adapter'].items():
-            dim = arch['adapter'][index]
-            total += bool(dim) * (dim * (2 * width + 1) + width)
-        return total
+        d = self.width
+        return sum(p * d + r * widths + bool(a) * (a * (2 * d + 1) + d)
+                   for p, r, a, widths in zip(arch['prompt'], arch['lora'],
+                                              arch['adapter'],
+                                              self.lora_widths))
 
     def check_trainable(self, *args, **kwargs) -> None:
         """The first-step checks on the largest subnet (a sampled one

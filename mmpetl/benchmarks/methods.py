@@ -28,4 +28,7 @@ METHODS: Dict[str, dict] = {
     'vpt-shallow': dict(type='mmpetl.VPTBackbone', mode='shallow'),
     'vpt-deep': dict(type='mmpetl.VPTBackbone', mode='deep'),
     'mona': dict(type='mmpetl.MonaBackbone'),
+    # The supernet: every module at the search space's largest dimension
+    # (a found subnet is smaller; docs/en/methods/noah.md).
+    'noah': dict(type='mmpetl.NOAHBackbone', search_space=dict()),
 }

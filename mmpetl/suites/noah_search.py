@@ -75,7 +75,7 @@ class EvolutionSearch:
 
     Args:
         space (dict): ``{module: dict(dims=..., depths=...)}``, resolved
-            (:attr:`NOAHBackbone.space`).
+            (the supernet's ``space``).
         num_layers (int): Layers of the backbone.
         count (callable): ``arch -> trainable parameters``.
         evaluate (callable): ``arch -> validation top-1``.

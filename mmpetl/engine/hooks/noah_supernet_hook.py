@@ -27,8 +27,9 @@ class NOAHSupernetHook(Hook):
     iteration.
 
     As the reference (``supernet_engine_prompt.py``): before each
-    iteration a subnet is drawn (:func:`~mmpetl.models.adapters.noah.
-    sample_arch`) from a generator seeded with the epoch at the start of
+    iteration a subnet is drawn
+    (:func:`~mmpetl.models.adapters.noah.sample_arch`) from a generator
+    seeded with the epoch at the start of
     each epoch (``random.seed(epoch)``), so every rank draws the same
     subnets and a resumed run the same as an uninterrupted one. Validation
     and testing run the largest subnet (the reference evaluates one more

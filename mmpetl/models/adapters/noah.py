@@ -9,7 +9,6 @@ Liu, 2022), reference code ZhangYuanhan-AI/NOAH
 training is :class:`~mmpetl.engine.hooks.NOAHSupernetHook`.
 """
 import math
-import random
 from functools import partial
 from typing import Dict, List, Optional, Sequence
 
@@ -194,8 +193,9 @@ def default_depths(num_layers: int) -> List[int]:
 
 
 def sample_arch(space: Dict[str, dict], num_layers: int,
-                rng: random.Random) -> Dict[str, List[int]]:
-    """A random subnet of ``space``, drawn as the reference's
+                rng) -> Dict[str, List[int]]:
+    """A random subnet of ``space``, drawn from ``rng`` (a
+    ``random.Random``) as the reference's
     ``sample_configs``: per module a depth ``D``, then a dimension for
     each of the first ``D`` layers (the rest 0); depths first, in
     :data:`MODULES` order."""
@@ -220,11 +220,13 @@ class NOAHBackbone(AdapterBackbone):
     ``r_i``, ``a_i``):
 
     .. math::
-        z &= [x;\ P_i] \text{ (prompts appended, see :class:`SlicedPrompts`)}\\
+        z &= [x;\ P_i]\\
         z &= z + \mathrm{Attn}(\mathrm{LN}(z)) \text{ with }
              W_{qkv} + B_{:, :r_i} A_{:r_i}\\
         z &= z + a_i(\mathrm{MLP}(\mathrm{LN}(z)))
-             \text{ (:class:`SlicedAdapter`)}
+
+    (prompts appended: :class:`SlicedPrompts`; ``a_i``:
+    :class:`SlicedAdapter`).
 
     An architecture is ``dict(prompt=[p_0, ...], lora=[r_0, ...],
     adapter=[a_0, ...])``, one entry per layer. Trainable parameters of a
@@ -408,8 +410,9 @@ class NOAHBackbone(AdapterBackbone):
         self.prompts.lengths = list(arch['prompt'])
         self.arch = arch
 
-    def sample_arch(self, rng: random.Random) -> Dict[str, List[int]]:
-        """A random subnet of the search space (:func:`sample_arch`)."""
+    def sample_arch(self, rng) -> Dict[str, List[int]]:
+        """A random subnet of the search space drawn from ``rng``, a
+        ``random.Random`` (:func:`sample_arch`)."""
         if self.space is None:
             raise ValueError('NOAH: a subnet (arch=) has no search space')
         return sample_arch(self.space, len(self.layers), rng)

@@ -131,7 +131,9 @@ class EvolutionSearch:
     def _cross(self) -> Arch:
         first = key_arch(self.rng.choice(self.top))
         second = key_arch(self.rng.choice(self.top))
-        return {m: self.rng.choice([first[m], second[m]]) for m in MODULES}
+        arch = {m: self.rng.choice([first[m], second[m]]) for m in MODULES}
+        self.rng.choice((0, 0))  # the reference's prefix list (all 0)
+        return arch
 
     def _admit(self, arch: Arch) -> bool:
         """Score ``arch`` if it is new and within the limits (the
@@ -149,12 +151,15 @@ class EvolutionSearch:
     def _collect(self, draw: Callable[[], Arch], wanted: int, tries: int,
                  into: List[str]) -> List[str]:
         """Draw until ``into`` holds ``wanted`` admitted subnets, at most
-        ``tries`` draws."""
+        ``tries`` draws; ten at a time, as the reference's
+        ``stack_random_cand`` (so a seed gives the reference's sequence)."""
         while len(into) < wanted and tries > 0:
-            tries -= 1
-            arch = draw()
-            if self._admit(arch):
-                into.append(arch_key(arch))
+            for arch in [draw() for _ in range(10)]:
+                if len(into) >= wanted or tries <= 0:
+                    break
+                tries -= 1
+                if self._admit(arch):
+                    into.append(arch_key(arch))
         return into
 
     def _fill_random(self) -> None:

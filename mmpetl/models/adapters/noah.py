@@ -200,6 +200,9 @@ def sample_arch(space: Dict[str, dict], num_layers: int,
     each of the first ``D`` layers (the rest 0); depths first, in
     :data:`MODULES` order."""
     depths = {m: rng.choice(space[m]['depths']) for m in MODULES}
+    # The reference also draws prefix tuning's depth, from {0}: drawn too,
+    # so that a seed gives the reference's sequence of subnets.
+    rng.choice((0, ))
     return {m: [rng.choice(space[m]['dims']) for _ in range(depths[m])] +
             [0] * (num_layers - depths[m]) for m in MODULES}
 

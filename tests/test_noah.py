@@ -264,3 +264,21 @@ def test_suite_runs_the_three_stages_and_resumes(tmp_path):
     assert [os.stat(p).st_mtime_ns for p in outputs] == stamps
     assert again.model.backbone.arch == found['arch']
     assert path == str(task / 'vit-b16_noah-subnet_dtd.py')
+
+
+def test_bad_arguments_are_one_line_errors():
+    cases = [
+        (dict(search_space=SPACE, arch=dict(prompt=[0] * 4)), 'either'),
+        (dict(search_space=SPACE, sites=('qkv', )), 'takes no'),
+        (dict(search_space=dict(lora=dict(depths=(2, 8)))), 'layer count'),
+        (dict(arch=dict(prompt=[1] * 3, lora=[0] * 4, adapter=[0] * 4)),
+         'arch.prompt'),
+    ]
+    for kwargs, words in cases:
+        with pytest.raises(ValueError, match=words) as error:
+            NOAHBackbone(stock(), **kwargs)
+        assert '\n' not in str(error.value)
+    net = NOAHBackbone(stock(), search_space=SPACE)
+    with pytest.raises(ValueError, match=r'arch.lora: 4 dimensions'):
+        net.set_arch(dict(prompt=[0] * 4, lora=[5, 0, 0, 0],
+                          adapter=[0] * 4))

@@ -2,11 +2,9 @@
 """NOAH: the supernet over Adapter, LoRA and VPT, and its subnets.
 
 `Neural Prompt Search <https://arxiv.org/abs/2206.04673>`_ (Zhang, Zhou,
-Liu, 2022), reference code ZhangYuanhan-AI/NOAH
-(``model/supernet_vision_transformer_timm.py``,
-``model/module/adapter_super.py``). The search over this supernet is
-:mod:`mmpetl.suites.noah_search`; the per-step sampling during supernet
-training is :class:`~mmpetl.engine.hooks.NOAHSupernetHook`.
+Liu, 2022), reference code ZhangYuanhan-AI/NOAH. The search:
+:mod:`mmpetl.suites.noah_search`; the sampling during supernet training:
+:class:`~mmpetl.engine.hooks.NOAHSupernetHook`.
 """
 import math
 from functools import partial
@@ -242,12 +240,10 @@ class NOAHBackbone(AdapterBackbone):
     in one line per blocker (:meth:`merge_blockers`); a LoRA-only subnet
     folds exactly.
 
-    Deviations (see the method page): the supernet is sized to the space's
-    largest dimension (the reference allocates 100 and samples <= 10:
-    the rest never trains); the reference's input-level prompts (replaced
-    at layer 0 by every subnet of its space, so they never reach the
-    output) are not built; the adapter acts on the MLP's output before
-    drop path (the reference: after it; the same in evaluation mode).
+    Deviations (docs/en/methods/noah.md): the supernet is built at the
+    space's largest dimension (the reference: 100, sampled up to 10); no
+    input-level prompts (never reach the reference's output); the adapter
+    acts before the MLP's drop path (the reference: after it).
 
     Args:
         backbone (dict | nn.Module): The stock ViT, as a config or built.
@@ -257,7 +253,8 @@ class NOAHBackbone(AdapterBackbone):
             ``search_space`` and ``arch``.
         dropout (float): Dropout of the three modules (the reference's
             ``drop_rate_LoRA / prompt / adapter``). Defaults to 0.1.
-        init (str): One of :data:`INITS`. Defaults to ``'reference'``.
+        init (str): One of :data:`INITS`. Defaults to ``'reference'`` (what
+            the reference runs: LoRA does not start at zero).
         **kwargs: ``check_input_shape``, ``save_frozen``, ``init_cfg`` of
             :class:`~mmpetl.models.AdapterBackbone`.
     """
@@ -279,6 +276,10 @@ class NOAHBackbone(AdapterBackbone):
         if init not in INITS:
             raise ValueError(f'NOAHBackbone: init must be one of {INITS}, '
                              f'not {init!r}')
+        fixed = sorted({'sites', 'targets'} & set(kwargs))
+        if fixed:
+            raise ValueError(f'NOAHBackbone takes no {fixed}: its sites are '
+                             "the table's layer, qkv and fc2 kinds")
         super().__init__(
             backbone,
             settings=dict(search_space=search_space, arch_cfg=arch,
@@ -364,8 +365,8 @@ class NOAHBackbone(AdapterBackbone):
         return checked
 
     def _size(self, site: AttachSite) -> int:
-        module = 'lora' if site.kind == 'qkv' else 'adapter'
-        return self.sizes[module][self._layer_index(site)]
+        return self.sizes['lora' if site.kind == 'qkv' else 'adapter'][
+            self._layer_index(site)]
 
     def _layer_index(self, site: AttachSite) -> int:
         for index, path in enumerate(self.layer_paths):

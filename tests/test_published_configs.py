@@ -29,7 +29,7 @@ from tests.support.dense import (TINY_VOC_SWIN, tiny_cascade_config,
 from tests.support.helpers import TINY_DET_SWIN, TINY_SEG_SWIN
 from tests.support.published import (TINY, converted_vit_npz, official_swin,
                                      real_size, videomae_pretrain)
-from tests.support.rows import perturb
+from tests.support.helpers import randomize_trainable
 from tests.support.tools import ROOT
 
 #: The methods of each family that build from the family's fixture, train
@@ -123,7 +123,7 @@ def _train_step_and_fold(model, data, inputs):
     wrapper = model.backbone
     if merge_blockers(model):
         return None
-    perturb(wrapper)
+    randomize_trainable(wrapper)
     merged = merge_adapters(model)
     return max_relative_difference(wrapper, merged.backbone, inputs)
 

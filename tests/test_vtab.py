@@ -30,11 +30,11 @@ METHODS = ('repadapter', 'arc', 'lora', 'linear-probe', 'full-finetune')
 ALL_METHODS = ('full-finetune', 'linear-probe', 'repadapter', 'repattn',
                'arc', 'lora', 'dora', 'ssf', 'bitfit', 'ln-tuning', 'fact-tt',
                'fact-tk', 'adaptformer', 'houlsby', 'pfeiffer', 'convpass',
-               'vpt-shallow', 'vpt-deep')
+               'vpt-shallow', 'vpt-deep', 'noah')
 # The methods whose model merges into the stock one (merge_blockers empty);
 # full fine-tuning and the linear probe are the stock model.
 NOT_FOLDING = {'adaptformer', 'houlsby', 'pfeiffer', 'convpass',
-               'vpt-shallow', 'vpt-deep'}
+               'vpt-shallow', 'vpt-deep', 'noah'}
 
 # METHODS.md: class count and RepAdapter's per-task scale, in paper order.
 PAPER_TABLE = {
@@ -66,15 +66,19 @@ def test_task_table_is_the_papers():
 
 @pytest.mark.parametrize('method', ALL_METHODS)
 def test_every_task_config_takes_the_table(method):
-    files = sorted(glob.glob(osp.join(VTAB, method, 'vit-b16_*.py')))
+    files = sorted(
+        glob.glob(osp.join(VTAB, method, f'vit-b16_{method}_*.py')))
     assert [osp.basename(f) for f in files] == sorted(
         f'vit-b16_{method}_{t}.py' for t in VTAB1K_TASKS)
     for task, (classes, scale) in PAPER_TABLE.items():
         cfg = task_config(method, task)
         assert cfg.model.head.num_classes == classes
-        for loader, split in (('train_dataloader', 'train800val200'),
-                              ('val_dataloader', 'test'),
-                              ('test_dataloader', 'test')):
+        # NOAH's configs are its supernet's (train800, val200); its
+        # retraining's splits: tests/test_noah.py.
+        splits = ('train800', 'val200', 'val200') if method == 'noah' else (
+            'train800val200', 'test', 'test')
+        for loader, split in zip(('train_dataloader', 'val_dataloader',
+                                  'test_dataloader'), splits):
             assert cfg[loader].dataset.type == 'mmpetl.VTAB1k'
             assert cfg[loader].dataset.task == task
             assert cfg[loader].dataset.split == split
@@ -95,9 +99,9 @@ def test_fgvc_and_fewshot_configs_name_their_set():
     methods. Each file names its set (and K) and its class count."""
     fgvc = osp.join(ROOT, 'configs', 'fgvc')
     assert sorted(os.listdir(fgvc)) == sorted(
-        ('_base_', *(m for m in ALL_METHODS if m != 'repattn')))
+        ('_base_', *(m for m in ALL_METHODS if m not in ('repattn', 'noah'))))
     for method in ALL_METHODS:
-        if method == 'repattn':
+        if method in ('repattn', 'noah'):
             continue
         wrapper = task_config(method, 'dtd').model.backbone.type
         for name in FGVC_SETS:
@@ -215,6 +219,8 @@ def vit_b16_formulas(task):
         'convpass': 2 * blocks * (2 * d * 8 + 9 * 8 * 8 + 2 * 8 + d),
         'vpt-shallow': backbone('vpt-shallow').num_tokens * d,
         'vpt-deep': blocks * backbone('vpt-deep').num_tokens * d,
+        # The supernet, every module at its largest dimension (10).
+        'noah': blocks * (10 * d + 10 * 4 * d + 2 * 10 * d + 10 + d),
     }
 
 

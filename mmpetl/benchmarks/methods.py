@@ -31,4 +31,7 @@ METHODS: Dict[str, dict] = {
     # The dense baselines of E3VA's table (Swin).
     'lorand': dict(type='mmpetl.LoRandBackbone'),
     'partial-1': dict(type='mmpetl.Partial1Backbone'),
+    # The supernet: every module at the search space's largest dimension
+    # (a found subnet is smaller; docs/en/methods/noah.md).
+    'noah': dict(type='mmpetl.NOAHBackbone', search_space=dict()),
 }

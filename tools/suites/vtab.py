@@ -43,6 +43,13 @@ few-shot K x classes) and every image readable; ``--data-variant NAME``
 accepts other data (counts not enforced) and records NAME next to each
 result (``--dry-run``: ``standin``).
 
+``--methods noah`` runs NOAH's three stages per task, each skipped when
+its output exists: the supernet (``{work_dir}/noah/{task}/supernet``), the
+evolutionary search on the validation split (``.../search/arch.json``),
+then the found subnet's retraining config
+(``.../{prefix}_noah-subnet_{task}.py``, standalone) as the method's run
+(:mod:`mmpetl.suites.noah_search`).
+
 ``--dry-run`` builds every config and trains a few iterations (8 samples
 per split, one epoch) on stand-in data in the VTAB-1k / few-shot layouts
 (real scikit-learn digits) with a tiny backbone of the same type and no
@@ -63,6 +70,7 @@ from mmpetl.datasets import (FEWSHOT_SETS, FEWSHOT_SHOTS, FGVC_SETS,
                              VTAB1K_TASKS)
 from mmpetl.benchmarks.plots import plot_accuracy_vs_parameters, plot_costs
 from mmpetl.fileio.configs import load_config_file
+from mmpetl.suites.noah_search import run_noah_stages
 from mmpetl.suites.protocol import (Protocol, parse_search, search_item,
                                    write_search_table)
 from mmpetl.suites.task_suite import (COST_COLUMNS, add_costs,
@@ -93,7 +101,7 @@ SUITES = {
 METHODS = ('full-finetune', 'linear-probe', 'repadapter', 'repattn', 'arc',
            'lora', 'dora', 'ssf', 'bitfit', 'ln-tuning', 'fact-tt', 'fact-tk',
            'adaptformer', 'houlsby', 'pfeiffer', 'convpass', 'vpt-shallow',
-           'vpt-deep')
+           'vpt-deep', 'noah')
 
 
 def parse_args():
@@ -197,8 +205,13 @@ def all_methods(args) -> List[str]:
 
 
 def task_config(args, method: str, task: str, standin_root: str) -> Config:
-    path = config_path(args, method, task)
-    cfg = load_config_file(path)
+    return adjust_config(args, load_config_file(
+        config_path(args, method, task)), standin_root)
+
+
+def adjust_config(args, cfg: Config, standin_root: str) -> Config:
+    """``cfg`` with the command line's backbone, data root, dry-run
+    shrinking and options."""
     if args.backbone:
         backbone = load_config_file(args.backbone)
         replace_backbone(cfg, backbone.backbone, backbone.get('neck'),
@@ -211,6 +224,19 @@ def task_config(args, method: str, task: str, standin_root: str) -> Config:
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     return cfg
+
+
+def noah_stages(args, configs: dict, standin_root: str,
+                is_main: bool) -> None:
+    """NOAH's supernet training and search per task (stages 1 and 2);
+    its configs become the found subnets' retraining configs (stage 3:
+    the protocol's runs)."""
+    for task in args.tasks:
+        retrain, _ = run_noah_stages(
+            configs['noah', task], osp.join(args.work_dir, 'noah', task),
+            f'{args.prefix}_noah-subnet_{task}.py', args.launcher, is_main,
+            quick=args.dry_run, data_variant=args.data_variant)
+        configs['noah', task] = adjust_config(args, retrain, standin_root)
 
 
 def fail(error: Exception) -> None:
@@ -250,6 +276,8 @@ def main():
     is_main = int(os.environ.get('RANK', 0)) == 0
     if args.dry_run and is_main:
         write_standin_data(configs.values(), standin_root)
+    if 'noah' in args.methods:
+        noah_stages(args, configs, standin_root, is_main)
     seeds = [None] if args.seeds is None else list(range(args.seeds))
     try:  # plans every run and checks its data before any training
         protocol = Protocol(configs, args.work_dir, search, seeds,

@@ -11,6 +11,7 @@ from .ln_tuning import LNTuningBackbone
 from .lora import LoRABackbone, LoRADelta
 from .lorand import LoRand, LoRandBackbone, LoRandProjection
 from .mona import Mona, MonaBackbone, MonaPair
+from .noah import NOAHBackbone, SlicedAdapter, SlicedLoRA, SlicedPrompts
 from .partial import Partial1Backbone
 from .pfeiffer import PfeifferAdapterBackbone
 from .rep_adapter import GroupedLinear, RepAdapter, RepAdapterBackbone
@@ -26,5 +27,6 @@ __all__ = [
     'AdaptFormerBackbone', 'HoulsbyAdapterBackbone',
     'PfeifferAdapterBackbone', 'ConvpassBranch', 'ConvpassBackbone',
     'Mona', 'MonaPair', 'MonaBackbone', 'VisualPrompts', 'VPTBackbone',
-    'LoRandProjection', 'LoRand', 'LoRandBackbone', 'Partial1Backbone'
+    'LoRandProjection', 'LoRand', 'LoRandBackbone', 'Partial1Backbone',
+    'NOAHBackbone', 'SlicedLoRA', 'SlicedAdapter', 'SlicedPrompts'
 ]

@@ -232,3 +232,31 @@ def test_randomizer_moves_every_trainable_tensor(method, vit_cfg):
         # the frozen backbone does not.
         moved = param != before[name]
         assert moved.all() if param.requires_grad else not moved.any(), name
+
+
+def test_a_method_is_build_adapter_and_its_settings(vit_cfg):
+    # The whole of a new input-affine method: its settings and one step.
+    from mmpetl.models import AdapterBackbone
+    from mmpetl.models.merge import merge_adapters
+    from tests.support.helpers import randomize_trainable
+
+    class TinyRepAdapterBackbone(AdapterBackbone):
+
+        def __init__(self, backbone, hidden_dim=4, **kwargs):
+            super().__init__(
+                backbone, settings=dict(hidden_dim=hidden_dim), **kwargs)
+
+        def build_adapter(self, site):
+            return RepAdapter(
+                site.in_features, hidden_dim=self.hidden_dim, bias=site.shift)
+
+    model = TinyRepAdapterBackbone(vit_cfg, check_input_shape=(3, 32, 32))
+    assert model.sites_checked and len(model.attach_sites) == 4
+    assert all(a.down.out_features == 4 for a in model.modules()
+               if isinstance(a, RepAdapter))
+    randomize_trainable(model).eval()
+    inputs = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            merge_adapters(model)(inputs)[0], model(inputs)[0],
+            rtol=1e-4, atol=1e-5)

@@ -193,8 +193,8 @@ def test_adaptformer_reads_the_stream_or_the_norm(row, row_cfgs):  # noqa: F811,
     models, seen = {}, {}
     for mode in ('stream', 'norm'):
         torch.manual_seed(0)
-        model = randomize_trainable(build('adaptformer', row_cfgs[row],
-                              adapter_input=mode))
+        model = randomize_trainable(
+            build('adaptformer', row_cfgs[row], adapter_input=mode))
         params = trainable(model)
         assert params and all('.adapter.' in n for n in params)
         site = next(m for m in model.modules()

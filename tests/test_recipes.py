@@ -25,7 +25,8 @@ from mmpetl.datasets import FGVC_SETS, VTAB1K_TASKS
 from mmpetl.models.adapters.arc import ResidualStreamFFN
 from mmpetl.registry import MODELS
 from mmpetl.suites.task_suite import shrink_for_dry_run, stock_backbone
-from tests.support.helpers import TINY_SWIN, pretrained_cfg, randomize_trainable
+from tests.support.helpers import (TINY_SWIN, pretrained_cfg,
+                                   randomize_trainable)
 from tests.support.tools import run_vtab
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))

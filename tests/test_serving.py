@@ -10,7 +10,8 @@ from mmpetl.apis.reparam import build_model, reparameterize_checkpoint
 from mmpetl.apis.serving import AdapterSwitcher
 from mmpetl.fileio.checkpoint_io import CheckpointError
 from mmpetl.models import InputAffineSite, adapted_sites
-from tests.support.helpers import TINY_VIT, pretrained_cfg, randomize_trainable
+from tests.support.helpers import (TINY_VIT, pretrained_cfg,
+                                   randomize_trainable)
 
 TASKS = dict(
     rep=dict(type='mmpetl.RepAdapterBackbone', scale=1.0, classes=3),
@@ -42,7 +43,7 @@ def tasks(tmp_path_factory):
         task_config(vit, spec).dump(str(config))
         torch.manual_seed(seed)
         model = randomize_trainable(build_model(Config.fromfile(config)),
-                                   seed)
+                                    seed)
         checkpoint = root / f'{name}.pth'
         torch.save(dict(state_dict=model.state_dict()), checkpoint)
         merged = root / f'{name}_merged.pth'
@@ -79,10 +80,18 @@ def test_switching_is_bit_identical_and_equals_merged(tasks):
             for key, value in merged.items():
                 torch.testing.assert_close(state[key], value, rtol=1e-6,
                                            atol=0)
+            # ... and computes the adapter model it was folded from (a fold
+            # that dropped a delta would equal its merged file, not this).
+            adapter = build_model(Config.fromfile(tasks[name]['config']))
+            adapter.load_state_dict(
+                torch.load(tasks[name]['checkpoint'],
+                           weights_only=False)['state_dict'])
             with torch.no_grad():
+                ours = model(inputs, mode='tensor')
                 torch.testing.assert_close(
-                    model(inputs, mode='tensor'),
-                    stock.eval()(inputs, mode='tensor'))
+                    ours, stock.eval()(inputs, mode='tensor'))
+                torch.testing.assert_close(
+                    ours, adapter.eval()(inputs, mode='tensor'))
         else:  # switching back: bit-identical
             assert state.keys() == first[name].keys()
             assert all(torch.equal(state[k], first[name][k]) for k in state)
@@ -177,7 +186,7 @@ def test_switching_video_vit_with_bias_sink(tmp_path):
         config, checkpoint = tmp_path / f'{method}.py', tmp_path / 'a.pth'
         cfg.dump(str(config))
         model = randomize_trainable(build_model(Config.fromfile(config)),
-                                   seed)
+                                    seed)
         torch.save(dict(state_dict=model.state_dict()), checkpoint)
         out = tmp_path / f'{method}_merged.pth'
         reparameterize_checkpoint(str(config), str(checkpoint), str(out))

@@ -8,11 +8,11 @@ data, one-line errors. End to end through the tools on a tiny ViT and
 real data (scikit-learn's digits), with dropout, drop-path and random crops
 on."""
 import copy
-import glob
 import hashlib
 import json
 import os
 import os.path as osp
+import re
 import socket
 import stat
 import subprocess
@@ -392,8 +392,10 @@ def assert_resumed(work_dir, checkpoint):
     Equal final weights alone cannot tell: an ignored ``--resume`` retrains
     from the start, and seeded CPU training reaches the same weights."""
     unit, _, step = osp.basename(str(checkpoint))[:-4].partition('_')
-    written = [int(osp.basename(p)[len(unit) + 1:-4])
-               for p in glob.glob(osp.join(work_dir, f'{unit}_*.pth'))]
+    written = [
+        int(match.group(1)) for name in os.listdir(work_dir)
+        if (match := re.fullmatch(rf'{unit}_(\d+)\.pth', name))
+    ]
     assert written and min(written) > int(step), (checkpoint, written)
 
 

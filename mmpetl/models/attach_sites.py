@@ -567,10 +567,11 @@ def find_attach_sites(backbone: nn.Module,
             left_out = [k for k in default_sites if k not in sites]
             if sites and left_out:
                 print_log(
-                    f'{method}: {_table_key(type(backbone))} has no site '
-                    f'kind(s) {left_out} (it has {sorted(table)}); the '
-                    f'method runs on {sites} only', logger='current',
-                    level=logging.WARNING)
+                    f'{method}: {_table_key(type(backbone))} has no {form} '
+                    f'site kind(s) {left_out} (it has {sorted(table)}; a '
+                    'kind naming a module that applies its weight itself '
+                    f'takes no {form} site); the method runs on {sites} '
+                    'only', logger='current', level=logging.WARNING)
         if explicit and not sites:
             raise UnknownNameError(f'{method}: sites is empty; name at least '
                                    f'one of {sorted(table)}')

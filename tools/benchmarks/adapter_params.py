@@ -3,10 +3,10 @@
 (:data:`mmpetl.benchmarks.methods.METHODS`, at the papers' defaults) on every
 backbone of the attach-site table, at real size (random weights: only the
 structure is built, nothing is downloaded). ``-``: the wrapper refuses the
-backbone (a site kind the method needs is missing, e.g. LoRA's ``qkv`` where
-the attention applies ``qkv.weight`` itself, FacT where a linear is no grid
-of ``d x d`` blocks; Mona off the Swin families; VPT and Convpass on
-windowed attention)."""
+backbone, where the method is undefined on its computation (FacT where a
+linear is no grid of ``d x d`` blocks; Mona off the Swin families; VPT and
+Convpass on windowed attention; LoRand where no module ends each residual
+branch): docs/en/backbones.md gives each reason."""
 
 from mmengine.logging import MMLogger
 

@@ -46,6 +46,9 @@ class HoulsbyAdapterBackbone(BottleneckAdapterBackbone):
     - mmseg's ViT (``nn.MultiheadAttention``, which applies its output
       projection itself) has no ``proj`` site: refused at build in one line
       (``sites=('fc2',)`` gives Pfeiffer's placement).
+    - The paper also trains the layer norms; PETL_Vision does not, and
+      neither does this wrapper: training them adds LN-tuning's parameters
+      (ViT-B/16: ``25 x 2 x 768 = 38,400``, 313,536 -> 351,936).
 
     Args:
         backbone (dict | nn.Module): The stock backbone,

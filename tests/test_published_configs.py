@@ -20,6 +20,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.optim import OptimWrapper
 from mmengine.registry import DefaultScope
 
+from mmpetl.benchmarks.methods import METHODS
 from mmpetl.apis.reparam import build_model, max_relative_difference
 from mmpetl.model_converters.videomae import convert_videomae_checkpoint
 from mmpetl.models import FrozenBackbone
@@ -43,8 +44,8 @@ TRAINED = dict(
     fewshot=('vpt-deep', ),
     examples=('repadapter', ),
     video=('repadapter', 'arc', 'linear-probe'),
-    ade20k=('mona', 'ln-tuning'),
-    coco=('e3va', ),
+    ade20k=('mona', 'ln-tuning', 'partial-1'),
+    coco=('e3va', 'lorand'),
     voc=('bitfit', 'adaptformer', 'frozen', 'lora'),
 )
 
@@ -67,12 +68,9 @@ def _method_of(name):
     return next(w for w in words if w in _METHODS)
 
 
-_METHODS = {
-    'repadapter', 'arc', 'lora', 'dora', 'ssf', 'bitfit', 'ln-tuning',
-    'fact-tt', 'fact-tk', 'adaptformer', 'houlsby', 'pfeiffer', 'convpass',
-    'vpt-shallow', 'vpt-deep', 'mona', 'e3va', 'frozen', 'full-ft',
-    'full-finetune', 'linear-probe'
-}
+#: Every method's name as shipped config file names spell it.
+_METHODS = {*METHODS, 'e3va', 'frozen', 'full-ft', 'full-finetune',
+            'linear-probe'}
 
 
 def _stock_node(cfg):

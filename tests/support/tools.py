@@ -39,8 +39,8 @@ param_scheduler = []
 
 def run_tool(*args, expect_ok=True, env=None):
     # The checkout's mmpetl, whichever one the environment installed.
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [ROOT, os.environ.get('PYTHONPATH', '')]), **(env or {}))
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join(
+        [ROOT, os.environ.get('PYTHONPATH', '')]), **(env or {})}
     result = subprocess.run([sys.executable, *args], cwd=ROOT,
                             capture_output=True, text=True, env=env)
     if expect_ok:

@@ -72,13 +72,19 @@ class SlicedLoRA(WeightDelta):
         self.dropout = nn.Dropout(dropout)
         self.rank = size
 
-    def forward(self, x: Tensor, weight: Tensor, bias) -> Tensor:
+    def forward(self, x: Optional[Tensor], weight: Tensor, bias) -> Tensor:
+        if x is None:
+            return self.adapted_weight(weight)
         out = F.linear(x, weight, bias)
         if not self.rank:
             return out
         r = self.rank
         return out + F.linear(F.linear(self.dropout(x), self.lora_A[:r]),
                               self.lora_B[:, :r])
+
+    def adapted_weight(self, weight: Tensor) -> Tensor:
+        r = self.rank
+        return weight + (self.lora_B[:, :r] @ self.lora_A[:r]).to(weight)
 
     def merged_weight(self, weight: Tensor) -> Tensor:
         r = self.rank

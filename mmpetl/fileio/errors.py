@@ -16,10 +16,12 @@ class UnsafeCheckpointError(CheckpointError):
     checkpoint names a type outside the known registries."""
 
 
-class OutputError(InputError, ValueError):
+class OutputError(CheckpointError):
     """An output cannot be written: it is an input of the run, it exists
     and ``--force`` is not given, its folder is missing or not writable, or
-    the write failed (full disk, file size limit, removed folder)."""
+    the write failed (full disk, file size limit, removed folder). A
+    :class:`CheckpointError`, as output problems were before they had their
+    own class."""
 
 
 def first_line(error: BaseException) -> str:

@@ -11,7 +11,7 @@ import sys
 
 from mmengine.config import DictAction
 
-from mmpetl.apis.config_names import config_arg
+from mmpetl.apis.config_names import find_config
 from mmpetl.apis.reparam import reparameterize_checkpoint
 from mmpetl.utils import InputError
 from mmpetl.utils.log_utils import log_to_file, temporary_log_file
@@ -21,7 +21,7 @@ def parse_args():
     parser = argparse.ArgumentParser(
         description='Merge adapters into a stock checkpoint')
     parser.add_argument(
-        'config', type=config_arg,
+        'config',
         help='the adapter config: a file, pkg::path or a shipped name')
     parser.add_argument('checkpoint', help='the adapter checkpoint')
     parser.add_argument('out_checkpoint', help='the stock checkpoint to write')
@@ -56,6 +56,7 @@ def main():
     args = parse_args()
     log_file = args.log_file or temporary_log_file('mmpetl_reparam_')
     try:
+        args.config = find_config(args.config)  # a file, pkg::path, a name
         with log_to_file(log_file):
             report = reparameterize_checkpoint(
                 args.config,

@@ -12,7 +12,7 @@ from mmengine.config import DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmpetl.apis.config_names import config_arg
+from mmpetl.apis.config_names import find_config
 from mmpetl.apis.reparam import (adapter_wrappers_in_config,
                                  is_merged_checkpoint)
 from mmpetl.apis.tool_options import (check_checkpoint_matches,
@@ -34,7 +34,7 @@ from mmpetl.utils.threads import set_thread_defaults
 def parse_args():
     parser = argparse.ArgumentParser(description='Test a checkpoint')
     parser.add_argument(
-        'config', type=config_arg,
+        'config',
         help='test config file path, pkg::path or the name of a shipped config')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the dir to save logs')
@@ -144,6 +144,7 @@ def merge_args(cfg, args):
 def main():
     args = parse_args()
     try:
+        args.config = find_config(args.config)  # a file, pkg::path, a name
         cfg, checkpoint, inputs = check_inputs(args)
         set_thread_defaults(cfg, fields=['test_dataloader'])
         check_checkpoint_matches(cfg, checkpoint, args.checkpoint)

@@ -12,7 +12,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import find_latest_checkpoint
 
-from mmpetl.apis.config_names import config_arg
+from mmpetl.apis.config_names import find_config
 from mmpetl.apis.tool_options import (check_checkpoint_matches,
                                       check_run_outputs,
                                       set_dataloader_defaults, set_work_dir)
@@ -30,7 +30,7 @@ from mmpetl.utils.threads import set_thread_defaults
 def parse_args():
     parser = argparse.ArgumentParser(description='Train a model')
     parser.add_argument(
-        'config', type=config_arg,
+        'config',
         help='train config file path, pkg::path or the name of a shipped config')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
@@ -146,6 +146,7 @@ def check_inputs(args):
 def main():
     args = parse_args()
     try:
+        args.config = find_config(args.config)  # a file, pkg::path, a name
         cfg, inputs = check_inputs(args)
         set_thread_defaults(cfg)
         with protected_inputs(inputs), cpu_distributed(cfg, args.launcher):

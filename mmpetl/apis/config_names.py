@@ -14,7 +14,6 @@ up among mmpetl's shipped configs as ``mim`` looks up a config name: a path
 relative to the configs folder, else a file of that name (``.py`` may be
 left out) anywhere under it, outside ``_base_`` folders; it must be unique.
 """
-import argparse
 import difflib
 import os
 import os.path as osp
@@ -79,12 +78,3 @@ def find_config(name: str) -> str:
         f'config {name} does not exist: no such file, nor a config shipped '
         f'with mmpetl ({PACKAGE_PREFIX}PATH or a name, as mim takes)'
         f'{hint}')
-
-
-def config_arg(text: str) -> str:
-    """``find_config`` as an ``argparse`` type: a wrong name is the
-    parser's one-line error (exit 2)."""
-    try:
-        return find_config(text)
-    except ConfigNameError as e:
-        raise argparse.ArgumentTypeError(str(e))

@@ -118,7 +118,8 @@ def train_tiny(tmp_path, work_dir, config, cpus, via_module=False):
     result = subprocess.run(command, cwd=tmp_path, env=env,
                             capture_output=True, text=True,
                             preexec_fn=lambda: os.sched_setaffinity(0, cpus))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, \
+        result.stdout[-3000:] + result.stderr[-3000:]
     return torch.load(work_dir / 'epoch_4.pth', map_location='cpu',
                       weights_only=False)['state_dict']
 

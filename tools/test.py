@@ -34,8 +34,8 @@ from mmpetl.utils.threads import set_thread_defaults
 def parse_args():
     parser = argparse.ArgumentParser(description='Test a checkpoint')
     parser.add_argument(
-        'config',
-        help='test config file path, pkg::path or the name of a shipped config')
+        'config', help='test config file path, pkg::path or the name of a '
+        'shipped config')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the dir to save logs')
     parser.add_argument(

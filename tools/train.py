@@ -30,8 +30,8 @@ from mmpetl.utils.threads import set_thread_defaults
 def parse_args():
     parser = argparse.ArgumentParser(description='Train a model')
     parser.add_argument(
-        'config',
-        help='train config file path, pkg::path or the name of a shipped config')
+        'config', help='train config file path, pkg::path or the name of a '
+        'shipped config')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
         '--resume',

@@ -2,9 +2,9 @@
 """Configs named on the command line as a file, as ``pkg::path`` or by the
 name of a shipped config, for every tool that takes a config::
 
-    python -m mmpetl train my_config.py                                 # a file
+    python -m mmpetl train my_config.py                       # a file
     python -m mmpetl train mmpetl::quickstart/vit-tiny_digits0-4_pretrain.py
-    python -m mmpetl train vit-tiny_digits0-4_pretrain                  # a name
+    python -m mmpetl train vit-tiny_digits0-4_pretrain        # a name
     python -m mmpetl train mmpretrain::resnet/resnet18_8xb16_cifar10.py
 
 A path that exists is used as it is. ``pkg::path`` is resolved as

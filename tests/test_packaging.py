@@ -123,7 +123,8 @@ def test_wheel_carries_configs_and_tools_and_resolves_mmpetl_bases(
                  'License-File: LICENSE', 'Requires-Python: >=3.10',
                  'Requires-Dist: scikit-learn', 'Provides-Extra: dense',
                  'Provides-Extra: video', 'Provides-Extra: docs',
-                 'Provides-Extra: mim', 'Requires-Dist: openmim; extra == "mim"',
+                 'Provides-Extra: mim',
+                 'Requires-Dist: openmim; extra == "mim"',
                  'Provides-Extra: tests'):
         assert line in metadata.splitlines(), line
 
@@ -259,10 +260,11 @@ import sys, site
 before = set(sys.modules)
 meta_path = len(sys.meta_path)
 site.addsitedir(sys.argv[1])
-# Nothing imported at start-up (but the codec site reads .pth files with),
+# Nothing imported at start-up (but a codec site may need for .pth files),
 # one finder more.
 print(sorted(m for m in set(sys.modules) - before
-             if not m.startswith('encodings.')), len(sys.meta_path) - meta_path)
+             if not m.startswith('encodings.')),
+      len(sys.meta_path) - meta_path)
 # The environment's packages as plain path entries (none of their .pth
 # files run), and mmpetl itself, for the first mmpetl:: path.
 sys.path += [sys.argv[3], sys.argv[2]]
@@ -287,7 +289,8 @@ def test_startup_hook_imports_nothing_until_mmengine_config(tmp_path):
         shutil.copyfile(osp.join(ROOT, name), site / name)
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
     lines = run([sys.executable, '-S', '-c', STARTUP_CHECK, str(site), ROOT,
-                 sysconfig.get_paths()['purelib']], env=env).stdout.splitlines()
+                 sysconfig.get_paths()['purelib']],
+                env=env).stdout.splitlines()
     assert lines == ['[] 1', '0 False', 'True None True']
 
 

@@ -16,7 +16,7 @@ from mmpetl.apis.config_names import ConfigNameError, find_config
 from mmpetl.datasets import write_digits_task
 from mmpetl.utils import threads
 from mmpetl.utils.threads import ThreadCountError, set_thread_defaults
-from tests.support.tools import QUICKSTART, ROOT
+from tests.support.tools import QUICKSTART, ROOT, one_error_line, run_tool
 
 PRETRAIN = 'vit-tiny_digits0-4_pretrain'
 
@@ -86,6 +86,12 @@ def test_configs_by_name_as_mim_names_them(tmp_path, monkeypatch):
         find_config('vit-tiny_digits5-9_lorra')
     with pytest.raises(ConfigNameError, match='mmpetl::nope.py'):
         find_config('mmpetl::nope.py')
+    # A tool: one line, exit 2, before anything is read or written.
+    error = one_error_line(run_tool(
+        osp.join(ROOT, 'tools', 'reparam.py'), 'vit-tiny_digits5-9_lorra',
+        str(tmp_path / 'in.pth'), str(tmp_path / 'out.pth'),
+        expect_ok=False))
+    assert 'did you mean vit-tiny_digits5-9_lora.py' in error
     # Two shipped configs of one name: say which, refuse to guess.
     for folder in ('a', 'b'):
         (tmp_path / 'configs' / folder).mkdir(parents=True)
@@ -112,7 +118,8 @@ def train_tiny(tmp_path, work_dir, config, cpus, via_module=False):
     result = subprocess.run(command, cwd=tmp_path, env=env,
                             capture_output=True, text=True,
                             preexec_fn=lambda: os.sched_setaffinity(0, cpus))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, \
+        result.stdout[-3000:] + result.stderr[-3000:]
     return torch.load(work_dir / 'epoch_4.pth', map_location='cpu',
                       weights_only=False)['state_dict']
 

@@ -129,6 +129,8 @@ def test_training_tool_measures_every_method(tmp_path):
               '--memory-batch-size', '2', '--rounds', '1', '--threads', '1')
     result = run_tool(*common, '--out', str(out))
     figures = json.loads(out.read_text())
+    # Memory and step time per method as bar charts next to the JSON.
+    assert (tmp_path / 'costs.png').read_bytes()[:4] == b'\x89PNG'
     methods = method_folders(osp.join(ROOT, 'configs', 'compare'))
     assert len(methods) >= 17
     assert sorted(figures) == sorted(methods + ['input-grad floor'])

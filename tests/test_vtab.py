@@ -341,7 +341,8 @@ def test_all_methods_one_table_with_folding_and_costs(tmp_path):
     total = len(ALL_METHODS)
     runs = [line for line in out.splitlines() if line.startswith('run ')]
     assert len(runs) == total
-    assert runs[0].startswith(f'run 1 of {total}, full-finetune / dtd: top-1')
+    assert runs[0].startswith(
+        f'run 1 of {total}, full-finetune / dtd: top-1')
     assert re.search(r', \d+ s, ETA \d+:\d\d:\d\d$', runs[0])
     assert runs[-1].endswith(', ETA 0:00:00')
     assert 'System environment' not in out and 'Config:' not in out

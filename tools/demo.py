@@ -117,7 +117,11 @@ def main():
                         help='pre-train again even if a checkpoint exists')
     args = parser.parse_args()
     start = time.time()
-    print(f'demo: {set_demo_threads()}', flush=True)
+    from mmpetl.utils import InputError
+    try:
+        print(f'demo: {set_demo_threads()}', flush=True)
+    except InputError as e:  # e.g. MMPETL_NUM_THREADS=two
+        sys.exit(f'demo: {e}')
 
     from mmengine.config import Config
 

@@ -2,9 +2,9 @@
 """Configs named on the command line as a file, as ``pkg::path`` or by the
 name of a shipped config, for every tool that takes a config::
 
-    python -m mmpetl train my_config.py                                 # a file
+    python -m mmpetl train my_config.py                       # a file
     python -m mmpetl train mmpetl::quickstart/vit-tiny_digits0-4_pretrain.py
-    python -m mmpetl train vit-tiny_digits0-4_pretrain                  # a name
+    python -m mmpetl train vit-tiny_digits0-4_pretrain        # a name
     python -m mmpetl train mmpretrain::resnet/resnet18_8xb16_cifar10.py
 
 A path that exists is used as it is. ``pkg::path`` is resolved as
@@ -82,9 +82,9 @@ def find_config(name: str) -> str:
 
 
 def config_arg(text: str) -> str:
-    """``find_config`` as an ``argparse`` type: a wrong name is the
-    parser's one-line error (exit 2)."""
+    """:func:`find_config` as an argparse ``type``: the tools' parsers
+    print its error as their one ``error:`` line (exit 2)."""
     try:
         return find_config(text)
     except ConfigNameError as e:
-        raise argparse.ArgumentTypeError(str(e))
+        raise argparse.ArgumentTypeError(str(e)) from None

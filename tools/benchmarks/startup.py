@@ -118,9 +118,10 @@ def main():
         without, with_hook = times['without'][i], times['with_hook'][i]
         print(f'  {kind:4} without hook: {summary(without)}')
         print(f'  {kind:4} with hook:    {summary(with_hook)}')
-        print(f'  {kind:4} ratio with / without: median '
-              f'{statistics.median(with_hook) / statistics.median(without):.3f}'
-              f', mean {statistics.fmean(with_hook) / statistics.fmean(without):.3f}')
+        median = statistics.median(with_hook) / statistics.median(without)
+        mean = statistics.fmean(with_hook) / statistics.fmean(without)
+        print(f'  {kind:4} ratio with / without: median {median:.3f}, mean '
+              f'{mean:.3f}')
 
 
 if __name__ == '__main__':

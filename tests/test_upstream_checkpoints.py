@@ -7,6 +7,7 @@ they are refused in one line naming that converter."""
 import copy
 import importlib.util
 import os.path as osp
+import sys
 
 import mmpretrain
 import pytest
@@ -21,20 +22,28 @@ from tests.support.published_upstream import (TINY_UPSTREAM, beit_pretrain,
                                               dinov2_pretrain, eva02_pretrain,
                                               sam_original)
 from tests.support.rows import BACKBONES
-from tests.support.tools import one_error_line, run_tool
+from tests.support.tools import ROOT, run_tool
 from tests.test_pretrained_load import _build, _pretrained
 
+SAM_TOOL = 'tools/model_converters/sam_to_mmpretrain.py'
 EVA02_TOOL = osp.join(
     osp.dirname(mmpretrain.__file__),
     '.mim/tools/model_converters/eva02_to_mmpretrain.py')
 
 
+def _script(path):
+    """A tool's file, imported as a module."""
+    spec = importlib.util.spec_from_file_location(
+        osp.splitext(osp.basename(path))[0], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _convert_eva02(path, out):
-    """mmpretrain's own converter, as its command line runs it."""
-    spec = importlib.util.spec_from_file_location('eva02_to_mmpretrain',
-                                                  EVA02_TOOL)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    """mmpretrain's own converter, as its command line runs it (it reads
+    the ``module`` nesting and saves the converted dict as it is)."""
+    tool = _script(EVA02_TOOL)
     torch.save(tool.convert_eva02(torch.load(path)['module']), out)
 
 
@@ -57,6 +66,7 @@ def _eva02_expected(state):
         'layers.0.mlp.w12.weight': torch.cat(
             [state['blocks.0.mlp.w1.weight'], state['blocks.0.mlp.w2.weight']]),
         'layers.1.mlp.w3.weight': state['blocks.1.mlp.w3.weight'],
+        'layers.1.mlp.norm.weight': state['blocks.1.mlp.ffn_ln.weight'],
         'pos_embed': state['pos_embed'],
     }
 
@@ -98,8 +108,8 @@ def _beit_expected(state):
 
 # As mmpretrain's EVA-02 configs: its converter drops the pre-training
 # norm, the pooled tokens get a new ln2 (trained like the head).
-_EVA02 = dict(copy.deepcopy(BACKBONES['eva02'][0]), final_norm=False,
-              out_type='avg_featmap')
+_EVA02 = dict(copy.deepcopy(BACKBONES['eva02'][0]), sub_ln=True,
+              final_norm=False, out_type='avg_featmap')
 _DINOV2 = copy.deepcopy(BACKBONES['dinov2'][0])
 _DINOV2['arch'] = dict(_DINOV2['arch'], feedforward_channels=48)
 
@@ -149,20 +159,26 @@ def test_upstream_file_converts_and_loads_by_value(tmp_path, name):
     assert '\n' not in message and tool in message, message
 
 
-def test_converter_tool_writes_the_converted_file(tmp_path):
-    # The command line, once: the library's result, and one error line for
-    # a file of another layout (nothing written).
+def test_converter_tool_writes_the_converted_file(tmp_path, monkeypatch,
+                                                  capsys):
+    # The command line once (a subprocess): the library's result; then, in
+    # this process, one error line and exit 2 for a file of another layout,
+    # nothing written.
     path, out = tmp_path / 'sam.pth', tmp_path / 'sam_mmpretrain.pth'
     state = sam_original(str(path), **TINY_UPSTREAM['sam'])
-    run_tool('tools/model_converters/sam_to_mmpretrain.py', str(path),
-             str(out))
+    run_tool(SAM_TOOL, str(path), str(out))
     written = torch.load(out)['state_dict']
     assert written.keys() == convert_sam(state).keys()
     assert torch.equal(written['backbone.layers.1.attn.qkv.weight'],
                        state['image_encoder.blocks.1.attn.qkv.weight'])
-    beit = tmp_path / 'beit.pth'
+    beit, bad = tmp_path / 'beit.pth', tmp_path / 'x.pth'
     beit_pretrain(str(beit), **TINY_UPSTREAM['beit'])
-    result = run_tool('tools/model_converters/sam_to_mmpretrain.py',
-                      str(beit), str(tmp_path / 'x.pth'), expect_ok=False)
-    assert 'not a SAM checkpoint' in one_error_line(result)
-    assert not (tmp_path / 'x.pth').exists()
+    tool = _script(osp.join(ROOT, SAM_TOOL))
+    monkeypatch.setattr(sys, 'argv', [SAM_TOOL, str(beit), str(bad)])
+    with pytest.raises(SystemExit) as exit_:
+        tool.main()
+    errors = capsys.readouterr().err.splitlines()
+    assert exit_.value.code == 2 and len(errors) == 1, errors
+    assert errors[0].startswith('error: ') and 'not a SAM checkpoint' in \
+        errors[0]
+    assert not bad.exists()

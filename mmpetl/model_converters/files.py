@@ -54,7 +54,6 @@ def convert_file(path: str,
 
 def converter_main(doc: str,
                    convert: Converter,
-                   argv: Optional[list] = None,
                    add_arguments: Optional[Callable] = None) -> None:
     """The command line of a converter tool: ``checkpoint out [--force]``
     (and the options ``add_arguments(parser)`` adds, given to ``convert``
@@ -71,7 +70,7 @@ def converter_main(doc: str,
                         help='replace an existing output')
     if add_arguments:
         add_arguments(parser)
-    args = vars(parser.parse_args(argv))
+    args = vars(parser.parse_args())
     checkpoint, out, force = (args.pop(k)
                               for k in ('checkpoint', 'out', 'force'))
     try:

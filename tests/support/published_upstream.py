@@ -49,10 +49,11 @@ def eva02_pretrain(path: str,
                    mlp_dims: int = 2048,
                    patch_size: int = 14,
                    img_size: int = 224,
-                   sub_ln: bool = False,
+                   sub_ln: bool = True,
                    seed: int = 0) -> Dict[str, torch.Tensor]:
     """Write EVA-02's MIM pre-training checkpoint (defaults: EVA-02-B/14,
-    ``mlp_dims`` = 4 * 2/3 * D); returns its state dict."""
+    ``mlp_dims`` = 4 * 2/3 * D, the SwiGLU's ``ffn_ln``: ``sub_ln``, as
+    mmpretrain's ``arch='b'`` configs set it); returns its state dict."""
     rand, d, state = _Random(seed), embed_dims, OrderedDict()
     grid, head_dim = _grid(img_size, patch_size), embed_dims // num_heads
 

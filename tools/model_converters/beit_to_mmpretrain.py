@@ -18,5 +18,9 @@ def add_arguments(parser):
         "'avg_featmap', the default) or ln1 (final_norm=True)")
 
 
-if __name__ == '__main__':
+def main():
     converter_main(__doc__, convert_beit, add_arguments=add_arguments)
+
+
+if __name__ == '__main__':
+    main()

@@ -10,5 +10,9 @@ file with the safe policy of the other tools."""
 from mmpetl.model_converters.dinov2 import convert_dinov2
 from mmpetl.model_converters.files import converter_main
 
-if __name__ == '__main__':
+def main():
     converter_main(__doc__, convert_dinov2)
+
+
+if __name__ == '__main__':
+    main()

@@ -9,5 +9,9 @@ input: one error line, exit status 2."""
 from mmpetl.model_converters.files import converter_main
 from mmpetl.model_converters.sam import convert_sam
 
-if __name__ == '__main__':
+def main():
     converter_main(__doc__, convert_sam)
+
+
+if __name__ == '__main__':
+    main()

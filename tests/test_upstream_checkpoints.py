@@ -26,9 +26,8 @@ from tests.support.tools import ROOT, run_tool
 from tests.test_pretrained_load import _build, _pretrained
 
 SAM_TOOL = 'tools/model_converters/sam_to_mmpretrain.py'
-EVA02_TOOL = osp.join(
-    osp.dirname(mmpretrain.__file__),
-    '.mim/tools/model_converters/eva02_to_mmpretrain.py')
+EVA02_TOOL = osp.join(osp.dirname(mmpretrain.__file__),
+                      '.mim/tools/model_converters/eva02_to_mmpretrain.py')
 
 
 def _script(path):
@@ -61,13 +60,20 @@ def _eva02_qkv(state, i):
 def _eva02_expected(state):
     qkv, bias = _eva02_qkv(state, 1)
     return {
-        'layers.1.attn.qkv.weight': qkv,
-        'layers.1.attn.qkv.bias': bias,
-        'layers.0.mlp.w12.weight': torch.cat(
-            [state['blocks.0.mlp.w1.weight'], state['blocks.0.mlp.w2.weight']]),
-        'layers.1.mlp.w3.weight': state['blocks.1.mlp.w3.weight'],
-        'layers.1.mlp.norm.weight': state['blocks.1.mlp.ffn_ln.weight'],
-        'pos_embed': state['pos_embed'],
+        'layers.1.attn.qkv.weight':
+        qkv,
+        'layers.1.attn.qkv.bias':
+        bias,
+        'layers.0.mlp.w12.weight':
+        torch.cat(
+            [state['blocks.0.mlp.w1.weight'],
+             state['blocks.0.mlp.w2.weight']]),
+        'layers.1.mlp.w3.weight':
+        state['blocks.1.mlp.w3.weight'],
+        'layers.1.mlp.norm.weight':
+        state['blocks.1.mlp.ffn_ln.weight'],
+        'pos_embed':
+        state['pos_embed'],
     }
 
 
@@ -87,7 +93,8 @@ def _sam_expected(state):
         'layers.1.attn.qkv.weight': state[enc + 'blocks.1.attn.qkv.weight'],
         'layers.1.attn.rel_pos_h': state[enc + 'blocks.1.attn.rel_pos_h'],
         'layers.0.attn.rel_pos_w': state[enc + 'blocks.0.attn.rel_pos_w'],
-        'layers.0.ffn.layers.1.weight': state[enc + 'blocks.0.mlp.lin2.weight'],
+        'layers.0.ffn.layers.1.weight':
+        state[enc + 'blocks.0.mlp.lin2.weight'],
         'channel_reduction.2.weight': state[enc + 'neck.2.weight'],
         'pos_embed': state[enc + 'pos_embed'],
     }
@@ -108,8 +115,10 @@ def _beit_expected(state):
 
 # As mmpretrain's EVA-02 configs: its converter drops the pre-training
 # norm, the pooled tokens get a new ln2 (trained like the head).
-_EVA02 = dict(copy.deepcopy(BACKBONES['eva02'][0]), sub_ln=True,
-              final_norm=False, out_type='avg_featmap')
+_EVA02 = dict(copy.deepcopy(BACKBONES['eva02'][0]),
+              sub_ln=True,
+              final_norm=False,
+              out_type='avg_featmap')
 _DINOV2 = copy.deepcopy(BACKBONES['dinov2'][0])
 _DINOV2['arch'] = dict(_DINOV2['arch'], feedforward_channels=48)
 
@@ -117,9 +126,9 @@ _DINOV2['arch'] = dict(_DINOV2['arch'], feedforward_channels=48)
 #: converter (path, out), expected backbone tensors, tool named on refusal,
 #: new layers)
 CASES = {
-    'eva02': (eva02_pretrain, TINY_UPSTREAM['eva02'],
-              _EVA02, _convert_eva02, _eva02_expected,
-              'eva02_to_mmpretrain.py', {'ln2.weight', 'ln2.bias'}),
+    'eva02':
+    (eva02_pretrain, TINY_UPSTREAM['eva02'], _EVA02, _convert_eva02,
+     _eva02_expected, 'eva02_to_mmpretrain.py', {'ln2.weight', 'ln2.bias'}),
     'dinov2': (dinov2_pretrain, TINY_UPSTREAM['dinov2'], _DINOV2,
                _tool(convert_dinov2), _dinov2_expected,
                'tools/model_converters/dinov2_to_mmpretrain.py', set()),
@@ -129,9 +138,10 @@ CASES = {
     'beit': (beit_pretrain, TINY_UPSTREAM['beit'], BACKBONES['beit'][0],
              _tool(convert_beit), _beit_expected,
              'tools/model_converters/beit_to_mmpretrain.py', set()),
-    'beit_v2': (beit_pretrain, dict(TINY_UPSTREAM['beit'], version=2),
-                BACKBONES['beit'][0], _tool(convert_beit), _beit_expected,
-                'tools/model_converters/beit_to_mmpretrain.py', set()),
+    'beit_v2':
+    (beit_pretrain, dict(TINY_UPSTREAM['beit'],
+                         version=2), BACKBONES['beit'][0], _tool(convert_beit),
+     _beit_expected, 'tools/model_converters/beit_to_mmpretrain.py', set()),
 }
 
 

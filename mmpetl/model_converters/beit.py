@@ -62,8 +62,9 @@ def convert_beit(state_dict: Dict[str, torch.Tensor],
         raise ValueError('no keys blocks.0.attn.q_bias and blocks.0.gamma_1:'
                          ' not a BEiT checkpoint (microsoft/unilm layout)')
     renames = _RENAMES + ((r'^(fc_)?norm\.', norm + '.'), )
-    blocks = sorted({int(k.split('.')[1])
-                     for k in state_dict if k.startswith('blocks.')})
+    blocks = sorted(
+        {int(k.split('.')[1])
+         for k in state_dict if k.startswith('blocks.')})
     converted = OrderedDict()
     for key, value in state_dict.items():
         if key.startswith(_DROPPED):

@@ -63,10 +63,12 @@ def converter_main(doc: str,
     parser = ToolParser(description=' '.join(summary.split()),
                         formatter_class=argparse.RawDescriptionHelpFormatter,
                         epilog=details.strip())
-    parser.add_argument('checkpoint', type=existing_file,
+    parser.add_argument('checkpoint',
+                        type=existing_file,
                         help='the checkpoint as its authors released it')
     parser.add_argument('out', help='the mmpretrain checkpoint to write')
-    parser.add_argument('--force', action='store_true',
+    parser.add_argument('--force',
+                        action='store_true',
                         help='replace an existing output')
     if add_arguments:
         add_arguments(parser)

@@ -185,7 +185,8 @@ _UPSTREAM_LAYOUTS = {
     ('DINOv2', 'tools/model_converters/dinov2_to_mmpretrain.py'),
     'image_encoder.blocks.0.attn.qkv.weight':
     ('SAM', 'tools/model_converters/sam_to_mmpretrain.py'),
-    'blocks.0.gamma_1': ('BEiT', 'tools/model_converters/beit_to_mmpretrain.py'),
+    'blocks.0.gamma_1':
+    ('BEiT', 'tools/model_converters/beit_to_mmpretrain.py'),
 }
 
 

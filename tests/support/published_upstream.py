@@ -161,7 +161,11 @@ def _norm(state, rand, name, dims):
     state[f'{name}.bias'] = rand(dims)
 
 
-def _sam_decoder(state, rand, dims: int, depth: int = 2, mlp: int = 2048,
+def _sam_decoder(state,
+                 rand,
+                 dims: int,
+                 depth: int = 2,
+                 mlp: int = 2048,
                  masks: int = 4):
     """SAM's ``MaskDecoder`` with its ``TwoWayTransformer``."""
     pre = 'mask_decoder.transformer'
@@ -195,8 +199,8 @@ def _sam_decoder(state, rand, dims: int, depth: int = 2, mlp: int = 2048,
     state[f'{up}.3.bias'] = rand(dims // 8)
     for i in range(masks):
         mlp_pre = f'mask_decoder.output_hypernetworks_mlps.{i}.layers'
-        for j, (out, inp) in enumerate(((dims, dims), (dims, dims),
-                                        (dims // 8, dims))):
+        for j, (out, inp) in enumerate(
+            ((dims, dims), (dims, dims), (dims // 8, dims))):
             _linear(state, rand, f'{mlp_pre}.{j}', out, inp)
     iou = 'mask_decoder.iou_prediction_head.layers'
     _linear(state, rand, f'{iou}.0', 256, dims)
@@ -247,8 +251,8 @@ def sam_original(path: str,
     state[f'{pre}.not_a_point_embed.weight'] = rand(1, out_chans)
     # mask_downscaling: conv 1->4, LayerNorm2d, GELU, conv 4->16, LN, GELU,
     # conv 16->out_chans (mask_in_chans=16).
-    for i, (out, inp, k) in ((0, (4, 1, 2)), (3, (16, 4, 2)),
-                             (6, (out_chans, 16, 1))):
+    convs = {0: (4, 1, 2), 3: (16, 4, 2), 6: (out_chans, 16, 1)}
+    for i, (out, inp, k) in convs.items():
         state[f'{pre}.mask_downscaling.{i}.weight'] = rand(out, inp, k, k)
         state[f'{pre}.mask_downscaling.{i}.bias'] = rand(out)
         if i < 6:
@@ -263,7 +267,8 @@ def _relative_position_index(window: int) -> torch.Tensor:
     """BEiT's ``relative_position_index`` ((W²+1), (W²+1)) with the three
     extra entries of the class token (cls->token, token->cls, cls->cls)."""
     coords = torch.stack(
-        torch.meshgrid(torch.arange(window), torch.arange(window),
+        torch.meshgrid(torch.arange(window),
+                       torch.arange(window),
                        indexing='ij')).flatten(1)
     relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)
     relative = relative.contiguous()
@@ -330,13 +335,32 @@ def beit_pretrain(path: str,
 
 #: Tiny sizes of each layout (the published sizes are the defaults).
 TINY_UPSTREAM = dict(
-    eva02=dict(embed_dims=32, num_layers=2, num_heads=2, mlp_dims=48,
-               patch_size=8, img_size=32),
-    dinov2=dict(embed_dims=32, num_layers=2, num_heads=2, mlp_dims=48,
-                patch_size=8, img_size=32),
-    sam=dict(embed_dims=32, num_layers=2, num_heads=2, mlp_dims=64,
-             global_attn_indexes=(1, ), patch_size=8, img_size=40,
-             window_size=3, out_chans=16),
-    beit=dict(embed_dims=32, num_layers=2, num_heads=2, mlp_dims=64,
-              patch_size=8, img_size=32, vocab_size=16),
+    eva02=dict(embed_dims=32,
+               num_layers=2,
+               num_heads=2,
+               mlp_dims=48,
+               patch_size=8,
+               img_size=32),
+    dinov2=dict(embed_dims=32,
+                num_layers=2,
+                num_heads=2,
+                mlp_dims=48,
+                patch_size=8,
+                img_size=32),
+    sam=dict(embed_dims=32,
+             num_layers=2,
+             num_heads=2,
+             mlp_dims=64,
+             global_attn_indexes=(1, ),
+             patch_size=8,
+             img_size=40,
+             window_size=3,
+             out_chans=16),
+    beit=dict(embed_dims=32,
+              num_layers=2,
+              num_heads=2,
+              mlp_dims=64,
+              patch_size=8,
+              img_size=32,
+              vocab_size=16),
 )

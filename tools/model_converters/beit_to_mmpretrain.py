@@ -12,10 +12,11 @@ from mmpetl.model_converters.files import converter_main
 
 
 def add_arguments(parser):
-    parser.add_argument(
-        '--norm', choices=('ln2', 'ln1'), default='ln2',
-        help="where the file's last norm goes: ln2 (out_type="
-        "'avg_featmap', the default) or ln1 (final_norm=True)")
+    parser.add_argument('--norm',
+                        choices=('ln2', 'ln1'),
+                        default='ln2',
+                        help="where the file's last norm goes: ln2 (out_type="
+                        "'avg_featmap', the default) or ln1 (final_norm=True)")
 
 
 def main():

@@ -10,6 +10,7 @@ file with the safe policy of the other tools."""
 from mmpetl.model_converters.dinov2 import convert_dinov2
 from mmpetl.model_converters.files import converter_main
 
+
 def main():
     converter_main(__doc__, convert_dinov2)
 

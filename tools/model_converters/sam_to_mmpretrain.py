@@ -9,6 +9,7 @@ input: one error line, exit status 2."""
 from mmpetl.model_converters.files import converter_main
 from mmpetl.model_converters.sam import convert_sam
 
+
 def main():
     converter_main(__doc__, convert_sam)
 

@@ -4,7 +4,7 @@
 ``{'model': ...}``) to mmpretrain's ``BEiTViT``::
 
     patch_embed.proj.*           -> patch_embed.projection.*
-    cls_token                    -> cls_token
+    cls_token (pos_embed)        -> the same (``use_abs_pos_emb=True``)
     blocks.N.gamma_1 / gamma_2   -> layers.N.gamma_1 / gamma_2
     blocks.N.norm1 / norm2       -> layers.N.ln1 / ln2
     blocks.N.attn.{q_bias, v_bias, qkv.weight, proj}
@@ -44,7 +44,7 @@ _RENAMES = (
     (r'^blocks\.(\d+)\.(gamma_[12]|attn\..*)$', r'layers.\1.\2'),
     (r'^blocks\.(\d+)\.mlp\.fc1\.', r'layers.\1.ffn.layers.0.0.'),
     (r'^blocks\.(\d+)\.mlp\.fc2\.', r'layers.\1.ffn.layers.1.'),
-    (r'^cls_token$', 'cls_token'),
+    (r'^(cls_token|pos_embed)$', r'\1'),
 )
 
 

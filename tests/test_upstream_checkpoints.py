@@ -6,6 +6,7 @@ every frozen tensor from the file, each on the right tensor; unconverted,
 they are refused in one line naming that converter."""
 import copy
 import importlib.util
+import os
 import os.path as osp
 import sys
 
@@ -18,6 +19,7 @@ from mmpetl.model_converters.dinov2 import convert_dinov2
 from mmpetl.model_converters.files import convert_file
 from mmpetl.model_converters.sam import convert_sam
 from mmpetl.models import PretrainedLoadError
+from mmpetl.registry import MODELS
 from tests.support.published_upstream import (TINY_UPSTREAM, beit_pretrain,
                                               dinov2_pretrain, eva02_pretrain,
                                               sam_original)
@@ -192,3 +194,67 @@ def test_converter_tool_writes_the_converted_file(tmp_path, monkeypatch,
     assert errors[0].startswith('error: ') and 'not a SAM checkpoint' in \
         errors[0]
     assert not bad.exists()
+
+
+#: The configs docs/en/pretrained.md gives for the published files (the
+#: writers' defaults: EVA-02-B/14, DINOv2 ViT-g/14, SAM ViT-H, BEiT-B/16).
+PUBLISHED = {
+    'eva02':
+    dict(type='mmpretrain.ViTEVA02',
+         arch='b',
+         img_size=224,
+         patch_size=14,
+         sub_ln=True,
+         final_norm=False,
+         out_type='avg_featmap'),
+    'dinov2':
+    dict(type='mmpretrain.VisionTransformer',
+         arch='dinov2-giant',
+         img_size=518,
+         patch_size=14,
+         layer_scale_init_value=1e-5,
+         layer_cfgs=dict(ffn_type='swiglu_fused')),
+    'sam':
+    dict(type='mmpretrain.ViTSAM',
+         arch='huge',
+         img_size=1024,
+         patch_size=16,
+         out_channels=256,
+         window_size=14),
+    'beit':
+    dict(type='mmpretrain.BEiTViT',
+         arch='base',
+         img_size=224,
+         patch_size=16,
+         out_type='avg_featmap'),
+}
+
+
+def test_published_sizes_convert_to_the_documented_configs(monkeypatch):
+    # At the published sizes, every tensor of the converted file has a
+    # tensor of that name and shape in the documented config's backbone,
+    # and only the new layers lack one. Shapes only: the tensors live on
+    # the meta device and nothing is written.
+    from tests.support import published
+    monkeypatch.setattr(
+        published._Random,
+        '__call__',
+        lambda self, *shape, norm=False: torch.empty(shape, device='meta'))
+    monkeypatch.setattr(torch, 'save', lambda *args, **kwargs: None)
+    converters = dict(eva02=_script(EVA02_TOOL).convert_eva02,
+                      dinov2=convert_dinov2,
+                      sam=convert_sam,
+                      beit=convert_beit)
+    for name, cfg in PUBLISHED.items():
+        write, new = CASES[name][0], CASES[name][-1]
+        converted = {
+            k[len('backbone.'):]: tuple(v.shape)
+            for k, v in converters[name](write(os.devnull)).items()
+        }
+        with torch.device('meta'):
+            backbone = MODELS.build(cfg)
+        shapes = {k: tuple(v.shape) for k, v in backbone.state_dict().items()}
+        assert converted == {
+            k: s
+            for k, s in shapes.items() if k not in new
+        }, name

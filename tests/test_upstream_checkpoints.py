@@ -160,8 +160,8 @@ def test_upstream_file_converts_and_loads_by_value(tmp_path, name):
     # the converted tensors sit where they belong: a wrong order or a
     # swapped tensor differs by value.
     for key, value in expected(state).items():
-        stock = key.replace('attn.qkv.', 'attn.qkv.linear.') \
-            if key.replace('attn.qkv.', 'attn.qkv.linear.') in loaded else key
+        wrapped = key.replace('attn.qkv.', 'attn.qkv.linear.')  # LoRA's
+        stock = wrapped if wrapped in loaded else key
         assert torch.equal(loaded[stock], value), key
     assert set(model.trained_new_layers()) == new
     # The file as released is refused in one line that names the converter.

@@ -175,6 +175,21 @@ def _file_keys(file: str) -> Tuple[List[str], Optional[str]]:
         nesting
 
 
+#: A key only the authors' own layout has -> (release, converter tool).
+_UPSTREAM_LAYOUTS = {
+    'blocks.0.attn.q_proj.weight':
+    ('EVA-02', '$(python -c "import mmpretrain,os;print(os.path.dirname('
+     'mmpretrain.__file__))")/.mim/tools/model_converters/'
+     'eva02_to_mmpretrain.py'),
+    'blocks.0.ls1.gamma':
+    ('DINOv2', 'tools/model_converters/dinov2_to_mmpretrain.py'),
+    'image_encoder.blocks.0.attn.qkv.weight':
+    ('SAM', 'tools/model_converters/sam_to_mmpretrain.py'),
+    'blocks.0.gamma_1':
+    ('BEiT', 'tools/model_converters/beit_to_mmpretrain.py'),
+}
+
+
 def _hint(backbone: nn.Module, file: str, names: List[str],
           skipped: bool) -> str:
     """What to do: the likely fix for ``file`` on ``backbone``."""
@@ -199,6 +214,11 @@ def _hint(backbone: nn.Module, file: str, names: List[str],
                 "tools/model_converters/swin2mmseg.py, then rename norm.* "
                 "to the last stage's norm (norm3.*), see the pre-trained "
                 'files page')
+    for key, (layout, tool) in _UPSTREAM_LAYOUTS.items():
+        if key in keys:
+            return (f"it is {layout}'s own layout: convert it with python "
+                    f'{tool} FILE OUT.pth, then load OUT.pth with '
+                    "prefix='backbone.'")
     if any(k.startswith('blocks.0.') for k in keys):
         return ('it is a timm / original-repository layout (blocks.N...): '
                 "convert it with the toolbox's converter (mmseg: tools/"

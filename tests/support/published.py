@@ -30,7 +30,8 @@ of each release, never the model that later loads the file:
   'state_dict': ...}`` of a whole classifier: ``backbone.`` keys and the
   head's), the layout of the EVA-02 / DINOv2 / SAM / BEiT / DeiT3 /
   ConvNeXt / Swin V2 rows and of ``tools/train.py``'s own checkpoints (the
-  quick start's pre-training).
+  quick start's pre-training). The authors' own layouts of the EVA-02,
+  DINOv2, SAM and BEiT rows: :mod:`tests.support.published_upstream`.
 """
 import copy
 import os

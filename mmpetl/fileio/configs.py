@@ -308,8 +308,8 @@ def _data_paths(cfg: Any) -> Iterator[str]:
 def data_inputs(cfg: Config) -> List[str]:
     """The data files and folders the datasets of ``cfg`` read (their
     ``data_root``, ``data_prefix`` and ``ann_file`` values) that exist; a
-    folder that holds the work dir or the current folder is left out (its run's own outputs lie there), its
-    annotation files stay."""
+    folder that holds the work dir or the current folder is left out (its
+    run's own outputs lie there), its annotation files stay."""
     work_dir = cfg.get('work_dir')
     keep = [osp.abspath(p) for p in (work_dir, os.getcwd()) if p]
     found = []

@@ -15,6 +15,7 @@ from mmengine.runner.checkpoint import find_latest_checkpoint
 from mmpetl.apis.tool_options import (check_checkpoint_matches,
                                       check_run_outputs,
                                       set_dataloader_defaults, set_work_dir)
+from mmpetl.engine.distributed import set_model_wrapper
 from mmpetl.engine.hooks import add_exact_resume_hook
 from mmpetl.fileio.checkpoint_io import (CheckpointError, check_env_flags,
                                          check_named_checkpoints, first_line,
@@ -136,6 +137,8 @@ def check_inputs(args):
     check_checkpoint_matches(cfg, local and load_checkpoint_file(local),
                              local, strict=bool(resume_from))
     add_exact_resume_hook(cfg)
+    if args.launcher != 'none':
+        set_model_wrapper(cfg)
     return cfg, inputs
 
 

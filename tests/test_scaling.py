@@ -37,10 +37,15 @@ RESUMED = ('repadapter', 'vpt-deep', 'arc', 'fact-tt', 'e3va')
 FSDP_METHODS = ('repadapter', 'arc', 'lora', 'dora', 'ssf', 'bitfit',
                 'ln-tuning', 'fact-tt', 'fact-tk', 'adaptformer',
                 'vpt-deep', 'e3va')
-#: What docs/en/scaling.md shows: the strategy added to a config.
-FSDP_CONFIG = """
+#: mmengine's FlexibleRunner (it builds the model after the dataloaders:
+#: other random initial adapters than the Runner's), on one process...
+FLEXIBLE_CONFIG = """
 _base_ = ['./{name}.py']
 runner_type = 'FlexibleRunner'
+"""
+#: ...and with FSDP, as docs/en/scaling.md shows it.
+FSDP_CONFIG = """
+_base_ = ['./{name}-flexible.py']
 strategy = dict(
     type='FSDPStrategy',
     state_dict_cfg='full',
@@ -87,10 +92,9 @@ def method_configs(root):
     write_digits_task(str(data), (5, 6, 7), train_fraction=0.25)
     backbones = dict(
         vit=pretrained_cfg(TINY_VIT, root / 'vit.pth', perturb=0.02),
-        # The head reads the last stage: E3VA then has no per-output
-        # parameters left untrained (see docs/en/scaling.md).
-        swin=pretrained_cfg(dict(TINY_SEG_SWIN, out_indices=(1, )),
-                            root / 'swin.pth', perturb=0.02))
+        # Two outputs, the head reads the last: E3VA's norm of output 0
+        # stays untrained, so DDP must search for unused parameters.
+        swin=pretrained_cfg(TINY_SEG_SWIN, root / 'swin.pth', perturb=0.02))
     configs = {}
     for name, method in ALL_METHODS.items():
         kind = 'swin' if name in SWIN_METHODS else 'vit'
@@ -139,9 +143,11 @@ def test_every_method_trains_under_ddp_and_fsdp_as_on_one_process(
     configs = method_configs(tmp_path)
     fsdp = {}
     for name in FSDP_METHODS:
+        for kind, text in (('flexible', FLEXIBLE_CONFIG),
+                           ('fsdp', FSDP_CONFIG)):
+            with open(tmp_path / f'{name}-{kind}.py', 'w') as f:
+                f.write(text.format(name=name))
         fsdp[name] = str(tmp_path / f'{name}-fsdp.py')
-        with open(fsdp[name], 'w') as f:
-            f.write(FSDP_CONFIG.format(name=name))
     one = {name: str(tmp_path / 'one' / name) for name in configs}
     two = {name: str(tmp_path / 'ddp' / name) for name in configs}
     sharded = {name: str(tmp_path / 'fsdp' / name) for name in fsdp}
@@ -162,22 +168,29 @@ def test_every_method_trains_under_ddp_and_fsdp_as_on_one_process(
                              osp.join(sharded['lora'], 'iter_2.pth'),
                              merged, '--verify', '--verify-shape', '3', '32',
                              '32']]]
-    runs = [launch([['train.py', [configs[n], '--work-dir', one[n]]]
-                    for n in configs], tmp_path / 'one.json', 1),
+    jobs1 = [['train.py', [configs[n], '--work-dir', one[n]]]
+             for n in configs]
+    jobs1 += [['train.py', [str(tmp_path / f'{n}-flexible.py'), '--work-dir',
+                            one[n] + '-flexible']] for n in fsdp]
+    runs = [launch(jobs1, tmp_path / 'one.json', 1),
             launch(jobs, tmp_path / 'two.json', 2)]
     logs = [run.communicate(timeout=900)[0] for run in runs]
     for run, log in zip(runs, logs):
         assert run.returncode == 0, log[-5000:]
+    # Decided by the wrappers: a search for E3VA only (2 ranks log each).
     assert logs[1].count('DDP find_unused_parameters=False (') == 2 * (
-        len(configs) + len(RESUMED))
+        len(configs) + len(RESUMED) - 2)
+    assert logs[1].count(
+        'DDP find_unused_parameters=True (E3VABackbone: ') == 2 * 2
     for name, config in configs.items():
         model = build_model(Config.fromfile(config))
         trainable = {n for n, p in model.named_parameters()
                      if p.requires_grad}
         single = state(one[name], 2)
-        runs = [state(two[name], 2)]
+        runs = [(single, state(two[name], 2))]
         if name in sharded:
-            runs.append(state(sharded[name], 2))
+            runs.append((state(one[name] + '-flexible', 2),
+                         state(sharded[name], 2)))
         moved = 0.
         for key in trainable:
             if key.startswith('backbone.'):
@@ -185,12 +198,12 @@ def test_every_method_trains_under_ddp_and_fsdp_as_on_one_process(
                 moved = max(moved, float(step))
         # The second step moved the adapter far more than the tolerance.
         assert moved > 1e3 * ATOL, (name, moved)
-        for trained in runs:
+        for reference, trained in runs:
             # Checkpoints hold exactly what trains.
-            assert set(trained) == set(single) == trainable, name
+            assert set(trained) == set(reference) == trainable, name
             for key in trainable:
-                assert torch.allclose(trained[key], single[key], rtol=RTOL,
-                                      atol=ATOL), (name, key)
+                assert torch.allclose(trained[key], reference[key],
+                                      rtol=RTOL, atol=ATOL), (name, key)
     for name, work_dir in [(n, two[n]) for n in RESUMED] + [
             ('lora', sharded['lora'])]:
         resumed = state(work_dir + '-resumed', 2)
@@ -239,13 +252,16 @@ def test_bf16_autocast_trains_every_method_and_folds_into_float32(tmp_path):
         assert max_relative_difference(model, merged, inputs) < 1e-5, name
 
 
-def giant_at_depth(cfg, depth):
-    """``cfg`` (a :data:`GIANTS` row) at its real width with ``depth``
-    layers, on a 2x2 patch grid."""
+def giant_at_depth(cfg, depth, shrink=8):
+    """``cfg`` (a :data:`GIANTS` row) with ``depth`` layers, on a 2x2
+    patch grid, its widths and head count divided by ``shrink`` (the same
+    head width, FFN ratio, SwiGLU, layer scale, RoPE, windows)."""
     from mmpretrain.models import VisionTransformer, ViTEVA02, ViTSAM
     cls = dict(VisionTransformer=VisionTransformer, ViTEVA02=ViTEVA02,
                ViTSAM=ViTSAM)[cfg['type'].split('.')[1]]
     arch = dict(cls.arch_zoo[cfg['arch']], num_layers=depth)
+    for key in ('embed_dims', 'num_heads', 'feedforward_channels'):
+        arch[key] //= shrink
     if 'global_attn_indexes' in arch:
         arch['global_attn_indexes'] = [depth - 1]
     patch = cfg.get('patch_size', 16)
@@ -271,3 +287,33 @@ def test_giant_rows_fold_exactly_at_tiny_depth(giant):
             giant, name)
         folded += 1
     assert folded >= 5, giant
+
+
+# =================================================== compat: FSDP on CPU
+def test_fsdp_strategy_wraps_on_cpu_only_with_the_fix(monkeypatch):
+    import torch.distributed as dist
+    from mmengine._strategy import FSDPStrategy
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    from mmpetl.utils import compat
+    if torch.cuda.is_available():
+        pytest.skip('with CUDA, FSDPStrategy passes a valid device id')
+    for key, value in dict(RANK='0', WORLD_SIZE='1', LOCAL_RANK='0',
+                           MASTER_ADDR='127.0.0.1',
+                           MASTER_PORT=str(free_port())).items():
+        monkeypatch.setenv(key, value)
+    dist.init_process_group(backend='gloo')
+    try:
+        fixed = FSDPStrategy._wrap_model
+        assert getattr(fixed, 'runs_on_cpu', False)  # applied at import
+        unfixed = fixed.__closure__[0].cell_contents  # mmengine's own
+        model = torch.nn.Sequential(torch.nn.Linear(4, 4))
+        with pytest.raises((RuntimeError, AssertionError, ValueError)):
+            unfixed(FSDPStrategy(), copy.deepcopy(model))
+        wrapped = fixed(FSDPStrategy(), model)
+        assert isinstance(wrapped, FullyShardedDataParallel)
+        assert wrapped.compute_device.type == 'cpu'
+        compat.fsdp_on_cpu()  # idempotent
+        assert FSDPStrategy._wrap_model is fixed
+    finally:
+        dist.destroy_process_group()

@@ -80,6 +80,10 @@ SEG = ['mmsegmentation>=1.2.0', 'ftfy', 'regex']
 DET = ['mmdet>=3.3.0']
 VIDEO = ['mmaction2>=1.2.0']
 ONNX = ['onnx', 'onnxruntime']
+# tools/benchmarks/peers.py only (peft's LoRA / DoRA as the peer); peft
+# 0.10 is the last that runs beside mmpretrain 1.2 (it needs transformers<4.41:
+# mmpretrain's BLIP imports helpers later releases removed).
+BENCHMARK = ['peft>=0.10,<0.11', 'transformers>=4.38,<4.41']
 DOCS = ['sphinx>=8.1', 'myst-parser>=4.0', 'furo']
 # What tools/setup_env.sh installs for the test suite (requirements.txt).
 TESTS = ['pytest', 'pytest-xdist', 'scikit-learn', 'scikit-image', *SEG,
@@ -133,6 +137,7 @@ if __name__ == '__main__':
             'dense': [*SEG, *DET],
             'video': VIDEO,
             'onnx': ONNX,
+            'benchmark': BENCHMARK,
             'docs': DOCS,
             'tests': TESTS,
             'all': sorted({*SEG, *DET, *VIDEO, *ONNX}),

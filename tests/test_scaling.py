@@ -33,10 +33,11 @@ SWIN_METHODS = ('mona', 'e3va')
 #: Methods also resumed from iteration 1 under DDP: prompt tokens, shared
 #: tensors, E3VA's no-grad backbone, a plain foldable one.
 RESUMED = ('repadapter', 'vpt-deep', 'arc', 'fact-tt', 'e3va')
-#: Under FSDP: every foldable method, AdaptFormer, VPT, E3VA.
+#: Under FSDP: every foldable method, AdaptFormer, VPT (not yet E3VA: see
+#: docs/en/scaling.md).
 FSDP_METHODS = ('repadapter', 'arc', 'lora', 'dora', 'ssf', 'bitfit',
                 'ln-tuning', 'fact-tt', 'fact-tk', 'adaptformer',
-                'vpt-deep', 'e3va')
+                'vpt-deep')
 #: mmengine's FlexibleRunner (it builds the model after the dataloaders:
 #: other random initial adapters than the Runner's), on one process...
 FLEXIBLE_CONFIG = """
@@ -174,7 +175,7 @@ def test_every_method_trains_under_ddp_and_fsdp_as_on_one_process(
                             one[n] + '-flexible']] for n in fsdp]
     runs = [launch(jobs1, tmp_path / 'one.json', 1),
             launch(jobs, tmp_path / 'two.json', 2)]
-    logs = [run.communicate(timeout=900)[0] for run in runs]
+    logs = [run.communicate(timeout=1800)[0] for run in runs]
     for run, log in zip(runs, logs):
         assert run.returncode == 0, log[-5000:]
     # Decided by the wrappers: a search for E3VA only (2 ranks log each).

@@ -395,7 +395,7 @@ def classification(args, device, log_file):
     return figures
 
 
-def giants_memory(args):
+def giants_memory(args, log_file):
     """Print and return :func:`mmpetl.benchmarks.memory.memory_table` of
     every giant row (``--methods``: a subset)."""
     from mmpetl.benchmarks.memory import (GIANTS, format_memory_table,
@@ -413,7 +413,8 @@ def giants_memory(args):
     for giant, cfg in GIANTS.items():
         batch = 1 if cfg.get('img_size', 224) > 512 else \
             args.memory_batch_size
-        figures[giant] = memory_table(methods, cfg, batch)
+        with log_to_file(log_file):
+            figures[giant] = memory_table(methods, cfg, batch)
         print('\n'.join(format_memory_table(giant, figures[giant], batch)),
               end='\n\n', flush=True)
     return figures
@@ -437,8 +438,7 @@ def main():
     log_file = temporary_log_file('mmpetl_bench_training_')
     print(f'init records of the builds: {log_file}')
     if args.task == 'giants':
-        with log_to_file(log_file):
-            figures = giants_memory(args)
+        figures = giants_memory(args, log_file)
     elif args.task == 'cls':
         figures = classification(args, device, log_file)
     else:

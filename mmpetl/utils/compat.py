@@ -42,6 +42,11 @@ imported, and covered by a test that fails without it:
   is available (a ``device_id`` in the config still wins), so that
   ``runner_type='FlexibleRunner'`` with ``strategy=dict(type='FSDPStrategy')``
   trains over gloo (:func:`init_cpu_distributed` starts the group first).
+* **FSDP resume**: mmengine's ``FSDPStrategy.load_optim_state_dict`` calls
+  ``FSDP.optim_state_dict_to_load(state_dict, model, optimizer)``, the
+  argument order of torch < 2.1 (today's is ``model, optim,
+  optim_state_dict``): resuming fails with "unhashable type: 'dict'".
+  :func:`fsdp_resume` passes them by name.
 * **``_base_ = 'mmpetl::...'``**: mmengine resolves ``pkg::`` config paths
   only for packages in its own table (``MODULE2PACKAGE``; otherwise
   ``AssertionError: mmengine does not support to load mmpetl config``), and
@@ -182,6 +187,23 @@ def fsdp_on_cpu() -> None:
     FSDPStrategy._wrap_model = _wrap_model
 
 
+def fsdp_resume() -> None:
+    """Let mmengine's ``FSDPStrategy`` resume its optimizer (see
+    above)."""
+    from mmengine._strategy import FSDPStrategy
+    if getattr(FSDPStrategy.load_optim_state_dict, 'by_name', False):
+        return
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    def load_optim_state_dict(self, state_dict: dict) -> None:
+        self.optim_wrapper.load_state_dict(FSDP.optim_state_dict_to_load(
+            model=self.model, optim=self.optim_wrapper.optimizer,
+            optim_state_dict=state_dict))
+
+    load_optim_state_dict.by_name = True
+    FSDPStrategy.load_optim_state_dict = load_optim_state_dict
+
+
 PACKAGE_PREFIX = 'mmpetl::'
 
 
@@ -261,3 +283,4 @@ def apply_all() -> None:
     provide_missing_mmaction_drn()
     register_config_package()
     fsdp_on_cpu()
+    fsdp_resume()

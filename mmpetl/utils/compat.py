@@ -34,8 +34,8 @@ imported, and covered by a test that fails without it:
   ``device_ids=[LOCAL_RANK]``, which CPU modules reject.
   :func:`init_cpu_distributed` starts a gloo process group first (mmengine
   then skips its own) and removes the device ids (of the model wrapper
-  :func:`mmpetl.engine.distributed.set_model_wrapper` sets); :func:`cpu_distributed`
-  also tears the group down after the run.
+  :func:`mmpetl.engine.distributed.set_model_wrapper` sets);
+  :func:`cpu_distributed` also tears the group down after the run.
 * **FSDP without a GPU**: mmengine's ``FSDPStrategy`` wraps the model with
   ``device_id=int(LOCAL_RANK)``, which FSDP takes for a CUDA device.
   :func:`fsdp_on_cpu` gives its model wrapper ``device_id=cpu`` when no GPU

@@ -12,7 +12,8 @@ Usage (``tools/dist_train.sh``'s launch, one job after the other)::
 ``JOBS.json``: a list of ``[tool, args]`` (``tool``: a path under
 ``tools/``). Launched by torch.distributed.run (``RANK`` set), each
 ``train.py`` run gets ``--launcher pytorch`` (on one gloo group started
-here) and the other tools run on rank 0 only. A run that fails stops the rest (exit status 1).
+here) and the other tools run on rank 0 only. A run that fails stops the
+rest (exit status 1).
 """
 import json
 import os

@@ -96,6 +96,10 @@ SEG = ['mmsegmentation>=1.2.0', 'ftfy', 'regex']
 DET = ['mmdet>=3.3.0']
 VIDEO = ['mmaction2>=1.2.0']
 ONNX = ['onnx', 'onnxruntime']
+# tools/benchmarks/peers.py only (peft's LoRA / DoRA as the peer); peft
+# 0.10 is the last that runs beside mmpretrain 1.2 (it needs transformers<4.41:
+# mmpretrain's BLIP imports helpers later releases removed).
+BENCHMARK = ['peft>=0.10,<0.11', 'transformers>=4.38,<4.41']
 DOCS = ['sphinx>=8.1', 'myst-parser>=4.0', 'furo', 'sphinx-mathjax-offline']
 # `mim train mmpetl CONFIG` and friends (docs/en/get_started.md); openmim
 # brings pandas and openxlab, so it stays out of the tests' requirements.
@@ -155,6 +159,7 @@ if __name__ == '__main__':
             'dense': [*SEG, *DET],
             'video': VIDEO,
             'onnx': ONNX,
+            'benchmark': BENCHMARK,
             'docs': DOCS,
             'mim': MIM,
             'tests': TESTS,

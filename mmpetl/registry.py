@@ -9,6 +9,7 @@ into it.
 """
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import \
     PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
@@ -19,6 +20,11 @@ MODELS = Registry(
     parent=MMENGINE_MODELS,
     scope='mmpetl',
     locations=['mmpetl.models'])
+MODEL_WRAPPERS = Registry(
+    'model_wrapper',
+    parent=MMENGINE_MODEL_WRAPPERS,
+    scope='mmpetl',
+    locations=['mmpetl.engine.distributed'])
 HOOKS = Registry(
     'hook',
     parent=MMENGINE_HOOKS,

@@ -15,6 +15,7 @@ from mmpetl.apis.config_names import config_arg
 from mmpetl.apis.tool_options import (check_checkpoint_matches,
                                       check_run_outputs,
                                       set_dataloader_defaults, set_work_dir)
+from mmpetl.engine.distributed import set_model_wrapper
 from mmpetl.engine.hooks import add_exact_resume_hook
 from mmpetl.engine.hooks.exact_resume_hook import check_resume_state
 from mmpetl.fileio.configs import (check_named_checkpoints,
@@ -148,6 +149,8 @@ def check_inputs(args):
     check_checkpoint_matches(cfg, loaded, local, strict=bool(resume_from),
                              inputs=inputs)
     add_exact_resume_hook(cfg)
+    if args.launcher != 'none':
+        set_model_wrapper(cfg)
     return cfg, inputs
 
 

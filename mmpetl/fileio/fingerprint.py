@@ -54,12 +54,17 @@ class BackboneFingerprint(NamedTuple):
 
 
 def weights_digest(state_dict: Dict[str, torch.Tensor]) -> str:
-    """SHA-256 (hex) of the tensors' names, dtypes, shapes and bytes."""
+    """SHA-256 (hex) of the tensors' names, dtypes, shapes and bytes (a
+    tensor on the ``meta`` device, built to count sizes only, has no
+    bytes: its name, dtype and shape)."""
     digest = hashlib.sha256()
     for key in sorted(state_dict):
-        tensor = state_dict[key].detach().cpu().contiguous()
+        tensor = state_dict[key].detach()
         digest.update(f'{key}|{tensor.dtype}|{tuple(tensor.shape)}|'.encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+        if not tensor.is_meta:
+            digest.update(
+                tensor.cpu().contiguous().reshape(-1).view(
+                    torch.uint8).numpy())
     return digest.hexdigest()
 
 

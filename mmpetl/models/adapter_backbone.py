@@ -297,6 +297,14 @@ class FrozenBackbone(AdapterControlMixin, BaseModule):
                 module.eval()
         return self
 
+    def outputs_own_parameters(self) -> bool:
+        """Whether some trainable parameters reach only some of the
+        backbone's outputs (a model whose head reads a subset of them, e.g.
+        a classifier on the last of several stages, then leaves those
+        untrained: DDP must look for unused parameters). False here: every
+        adapter lies in the backbone, upstream of its last output."""
+        return False
+
     def merge_blockers(self) -> List[str]:
         """Why this model cannot be folded into the stock backbone: one line
         per blocker (a site that does not fold, a trainable module on no

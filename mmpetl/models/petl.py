@@ -42,6 +42,20 @@ class PETLModule(nn.Module):
     backbone. The wrappers freeze everything else by module type."""
 
 
+def detached_copy(module: nn.Module, *others: nn.Module) -> nn.Module:
+    """``copy.deepcopy(module)`` that also copies parameters held as views
+    (FSDP with ``use_orig_params=True`` gives a module inside its forward
+    views of the gathered flat parameter, which ``deepcopy`` refuses);
+    ``others``: modules ``module`` refers to without owning them."""
+    memo = {}
+    for sub in (m for root in (module, *others) for m in root.modules()):
+        for param in sub._parameters.values():
+            if param is not None and id(param) not in memo:
+                memo[id(param)] = nn.Parameter(param.detach().clone(),
+                                               param.requires_grad)
+    return copy.deepcopy(module, memo)
+
+
 class AdaptedSite(nn.Module, metaclass=ABCMeta):
     """A stock module whose computation a PETL method changes.
 
@@ -96,7 +110,8 @@ class AdaptedSite(nn.Module, metaclass=ABCMeta):
         ``probe.merged()(x)``. Modules the adapter uses without owning them
         (its ``shared`` list, e.g. FacT's factors) are copied and perturbed
         too."""
-        probe = copy.deepcopy(self).double()
+        probe = detached_copy(
+            self, *getattr(self.adapter, 'shared', ())).double()
         shared = [m.double() for m in getattr(probe.adapter, 'shared', ())]
         generator = torch.Generator().manual_seed(seed)
         params = [*probe.adapter.parameters(),

@@ -301,8 +301,9 @@ def check_trainable_reached(wrapper: nn.Module, args: tuple, kwargs: dict,
                       if t.is_cuda})
     args, kwargs = prepare_inputs(wrapper, args, kwargs)
     ran, reached = set(), set()
-    # A real backward (reentrant checkpointing does not support
-    # autograd.grad), into cleared .grad fields restored afterwards.
+    # With gradient checkpointing a real backward (reentrant checkpointing
+    # does not support autograd.grad), into cleared .grad fields restored
+    # afterwards.
     stashed = [p.grad for _, p in params]
     for _, p in params:
         p.grad = None
@@ -320,9 +321,19 @@ def check_trainable_reached(wrapper: nn.Module, args: tuple, kwargs: dict,
                 t for t in output_tensors(wrapper.forward(*args, **kwargs))
                 if t.requires_grad
             ]
-            if outputs:
-                sum(t.float().sum() for t in outputs).backward()
-        grads = {n: p.grad for n, p in params}
+            loss = sum(t.float().sum() for t in outputs) if outputs \
+                else None
+            if loss is None:
+                grads = [None] * len(params)
+            elif getattr(wrapper, 'checkpointing', False):
+                loss.backward()
+                grads = [p.grad for _, p in params]
+            else:
+                # autograd.grad runs no AccumulateGrad node, so no hook of
+                # DDP or FSDP, whose forward this runs inside, fires.
+                grads = torch.autograd.grad(
+                    loss, [p for _, p in params], allow_unused=True)
+        grads = {n: g for (n, _), g in zip(params, grads)}
     finally:
         for (_, p), grad in zip(params, stashed):
             p.grad = grad

@@ -16,8 +16,20 @@ imported, and covered by a test that fails without it:
   ``torch.cuda.set_device`` unconditionally and wraps DDP with
   ``device_ids=[LOCAL_RANK]``, which CPU modules reject.
   :func:`init_cpu_distributed` starts a gloo process group first (mmengine
-  then skips its own) and removes the device ids; :func:`cpu_distributed`
-  also tears the group down after the run.
+  then skips its own) and removes the device ids (of the model wrapper
+  :func:`mmpetl.engine.distributed.set_model_wrapper` sets);
+  :func:`cpu_distributed` also tears the group down after the run.
+* **FSDP without a GPU**: mmengine's ``FSDPStrategy`` wraps the model with
+  ``device_id=int(LOCAL_RANK)``, which FSDP takes for a CUDA device.
+  :func:`fsdp_on_cpu` gives its model wrapper ``device_id=cpu`` when no GPU
+  is available (a ``device_id`` in the config still wins), so that
+  ``runner_type='FlexibleRunner'`` with ``strategy=dict(type='FSDPStrategy')``
+  trains over gloo (:func:`init_cpu_distributed` starts the group first).
+* **FSDP resume**: mmengine's ``FSDPStrategy.load_optim_state_dict`` calls
+  ``FSDP.optim_state_dict_to_load(state_dict, model, optimizer)``, the
+  argument order of torch < 2.1 (today's is ``model, optim,
+  optim_state_dict``): resuming fails with "unhashable type: 'dict'".
+  :func:`fsdp_resume` passes them by name.
 * **``_base_ = 'mmpetl::...'``**: mmengine resolves ``pkg::`` config paths
   only for packages in its own table (``MODULE2PACKAGE``; otherwise
   ``AssertionError: mmengine does not support to load mmpetl config``), and
@@ -109,12 +121,9 @@ def init_cpu_distributed(cfg, launcher: str) -> bool:
             backend='gloo',
             rank=int(os.environ['RANK']),
             world_size=int(os.environ['WORLD_SIZE']))
-    wrapper = cfg.get('model_wrapper_cfg') or dict(
-        type='MMDistributedDataParallel',
-        broadcast_buffers=False,
-        find_unused_parameters=cfg.get('find_unused_parameters', False))
-    wrapper['device_ids'] = None
-    cfg.model_wrapper_cfg = wrapper
+    from mmpetl.engine.distributed import set_model_wrapper
+    set_model_wrapper(cfg)
+    cfg.model_wrapper_cfg['device_ids'] = None
     return True
 
 
@@ -126,14 +135,52 @@ def cpu_distributed(cfg, launcher: str) -> Iterator[None]:
     A gloo group left alive at interpreter exit can abort a rank ("terminate
     called without an active exception") when its peer closed first, failing
     a run that trained fine. After an exception nothing waits on the peers:
-    the launcher stops them.
+    the launcher stops them. A group started before (by a program running
+    several trainings in one launch) is left to it.
     """
+    import torch.distributed as dist
+    ours = not dist.is_initialized()
     started = init_cpu_distributed(cfg, launcher)
     yield
-    if started:
-        import torch.distributed as dist
+    if started and ours:
         dist.barrier()
         dist.destroy_process_group()
+
+
+def fsdp_on_cpu() -> None:
+    """Let mmengine's ``FSDPStrategy`` wrap the model on CPU (see
+    above)."""
+    from mmengine._strategy import FSDPStrategy
+    wrap_model = FSDPStrategy._wrap_model
+    if getattr(wrap_model, 'runs_on_cpu', False):
+        return
+
+    def _wrap_model(self, model):
+        if not torch.cuda.is_available():
+            self.model_wrapper = dict(
+                self.model_wrapper or dict(type='MMFullyShardedDataParallel'))
+            self.model_wrapper.setdefault('device_id', torch.device('cpu'))
+        return wrap_model(self, model)
+
+    _wrap_model.runs_on_cpu = True
+    FSDPStrategy._wrap_model = _wrap_model
+
+
+def fsdp_resume() -> None:
+    """Let mmengine's ``FSDPStrategy`` resume its optimizer (see
+    above)."""
+    from mmengine._strategy import FSDPStrategy
+    if getattr(FSDPStrategy.load_optim_state_dict, 'by_name', False):
+        return
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    def load_optim_state_dict(self, state_dict: dict) -> None:
+        self.optim_wrapper.load_state_dict(FSDP.optim_state_dict_to_load(
+            model=self.model, optim=self.optim_wrapper.optimizer,
+            optim_state_dict=state_dict))
+
+    load_optim_state_dict.by_name = True
+    FSDPStrategy.load_optim_state_dict = load_optim_state_dict
 
 
 PACKAGE_PREFIX = 'mmpetl::'
@@ -185,3 +232,5 @@ def apply_all() -> None:
     silence_pkg_resources_warning()
     provide_missing_mmaction_drn()
     register_config_package()
+    fsdp_on_cpu()
+    fsdp_resume()

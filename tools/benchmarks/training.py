@@ -9,6 +9,7 @@ the floor (backbone frozen, no adapters); ``--out`` writes them as JSON.
     python tools/benchmarks/training.py --task voc --amp      # bf16 autocast
     python tools/benchmarks/training.py --task det --size 512 --device cuda
     python tools/benchmarks/training.py --task cls --methods repadapter lora
+    python tools/benchmarks/training.py --task giants  # counted, real size
 
 ``--task cls``: every method folder of ``--config-dir`` (default
 configs/vtab: ``{config_dir}/{method}/{prefix}_{method}_{config_task}.py``,
@@ -25,6 +26,13 @@ Swin-B (COCO), ``voc`` RetinaNet Swin-L (Pascal VOC): every config shipped
 for the anchor (one per method, e.g. ``frozen``, ``e3va``, ``repadapter``,
 ``mona``, ``full-ft``; where no ``frozen`` ships, the E3VA config with
 ``mmpetl.FrozenBackbone``), E3VA also in its other memory modes.
+
+``--task giants``: counted training memory (nothing runs: models on the
+meta device, :mod:`mmpetl.benchmarks.memory`) of full fine-tuning, every
+method and the floor on ViT-L/H/g, EVA-02-L, DINOv2-g and SAM ViT-H, on one
+GPU and per rank under FSDP with 2, 4 and 8 ranks, and which of a 24, 40
+and 80 GB GPU each fits (``--memory-batch-size``, default 64; SAM 1024px:
+batch 1).
 
 Memory is measured as in :mod:`mmpetl.benchmarks.training_cost` (saved
 activations + parameters + gradients + AdamW state; CUDA peak too on a
@@ -102,7 +110,8 @@ ANCHOR_RATIO = dict(det=7639 / 7137, voc=4819 / 3967)
 
 def parse_args():
     parser = ToolParser(description=__doc__.split('\n')[1])
-    parser.add_argument('--task', choices=['seg', 'det', 'voc', 'all', 'cls'],
+    parser.add_argument('--task', choices=['seg', 'det', 'voc', 'all', 'cls',
+                                           'giants'],
                         default='all',
                         help='dense tasks (all: seg, det, voc) or cls')
     parser.add_argument(
@@ -417,6 +426,31 @@ def classification(args, device, log_file):
     return figures
 
 
+def giants_memory(args, log_file):
+    """Print and return :func:`mmpetl.benchmarks.memory.memory_table` of
+    every giant row (``--methods``: a subset)."""
+    from mmpetl.benchmarks.memory import (GIANTS, format_memory_table,
+                                          memory_table)
+    from mmpetl.benchmarks.methods import METHODS
+    names = args.methods or list(METHODS)
+    unknown = sorted(set(names) - set(METHODS))
+    if unknown:
+        fail(f'--methods: no method {", ".join(unknown)} (known: '
+             f'{", ".join(METHODS)})')
+    methods = dict({'full-ft': None,
+                    'floor': dict(type='mmpetl.FrozenBackbone')},
+                   **{name: METHODS[name] for name in names})
+    figures = {}
+    for giant, cfg in GIANTS.items():
+        batch = 1 if cfg.get('img_size', 224) > 512 else \
+            args.memory_batch_size
+        with log_to_file(log_file):
+            figures[giant] = memory_table(methods, cfg, batch)
+        print('\n'.join(format_memory_table(giant, figures[giant], batch)),
+              end='\n\n', flush=True)
+    return figures
+
+
 #: The bar charts next to ``--out``: (figure key, axis label, scale).
 COST_PANELS = (('train_memory_bytes', 'training memory (MiB)', 2**-20),
                ('step_time_s', 'training step time (ms)', 1e3))
@@ -443,7 +477,9 @@ def main():
     device = torch.device(args.device)
     log_file = temporary_log_file('mmpetl_bench_training_')
     print(f'init records of the builds: {log_file}')
-    if args.task == 'cls':
+    if args.task == 'giants':
+        figures = giants_memory(args, log_file)
+    elif args.task == 'cls':
         figures = classification(args, device, log_file)
     else:
         args.size = args.size or 512

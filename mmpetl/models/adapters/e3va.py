@@ -377,6 +377,10 @@ class E3VABackbone(FrozenBackbone):
             nn.init.zeros_(norm.bias)
         self.out_indices = out_indices
 
+    def outputs_own_parameters(self) -> bool:
+        """True with several outputs: ``LN_s`` reaches output ``s`` only."""
+        return len(self.out_indices) > 1
+
     def stage_parameters(self, stage: int) -> List[nn.Parameter]:
         """Trainable parameters of highway stage ``stage`` and its norm."""
         modules = [self.highway[stage]]

@@ -23,7 +23,7 @@ from mmpetl.datasets import write_digits_task
 from mmpetl.models.merge import merge_adapters
 from mmpetl.registry import MODELS
 from tests.support.helpers import (TINY_SEG_SWIN, TINY_VIT, pretrained_cfg,
-                                   randomize_adapters)
+                                   randomize_trainable)
 from tests.support.tools import ROOT
 
 #: Every method, on the tiny ViT except those that need a Swin.
@@ -282,7 +282,7 @@ def test_giant_rows_fold_exactly_at_tiny_depth(giant):
                                       backbone=copy.deepcopy(stock)))
         except (KeyError, ValueError):
             continue  # the row's documented '-': no site of the kind
-        randomize_adapters(model)
+        randomize_trainable(model)
         merged = merge_adapters(model)
         assert max_relative_difference(model, merged, inputs) < 1e-4, (
             giant, name)

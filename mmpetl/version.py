@@ -2,7 +2,7 @@
 """The version of mmpetl, in this one place: ``setup.py`` reads it and
 ``mmpetl.__version__`` is it."""
 
-__version__ = '0.2.0'
+__version__ = '0.3.0'
 
 
 def parse_version_info(version: str) -> tuple:

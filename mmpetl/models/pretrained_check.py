@@ -39,7 +39,7 @@ import torch
 from mmengine.runner.checkpoint import _load_checkpoint
 from torch import Tensor, nn
 
-from mmpetl.fileio.errors import CheckpointError
+from mmpetl.fileio.errors import CheckpointError, UnsafeCheckpointError
 
 
 class PretrainedLoadError(CheckpointError):
@@ -320,8 +320,8 @@ def init_pretrained(backbone: nn.Module,
     with observe_load(backbone) as record:
         try:
             backbone.init_weights()
-        except PretrainedLoadError:
-            raise
+        except (PretrainedLoadError, UnsafeCheckpointError):
+            raise  # already the whole story (an unsafe file needs no hint)
         except CheckpointError as e:  # not a checkpoint: say what it is
             raise PretrainedLoadError(
                 (f'{owner}: ' if owner else '') + f'{e}: ' +

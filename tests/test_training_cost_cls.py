@@ -156,6 +156,7 @@ def test_training_tool_measures_every_method(tmp_path):
 
     # A method without a folder: one line naming it, exit 2, no output.
     out.unlink()
+    out.with_suffix('.png').unlink()  # the charts beside it
     error = one_error_line(run_tool(*common, '--methods', 'nolora', '--out',
                                     str(out), expect_ok=False))
     assert error == (

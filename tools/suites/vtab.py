@@ -83,6 +83,7 @@ from mmpetl.fileio.switches import check_env_flags
 from mmpetl.utils import InputError
 from mmpetl.utils.arguments import (ToolParser, existing_file, folder_or_new,
                                     non_negative_int, positive_int)
+from mmpetl.utils.log_utils import console_warnings_only
 from mmpetl.utils.threads import set_thread_defaults
 
 #: The checkout, or mmpetl/.mim of an installed wheel: configs/ and tools/.
@@ -232,10 +233,12 @@ def noah_stages(args, configs: dict, standin_root: str,
     its configs become the found subnets' retraining configs (stage 3:
     the protocol's runs)."""
     for task in args.tasks:
-        retrain, _ = run_noah_stages(
-            configs['noah', task], osp.join(args.work_dir, 'noah', task),
-            f'{args.prefix}_noah-subnet_{task}.py', args.launcher, is_main,
-            quick=args.dry_run, data_variant=args.data_variant)
+        # The stages' Runners log to their own files, as the runs do.
+        with console_warnings_only():
+            retrain, _ = run_noah_stages(
+                configs['noah', task], osp.join(args.work_dir, 'noah', task),
+                f'{args.prefix}_noah-subnet_{task}.py', args.launcher,
+                is_main, quick=args.dry_run, data_variant=args.data_variant)
         configs['noah', task] = adjust_config(args, retrain, standin_root)
 
 

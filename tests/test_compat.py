@@ -96,9 +96,13 @@ def test_mmpetl_config_bases_resolve_once_mmpetl_is_imported(tmp_path):
     from mmpetl.models import AdaptedLinear
     from mmpetl.apis.reparam import build_model
     (tmp_path / 'my_config.py').write_text(USER_CONFIG)
-    # Without the fix (a fresh interpreter that has not imported mmpetl).
+    # Without the fix: a fresh interpreter that has not imported mmpetl,
+    # with the install's start-up hook (mmpetl_bases.pth, tested in
+    # test_packaging) taken out, as under an install that lacks it.
     plain = subprocess.run(
         [sys.executable, '-c',
+         'import sys; sys.meta_path[:] = [f for f in sys.meta_path '
+         "if getattr(f, '__name__', None) != '_MMPetlBasesHook']; "
          "from mmengine.config import Config; Config.fromfile('my_config.py')"],
         cwd=tmp_path, capture_output=True, text=True)
     assert plain.returncode != 0

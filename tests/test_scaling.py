@@ -22,22 +22,22 @@ from mmpetl.benchmarks.methods import METHODS
 from mmpetl.datasets import write_digits_task
 from mmpetl.models.merge import merge_adapters
 from mmpetl.registry import MODELS
-from tests.support.helpers import (TINY_SEG_SWIN, TINY_VIT, pretrained_cfg,
-                                   randomize_trainable)
+from tests.support.helpers import (TINY_SEG_SWIN, TINY_SWIN, TINY_VIT,
+                                   pretrained_cfg, randomize_trainable)
 from tests.support.tools import ROOT
 
-#: Every method, on the tiny ViT except those that need a Swin.
+#: Every method, on the tiny ViT except those that need a Swin: Mona on
+#: mmpretrain's, E3VA on mmseg's.
 ALL_METHODS = dict(
     METHODS, e3va=dict(type='mmpetl.E3VABackbone', rank=4))
-SWIN_METHODS = ('mona', 'e3va')
+SWIN_METHODS = dict(mona='swin', e3va='seg-swin')
 #: Methods also resumed from iteration 1 under DDP: prompt tokens, shared
 #: tensors, E3VA's no-grad backbone, a plain foldable one.
 RESUMED = ('repadapter', 'vpt-deep', 'arc', 'fact-tt', 'e3va')
-#: Under FSDP: every foldable method, AdaptFormer, VPT (not yet E3VA: see
-#: docs/en/scaling.md).
+#: Under FSDP: every foldable method, AdaptFormer, VPT and E3VA.
 FSDP_METHODS = ('repadapter', 'arc', 'lora', 'dora', 'ssf', 'bitfit',
                 'ln-tuning', 'fact-tt', 'fact-tk', 'adaptformer',
-                'vpt-deep')
+                'vpt-deep', 'e3va')
 #: mmengine's FlexibleRunner (it builds the model after the dataloaders:
 #: other random initial adapters than the Runner's), on one process...
 FLEXIBLE_CONFIG = """
@@ -93,12 +93,18 @@ def method_configs(root):
     write_digits_task(str(data), (5, 6, 7), train_fraction=0.25)
     backbones = dict(
         vit=pretrained_cfg(TINY_VIT, root / 'vit.pth', perturb=0.02),
+        # 32 px digits: 4x4 tokens in the last stage, padded to the window.
+        # No drop path (random masks per rank).
+        swin=pretrained_cfg(
+            dict(TINY_SWIN, pad_small_map=True, drop_path_rate=0.),
+            root / 'swin.pth', perturb=0.02),
         # Two outputs, the head reads the last: E3VA's norm of output 0
         # stays untrained, so DDP must search for unused parameters.
-        swin=pretrained_cfg(TINY_SEG_SWIN, root / 'swin.pth', perturb=0.02))
+        **{'seg-swin': pretrained_cfg(dict(TINY_SEG_SWIN, drop_path_rate=0.),
+                                      root / 'seg-swin.pth', perturb=0.02)})
     configs = {}
     for name, method in ALL_METHODS.items():
-        kind = 'swin' if name in SWIN_METHODS else 'vit'
+        kind = SWIN_METHODS.get(name, 'vit')
         backbone = dict(method, backbone=backbones[kind])
         if 'dropout' in inspect.signature(
                 MODELS.get(method['type']).__init__).parameters:
@@ -106,8 +112,8 @@ def method_configs(root):
         path = root / f'{name}.py'
         path.write_text(CONFIG.format(
             backbone=backbone, data=str(data),
-            neck=dict(type='GlobalAveragePooling') if kind == 'swin' else
-            None))
+            neck=None if kind == 'vit' else dict(
+                type='GlobalAveragePooling')))
         configs[name] = str(path)
     return configs
 
@@ -323,3 +329,64 @@ def test_fsdp_strategy_wraps_on_cpu_only_with_the_fix(monkeypatch):
         assert FSDPStrategy._wrap_model is fixed
     finally:
         dist.destroy_process_group()
+
+
+# ============================ FSDP in one process: the check, the gradients
+@pytest.mark.parametrize('name', ['lora', 'ssf', 'e3va'])
+def test_fsdp_first_step_check_and_gradient_as_counted(name, monkeypatch):
+    """Inside FSDP's forward (``use_orig_params=True``) every parameter is a
+    view that requires grad; the first-step check must still tell frozen
+    from trainable (E3VA: its backbone runs without autograd), a wrapped
+    stock module (SSF's norms) must run on FSDP's views, and the gradient
+    FSDP1 keeps is one of every parameter of the unit, as
+    :meth:`MemoryCount.gradients` counts it."""
+    import torch.distributed as dist
+
+    from mmpetl.benchmarks.memory import count_memory
+    from mmpetl.engine.distributed import AdapterFullyShardedDataParallel
+    if torch.cuda.is_available():
+        pytest.skip('on CPU: a GPU would take the device id')
+    for key, value in dict(RANK='0', WORLD_SIZE='1', LOCAL_RANK='0',
+                           MASTER_ADDR='127.0.0.1',
+                           MASTER_PORT=str(free_port())).items():
+        monkeypatch.setenv(key, value)
+    backbone = dict(TINY_SEG_SWIN, drop_path_rate=0.) if name == 'e3va' \
+        else TINY_VIT
+    method = dict(ALL_METHODS[name])
+    if 'dropout' in inspect.signature(
+            MODELS.get(method['type']).__init__).parameters:
+        method['dropout'] = 0.
+    size = 56 if name == 'e3va' else 32
+    torch.manual_seed(0)
+    model = MODELS.build(dict(method, backbone=backbone))
+    model.init_weights()
+    randomize_trainable(model)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    inputs = torch.randn(2, 3, size, size)
+    expected = [o.detach() for o in model(inputs)]
+    model.trainable_checked = False
+    dist.init_process_group(backend='gloo')
+    try:
+        sharded = AdapterFullyShardedDataParallel(
+            model, device_id=torch.device('cpu'), use_orig_params=True)
+        outputs = sharded(inputs)
+        assert model.trainable_checked
+        for output, reference in zip(outputs, expected, strict=True):
+            torch.testing.assert_close(output, reference)
+        sum(o.sum() for o in outputs).backward()
+        flat = sharded._flat_param
+        assert flat.grad is not None and flat.grad.numel() >= sum(
+            p.numel() for p in model.parameters())
+        for n, p in model.named_parameters():
+            assert (p.grad is None) == (n in frozen), n
+    finally:
+        dist.destroy_process_group()
+    if name == 'e3va':
+        return  # counted for the ViT rows only (the giants' table)
+    count = count_memory(method, backbone, batch_size=2)
+    params = sum(p.numel() for p in model.parameters())
+    assert count.params == params
+    assert count.trainable == params - sum(
+        p.numel() for n, p in model.named_parameters() if n in frozen)
+    assert count.gradients(2) == 4 * params // 2
+    assert count.gradients(1) == 4 * count.trainable

@@ -16,10 +16,14 @@ parameters)::
 and, under FSDP over ``N`` ranks with one unit per transformer layer
 (``FULL_SHARD``), per rank::
 
-    memory_N = saved + (4 P + 4 T + 8 T) / N + 4 P_unit
+    memory_N = saved + (4 P + 4 P + 8 T) / N + 4 P_unit     (T > 0)
 
 where ``P_unit`` is the largest unit's parameter count (the one gathered
-at a time; the root's embeddings and norms included). Not counted: the
+at a time; the root's embeddings and norms included). The gradient is
+counted for every parameter there: FSDP1 (mmengine's ``FSDPStrategy``)
+keeps one gradient per unit's flat parameter, frozen part included, when
+the unit holds a trainable one (every layer with an adapter: an upper
+bound for methods that train a few layers). Not counted: the
 CUDA context, the allocator's fragmentation, transient buffers of
 kernels (attention's workspace), the backward's own peaks (a gradient of
 each activation in turn) and the data; a GPU is said to "fit" a model when
@@ -78,17 +82,21 @@ class MemoryCount:
         self.saved = saved
         self.largest_unit = largest_unit
 
-    @property
-    def states(self) -> int:
-        """Parameters, gradients and AdamW moments, float32 (bytes)."""
-        return 4 * self.params + 12 * self.trainable
+    def gradients(self, ranks: int = 1) -> int:
+        """Gradient bytes (float32) on one rank of ``ranks``: the trainable
+        parameters' on one GPU; under FSDP1 (``ranks`` > 1) a shard of every
+        parameter's, as it keeps one gradient per flat parameter, frozen
+        part included, in each unit that holds a trainable parameter (an
+        upper bound where some units hold none: VPT-shallow, Partial-1)."""
+        if ranks == 1 or not self.trainable:
+            return 4 * self.trainable
+        return 4 * self.params // ranks
 
     def total(self, ranks: int = 1) -> int:
         """Counted bytes on one rank of ``ranks`` (1: no FSDP)."""
-        if ranks == 1:
-            return self.saved + self.states
-        return (self.saved + self.states // ranks +
-                4 * self.largest_unit)
+        states = 4 * self.params + 8 * self.trainable  # weights, AdamW
+        unit = 0 if ranks == 1 else 4 * self.largest_unit
+        return self.saved + states // ranks + self.gradients(ranks) + unit
 
 
 def fits(nbytes: int, gib: int) -> bool:
@@ -189,7 +197,7 @@ def format_memory_table(giant: str, rows: List[dict], batch_size: int,
     for row in rows:
         if 'refused' in row:
             lines.append(f'| {row["method"]} | - (refused: '
-                         f'{row["refused"][:60]}) |')
+                         f'{row["refused"]}) |')
             continue
         gib = ' | '.join(f'{row[f"gib_{n}"]:.1f}' for n in ranks)
 

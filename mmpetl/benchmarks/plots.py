@@ -81,16 +81,17 @@ def plot_accuracy_vs_parameters(rows: List[dict], path: str) -> None:
 
 
 def plot_costs(costs: Dict[str, Dict[str, float]],
-               panels: Sequence[Tuple[str, str, float]], path: str) -> None:
+               panels: Sequence[Tuple[str, str, float]], path: str) -> bool:
     """One horizontal bar chart per ``(key, axis label, scale)`` of
     ``panels`` (the value of ``key`` times ``scale``, e.g. bytes to MiB),
     every method of ``costs`` (``{method: {key: value}}``) that has it,
     sorted by the value; panels no method has are left out, and nothing is
-    written if none is left. Written atomically to ``path``."""
+    written if none is left. Written atomically to ``path``. Returns
+    whether it was written."""
     panels = [p for p in panels
               if any(v.get(p[0]) is not None for v in costs.values())]
     if not panels:
-        return
+        return False
     plt = _pyplot()
     height = 0.8 + 0.28 * len(costs)
     figure, axes = plt.subplots(1, len(panels), squeeze=False,
@@ -111,3 +112,4 @@ def plot_costs(costs: Dict[str, Dict[str, float]],
         ax.grid(True, axis='x', alpha=0.3)
     figure.tight_layout()
     _save(figure, path)
+    return True

@@ -39,12 +39,18 @@ class ModuleSite(AdaptedSite):
         # A list keeps the module out of the tree: its members are adopted
         # (above, before attribute reads fall through to it).
         self._module = [module]
+        self._adopted = (*module._parameters, *module._buffers,
+                         *module._modules)
         device = next((t.device for t in module.state_dict().values()),
                       None)
         self.adapter = adapter if device is None else adapter.to(device)
         self.train(module.training)
         self.register_load_state_dict_post_hook(
             lambda site, incompatible: site._sync_module())
+        # Code that swaps a module's tensors by attribute (FSDP's views of
+        # its flat parameters, torch.func.functional_call) swaps the
+        # wrapper's: the module reads the current ones at every call.
+        self.register_forward_pre_hook(lambda site, args: site._sync_module())
 
     @property
     def module(self) -> nn.Module:
@@ -61,18 +67,21 @@ class ModuleSite(AdaptedSite):
             return super().__getattr__(name)
         except AttributeError:
             wrapped = self.__dict__.get('_module')
-            if wrapped is None:
+            # An adopted member is the wrapper's own, even while it is
+            # swapped out (FSDP deletes, then sets its views).
+            if wrapped is None or name in self.__dict__['_adopted']:
                 raise
             return getattr(wrapped[0], name)
 
     def _sync_module(self) -> None:
-        """Point the module at this wrapper's tensors (conversions and
-        ``load_state_dict(assign=True)`` replace them)."""
+        """Point the module at this wrapper's current tensors (conversions
+        and ``load_state_dict(assign=True)`` replace them, FSDP swaps in
+        views of its flat parameters)."""
         module = self.module
         for name in module._parameters:
-            module._parameters[name] = self._parameters[name]
+            module._parameters[name] = getattr(self, name)
         for name in module._buffers:
-            module._buffers[name] = self._buffers[name]
+            module._buffers[name] = getattr(self, name)
 
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)

@@ -1,5 +1,5 @@
 # Copyright (c) mmpetl contributors. All rights reserved.
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple, Union
 
 from mmengine.config import ConfigDict
 from mmengine.logging import print_log
@@ -273,7 +273,12 @@ class FrozenBackbone(AdapterControlMixin, BaseModule):
 
     def freeze_backbone(self) -> None:
         """Freeze the backbone except its trainable modules and selected
-        parameters."""
+        parameters. Inside the forward of FSDP with ``use_orig_params=True``
+        (a mode switch of the first-step check) the parameters are views of
+        FSDP's flat parameters, with the flags set before it wrapped them:
+        nothing to re-apply there."""
+        if not all(p.is_leaf for p in self.parameters()):
+            return
         self.backbone.requires_grad_(False)
         for module in self.backbone.modules():
             if self.is_trainable_module(module):
@@ -282,6 +287,16 @@ class FrozenBackbone(AdapterControlMixin, BaseModule):
             param.requires_grad_(True)
         for param in self.trained_new_layers().values():
             param.requires_grad_(True)
+        self._trainable_names = frozenset(
+            n for n, p in self.named_parameters() if p.requires_grad)
+
+    def trainable_parameter_names(self) -> FrozenSet[str]:
+        """Names (in this module) of the parameters that train, as
+        :meth:`freeze_backbone` last set them. The first-step check reads
+        this list, not ``requires_grad``: inside the forward of FSDP with
+        ``use_orig_params=True`` every parameter of a unit is a view of a
+        flat parameter that requires grad, frozen ones included."""
+        return self._trainable_names
 
     def train(self, mode: bool = True) -> 'FrozenBackbone':
         """Set the mode, then re-apply what trains and what stays frozen

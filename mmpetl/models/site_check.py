@@ -293,7 +293,9 @@ def check_trainable_reached(wrapper: nn.Module, args: tuple, kwargs: dict,
             slices), the likely causes and the wrapper's fix
             (``wrapper.unreached_fix``).
     """
-    params = [(n, p) for n, p in wrapper.named_parameters() if p.requires_grad]
+    trains = wrapper.trainable_parameter_names()
+    params = [(n, p) for n, p in wrapper.named_parameters()
+              if p.requires_grad and n in trains]
     if not params:
         return
     slices = wrapper.parameter_slices()
@@ -304,8 +306,10 @@ def check_trainable_reached(wrapper: nn.Module, args: tuple, kwargs: dict,
     # With gradient checkpointing a real backward (reentrant checkpointing
     # does not support autograd.grad), into cleared .grad fields restored
     # afterwards.
-    stashed = [p.grad for _, p in params]
-    for _, p in params:
+    # (Not FSDP's views of its flat parameters: they have no .grad field.)
+    leaves = [p for _, p in params if p.is_leaf]
+    stashed = [p.grad for p in leaves]
+    for p in leaves:
         p.grad = None
     try:
         with torch.random.fork_rng(devices=devices), torch.enable_grad(), \
@@ -326,6 +330,9 @@ def check_trainable_reached(wrapper: nn.Module, args: tuple, kwargs: dict,
             if loss is None:
                 grads = [None] * len(params)
             elif getattr(wrapper, 'checkpointing', False):
+                for _, p in params:
+                    if not p.is_leaf:
+                        p.retain_grad()
                 loss.backward()
                 grads = [p.grad for _, p in params]
             else:
@@ -335,7 +342,7 @@ def check_trainable_reached(wrapper: nn.Module, args: tuple, kwargs: dict,
                     loss, [p for _, p in params], allow_unused=True)
         grads = {n: g for (n, _), g in zip(params, grads)}
     finally:
-        for (_, p), grad in zip(params, stashed):
+        for p, grad in zip(leaves, stashed):
             p.grad = grad
     unreached = [n for n, g in grads.items() if g is None]
     # A stock module that the stock forward never runs (DeiT3's ln2) keeps

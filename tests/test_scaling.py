@@ -127,7 +127,9 @@ def free_port():
 def launch(jobs, path, nproc):
     """Start ``tests/support/train_many.py`` on ``jobs``: one process, or
     ``nproc`` ranks of one torch.distributed.run launch (as
-    tools/dist_train.sh starts tools/train.py)."""
+    tools/dist_train.sh starts tools/train.py). Its output goes to
+    ``path`` with ``.log``: a pipe that one waits on while the other
+    launch runs would fill and stall it."""
     path.write_text(json.dumps(jobs))
     script = osp.join(ROOT, 'tests', 'support', 'train_many.py')
     prefix = [] if nproc == 1 else [
@@ -135,9 +137,10 @@ def launch(jobs, path, nproc):
         f'--master_port={free_port()}'
     ]
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
-    return subprocess.Popen([sys.executable, *prefix, script, str(path)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    with open(path.with_suffix('.log'), 'w') as log:
+        return subprocess.Popen([sys.executable, *prefix, script, str(path)],
+                                cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
 
 
 def state(work_dir, iteration):
@@ -181,7 +184,9 @@ def test_every_method_trains_under_ddp_and_fsdp_as_on_one_process(
                             one[n] + '-flexible']] for n in fsdp]
     runs = [launch(jobs1, tmp_path / 'one.json', 1),
             launch(jobs, tmp_path / 'two.json', 2)]
-    logs = [run.communicate(timeout=1800)[0] for run in runs]
+    for run in runs:
+        run.wait(timeout=1800)
+    logs = [(tmp_path / f'{n}.log').read_text() for n in ('one', 'two')]
     for run, log in zip(runs, logs):
         assert run.returncode == 0, log[-5000:]
     # Decided by the wrappers: a search for E3VA only (rank 0 logs it).

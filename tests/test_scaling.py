@@ -302,54 +302,51 @@ def test_giant_rows_fold_exactly_at_tiny_depth(giant):
 
 
 # =================================================== compat: FSDP on CPU
-def test_fsdp_strategy_wraps_on_cpu_only_with_the_fix(monkeypatch):
+@pytest.fixture
+def cpu_group(monkeypatch):
+    """A 1-rank gloo group on CPU, as a distributed launch sets it up (with
+    CUDA, FSDP would take the GPU instead)."""
     import torch.distributed as dist
-    from mmengine._strategy import FSDPStrategy
-    from torch.distributed.fsdp import FullyShardedDataParallel
-
-    from mmpetl.utils import compat
     if torch.cuda.is_available():
-        pytest.skip('with CUDA, FSDPStrategy passes a valid device id')
+        pytest.skip('on CPU only: with CUDA, FSDP takes the GPU')
     for key, value in dict(RANK='0', WORLD_SIZE='1', LOCAL_RANK='0',
                            MASTER_ADDR='127.0.0.1',
                            MASTER_PORT=str(free_port())).items():
         monkeypatch.setenv(key, value)
     dist.init_process_group(backend='gloo')
-    try:
-        fixed = FSDPStrategy._wrap_model
-        assert getattr(fixed, 'runs_on_cpu', False)  # applied at import
-        unfixed = fixed.__closure__[0].cell_contents  # mmengine's own
-        model = torch.nn.Sequential(torch.nn.Linear(4, 4))
-        with pytest.raises((RuntimeError, AssertionError, ValueError)):
-            unfixed(FSDPStrategy(), copy.deepcopy(model))
-        wrapped = fixed(FSDPStrategy(), model)
-        assert isinstance(wrapped, FullyShardedDataParallel)
-        assert wrapped.compute_device.type == 'cpu'
-        compat.fsdp_on_cpu()  # idempotent
-        assert FSDPStrategy._wrap_model is fixed
-    finally:
-        dist.destroy_process_group()
+    yield
+    dist.destroy_process_group()
+
+
+def test_fsdp_strategy_wraps_on_cpu_only_with_the_fix(cpu_group):
+    from mmengine._strategy import FSDPStrategy
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    from mmpetl.utils import compat
+    fixed = FSDPStrategy._wrap_model
+    assert getattr(fixed, 'runs_on_cpu', False)  # applied at import
+    unfixed = fixed.__closure__[0].cell_contents  # mmengine's own
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    with pytest.raises((RuntimeError, AssertionError, ValueError)):
+        unfixed(FSDPStrategy(), copy.deepcopy(model))
+    wrapped = fixed(FSDPStrategy(), model)
+    assert isinstance(wrapped, FullyShardedDataParallel)
+    assert wrapped.compute_device.type == 'cpu'
+    compat.fsdp_on_cpu()  # idempotent
+    assert FSDPStrategy._wrap_model is fixed
 
 
 # ============================ FSDP in one process: the check, the gradients
 @pytest.mark.parametrize('name', ['lora', 'ssf', 'e3va'])
-def test_fsdp_first_step_check_and_gradient_as_counted(name, monkeypatch):
+def test_fsdp_first_step_check_and_gradient_as_counted(name, cpu_group):
     """Inside FSDP's forward (``use_orig_params=True``) every parameter is a
     view that requires grad; the first-step check must still tell frozen
     from trainable (E3VA: its backbone runs without autograd), a wrapped
     stock module (SSF's norms) must run on FSDP's views, and the gradient
     FSDP1 keeps is one of every parameter of the unit, as
     :meth:`MemoryCount.gradients` counts it."""
-    import torch.distributed as dist
-
     from mmpetl.benchmarks.memory import count_memory
     from mmpetl.engine.distributed import AdapterFullyShardedDataParallel
-    if torch.cuda.is_available():
-        pytest.skip('on CPU: a GPU would take the device id')
-    for key, value in dict(RANK='0', WORLD_SIZE='1', LOCAL_RANK='0',
-                           MASTER_ADDR='127.0.0.1',
-                           MASTER_PORT=str(free_port())).items():
-        monkeypatch.setenv(key, value)
     backbone = dict(TINY_SEG_SWIN, drop_path_rate=0.) if name == 'e3va' \
         else TINY_VIT
     method = dict(ALL_METHODS[name])
@@ -365,22 +362,18 @@ def test_fsdp_first_step_check_and_gradient_as_counted(name, monkeypatch):
     inputs = torch.randn(2, 3, size, size)
     expected = [o.detach() for o in model(inputs)]
     model.trainable_checked = False
-    dist.init_process_group(backend='gloo')
-    try:
-        sharded = AdapterFullyShardedDataParallel(
-            model, device_id=torch.device('cpu'), use_orig_params=True)
-        outputs = sharded(inputs)
-        assert model.trainable_checked
-        for output, reference in zip(outputs, expected, strict=True):
-            torch.testing.assert_close(output, reference)
-        sum(o.sum() for o in outputs).backward()
-        flat = sharded._flat_param
-        assert flat.grad is not None and flat.grad.numel() >= sum(
-            p.numel() for p in model.parameters())
-        for n, p in model.named_parameters():
-            assert (p.grad is None) == (n in frozen), n
-    finally:
-        dist.destroy_process_group()
+    sharded = AdapterFullyShardedDataParallel(
+        model, device_id=torch.device('cpu'), use_orig_params=True)
+    outputs = sharded(inputs)
+    assert model.trainable_checked
+    for output, reference in zip(outputs, expected, strict=True):
+        torch.testing.assert_close(output, reference)
+    sum(o.sum() for o in outputs).backward()
+    flat = sharded._flat_param
+    assert flat.grad is not None and flat.grad.numel() >= sum(
+        p.numel() for p in model.parameters())
+    for n, p in model.named_parameters():
+        assert (p.grad is None) == (n in frozen), n
     if name == 'e3va':
         return  # counted for the ViT rows only (the giants' table)
     count = count_memory(method, backbone, batch_size=2)

@@ -696,6 +696,25 @@ def test_run_outputs_and_guard(trained, tmp_path):
     assert stat.S_IMODE(os.stat(protected).st_mode) == 0o644
 
 
+def test_output_folder_made_by_another_rank_meanwhile(tmp_path, monkeypatch):
+    """The ranks of one launch check the same work_dir: one makes it
+    between another's existence check and its makedirs."""
+    from mmpetl.fileio import outputs
+    folder = tmp_path / 'work_dir'
+    exists = osp.exists
+
+    def raced(path):  # the folder is made by "another rank" just after
+        if path == str(folder) and not exists(path):
+            os.mkdir(path)
+            return False
+        return exists(path)
+
+    monkeypatch.setattr(outputs.osp, 'exists', raced)
+    outputs.check_output_path(str(folder / 'x.log'), False,
+                              make_folder=True)
+    assert folder.is_dir() and list(folder.iterdir()) == []
+
+
 def load_tool(path):
     import importlib.util
     spec = importlib.util.spec_from_file_location(

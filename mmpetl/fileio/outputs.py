@@ -98,7 +98,8 @@ def check_output_path(path: str,
     folder = osp.dirname(osp.abspath(path))
     if make_folder and not osp.exists(folder):
         try:
-            os.makedirs(folder)
+            # exist_ok: another rank of the same launch may make it now.
+            os.makedirs(folder, exist_ok=True)
         except OSError as e:
             raise OutputError(f'cannot make output folder {folder} '
                               f'({first_line(e)})')

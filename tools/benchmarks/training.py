@@ -462,14 +462,16 @@ def write_figures(figures, path, inputs, chart=True):
     """``figures`` as JSON at ``path`` and, with ``chart``, as bar charts of
     memory and step time per method next to it (``.png``), atomically,
     never over one of ``inputs``."""
-    chart = chart and osp.splitext(path)[0] + '.png'
+    written = [path]
+    png = osp.splitext(path)[0] + '.png'
     try:
         with protected_inputs(inputs):
             write_text(path, json.dumps(figures, indent=1))
-            charted = chart and plot_costs(figures, COST_PANELS, chart)
+            if chart and plot_costs(figures, COST_PANELS, png):
+                written.append(png)
     except InputError as e:  # an input of the run, a failed write
         fail(str(e))
-    print(f'wrote {path}' + (f', {chart}' if charted else ''))
+    print(f'wrote {", ".join(written)}')
 
 
 def main():
